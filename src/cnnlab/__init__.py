@@ -1,0 +1,31 @@
+"""cnnlab: train, inspect and compare the classic CNNs on the MNIST family.
+
+    >>> import cnnlab
+    >>> model = cnnlab.create_model("lenet")
+    >>> result = cnnlab.train(cnnlab.TrainConfig(model="convnet", dataset="mnist-sample", epochs=1))
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+# Public API, imported lazily so `cnnlab --help` stays quick and imports flow one way.
+_EXPORTS = {
+    "create_model": "cnnlab.models",
+    "list_models": "cnnlab.models",
+    "model_info": "cnnlab.models",
+    "load_dataset": "cnnlab.data",
+    "list_datasets": "cnnlab.data",
+    "TrainConfig": "cnnlab.train",
+    "train": "cnnlab.train",
+    "CnnlabError": "cnnlab.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")

@@ -1,0 +1,56 @@
+"""The `cnnlab` command: a thin layer over the Python API.
+
+Each sub-command lives in its own module under `cnnlab.cli` and exposes
+`register(subparsers)`, which adds its parser and sets `func` to a handler
+`handler(args) -> int`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from cnnlab import __version__
+from cnnlab.errors import CnnlabError
+
+# Sub-command modules, in the order `cnnlab --help` lists them.
+COMMAND_MODULES = [
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnlab",
+        description="Train, inspect and compare classic CNNs on the MNIST family.",
+    )
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere on the line, before or after the sub-command.
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.debug = debug
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CnnlabError as err:
+        if args.debug:
+            raise
+        print(f"cnnlab: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("cnnlab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
