@@ -1,0 +1,100 @@
+"""Seeded, resumable batches from whole in-memory tensors (airbench style).
+
+The order of epoch `e` is `randperm(N)` from a generator seeded with
+`(seed, e)`, so a position is just `(epoch, step)`: a resumed run, or a run
+split over N processes, sees exactly the samples the uninterrupted,
+single-process run would have seen.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from cnnlab.data.transforms import BatchTransform, random_crop_params
+
+# Mixes seed, epoch and step into distinct generator seeds; a large odd constant keeps them apart.
+_SEED_STRIDE = 1_000_003
+
+
+class Batches:
+    """Batches of (float images, int64 labels) from uint8 `images` and `labels` on one device.
+
+    `batch_size` is the global batch. With `world_size > 1` each rank gets its
+    own contiguous slice of every global batch, so the ranks together see
+    exactly the single-process batch.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        transform: BatchTransform,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        augment: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = labels
+        self.batch_size = batch_size
+        self.transform = transform
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.augment = augment
+        self.rank = rank
+        self.world_size = world_size
+
+    def __len__(self) -> int:
+        """Steps per epoch."""
+        n = len(self.images)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """The sample order of `epoch` (CPU int64): a seeded permutation, or 0..N-1 unshuffled."""
+        n = len(self.images)
+        if not self.shuffle:
+            return torch.arange(n)
+        generator = torch.Generator().manual_seed(self.seed * _SEED_STRIDE + epoch)
+        return torch.randperm(n, generator=generator)
+
+    def _augment_params(self, epoch: int, step: int, count: int):
+        generator = torch.Generator().manual_seed((self.seed * _SEED_STRIDE + epoch) * _SEED_STRIDE + step + 1)
+        return random_crop_params(count, self.transform.pad, self.transform.hflip, generator)
+
+    def iterate(self, epoch: int = 0, start_step: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """Yield `(step, x, y)` for the steps of `epoch` from `start_step` on."""
+        order = self.order(epoch).to(self.device)
+        for step in range(start_step, len(self)):
+            index = order[step * self.batch_size : (step + 1) * self.batch_size]
+            params = self._augment_params(epoch, step, len(index)) if self.augment else None
+            if self.world_size > 1:
+                index, params = self._shard(index, params)
+            x = self.transform(self.images[index], params)
+            yield step, x, self.labels[index]
+
+    def _shard(self, index: torch.Tensor, params):
+        """This rank's contiguous slice of a global batch (and of its augmentation draws)."""
+        bounds = torch.arange(len(index)).tensor_split(self.world_size)[self.rank]
+        lo, hi = (int(bounds[0]), int(bounds[-1]) + 1) if len(bounds) else (0, 0)
+        if params is not None:
+            offsets, flips = params
+            params = (offsets[lo:hi], None if flips is None else flips[lo:hi])
+        return index[lo:hi], params
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for _, x, y in self.iterate(0):
+            yield x, y

@@ -1,0 +1,112 @@
+"""Shared test fixtures: an offline, isolated data environment and small fake IDX datasets."""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnlab.data import catalog, load
+from cnnlab.data.idx import encode_idx
+
+
+@pytest.fixture(autouse=True)
+def offline_isolated_data(tmp_path_factory):
+    """Every test runs offline, with an empty user cache and no system dataset dirs.
+
+    Uses its own MonkeyPatch so a test calling `monkeypatch.undo()` cannot turn
+    the network back on, and its own folder so tests that list `tmp_path` see
+    only their files.
+    """
+    env = tmp_path_factory.mktemp("env")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CNNLAB_OFFLINE", "1")
+        mp.setenv("XDG_CACHE_HOME", str(env / "cache"))
+        mp.setenv("HOME", str(env / "home"))
+        mp.setenv("XDG_DATA_DIRS", str(env / "share"))
+        mp.delenv("CNNLAB_DATA", raising=False)
+        load._VERIFIED.clear()
+        yield env
+        load._VERIFIED.clear()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclasses.dataclass
+class FakeIdx:
+    """A tiny MNIST-format dataset: random 28x28 uint8 images and labels 0..9."""
+
+    name: str
+    train_images: np.ndarray  # (N, 28, 28) uint8
+    train_labels: np.ndarray  # (N,) uint8
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    monkeypatch: pytest.MonkeyPatch
+
+    def contents(self) -> dict[str, bytes]:
+        """Uncompressed IDX bytes per file name, in the catalog's file order."""
+        spec = catalog.DATASETS[self.name]
+        arrays = (self.train_images, self.train_labels, self.test_images, self.test_labels)
+        return {resource.filename: encode_idx(a) for resource, a in zip(spec.files, arrays)}
+
+    def write(self, root: Path, layout: str = "named", compress: bool = True) -> Path:
+        """Write the 4 files under `root`: layout "named" (root/<name>/), "flat" (root/) or
+        "torchvision" (root/<Class>/raw/); gzipped or not. Returns the folder."""
+        spec = catalog.DATASETS[self.name]
+        sub = {"named": spec.name, "flat": "", "torchvision": f"{spec.torchvision_class}/raw"}[layout]
+        folder = Path(root) / sub
+        folder.mkdir(parents=True, exist_ok=True)
+        for filename, data in self.contents().items():
+            if compress:
+                (folder / f"{filename}.gz").write_bytes(gzip.compress(data, mtime=0))
+            else:
+                (folder / filename).write_bytes(data)
+        return folder
+
+    def register(self, gz_only: bool = False) -> catalog.DatasetSpec:
+        """Make the catalog expect these files (for this test only).
+
+        By default the content sums are registered (so gzipped and raw copies
+        both verify); `gz_only` registers just the md5 of the gzipped files, as
+        the catalog does for KMNIST.
+        """
+        spec = catalog.DATASETS[self.name]
+        files = []
+        for resource, data in zip(spec.files, self.contents().values()):
+            if gz_only:
+                gz_md5 = (hashlib.md5(gzip.compress(data, mtime=0)).hexdigest(),)
+                files.append(dataclasses.replace(resource, sha256=None, gz_sha256=(), gz_md5=gz_md5, size=len(data)))
+            else:
+                files.append(dataclasses.replace(resource, sha256=sha256(data), gz_sha256=(), gz_md5=(), size=len(data)))
+        spec = dataclasses.replace(
+            spec, files=tuple(files), train_size=len(self.train_labels), test_size=len(self.test_labels)
+        )
+        self.monkeypatch.setitem(catalog.DATASETS, self.name, spec)
+        return spec
+
+
+@pytest.fixture
+def fake_idx(monkeypatch) -> Callable[..., FakeIdx]:
+    """Factory: `fake_idx(name="mnist", n_train=30, n_test=10, seed=0, register=True)` -> FakeIdx."""
+
+    def make(name: str = "mnist", n_train: int = 30, n_test: int = 10, seed: int = 0, register: bool = True) -> FakeIdx:
+        rng = np.random.default_rng(seed)
+        fake = FakeIdx(
+            name=name,
+            train_images=rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+            train_labels=(np.arange(n_train) % 10).astype(np.uint8),
+            test_images=rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+            test_labels=rng.integers(0, 10, n_test, dtype=np.uint8),
+            monkeypatch=monkeypatch,
+        )
+        if register:
+            fake.register()
+        return fake
+
+    return make
