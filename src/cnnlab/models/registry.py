@@ -1,0 +1,178 @@
+"""The model registry: builders registered by name, each beside its metadata.
+
+As in timm, a model file defines `model_infos` (model name -> ModelInfo) before
+its builders; `@register_model` pairs a builder with its entry, so the trainer,
+`cnnlab models` and the docs read sizes, recipes and results from one place.
+A builder is `builder(in_channels, num_classes, *, option=default, ...)`; the
+builder function `nin_single` registers the model `nin-single`.
+"""
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.errors import CnnlabError, did_you_mean, unknown_choice
+
+# The TrainConfig keys a recipe may set.
+RECIPE_KEYS = (
+    "dataset", "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+    "schedule", "warmup_epochs", "label_smoothing", "resize", "augment", "normalize", "init", "seed",
+    "model_options",
+)
+
+# What a recipe means when it does not say: plain SGD, no schedule, no regularisation, no resize.
+# Every recipe is filled to the full set so it never depends on TrainConfig's own defaults.
+_PLAIN = {
+    "optimizer": "sgd", "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant",
+    "warmup_epochs": 0.0, "label_smoothing": 0.0, "resize": None, "augment": False, "normalize": "dataset",
+    "init": "default", "model_options": {},
+}
+
+
+def recipe(dataset: str, epochs: int, batch_size: int, lr: float, **values: Any) -> dict[str, Any]:
+    """A complete recipe dict: the given values over plain SGD with no extras."""
+    unknown = set(values) - set(RECIPE_KEYS)
+    if unknown:  # a typo in a model file, not user input
+        raise ValueError(f"unknown recipe keys {sorted(unknown)}; valid: {', '.join(RECIPE_KEYS)}")
+    values = {**_PLAIN, "dataset": dataset, "epochs": epochs, "batch_size": batch_size, "lr": lr, **values}
+    values["model_options"] = dict(values["model_options"])  # never shared between recipes
+    return values
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything cnnlab knows about a model besides its layers."""
+
+    name: str
+    family: str
+    paper: str
+    default_input_size: int  # H = W the model was designed for
+    min_input_size: int  # smallest H = W the layers accept
+    options: dict[str, str]  # option name -> one-line description with its default
+    reference_recipe: dict[str, Any]  # TrainConfig keys that produced `reference_result`
+    reference_result: str  # the published number, with dataset and epochs
+    fast_recipe: dict[str, Any]  # TrainConfig keys: a CPU-friendly modern recipe
+    max_input_size: int | None = None  # largest H = W when a fixed-size linear layer follows the flatten
+
+
+_builders: dict[str, Callable[..., nn.Module]] = {}
+_infos: dict[str, ModelInfo] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register a builder under its name (underscores become hyphens) with its module's `model_infos` entry."""
+    name = fn.__name__.replace("_", "-")
+    if name in _builders:
+        other = _builders[name]
+        raise CnnlabError(f"model {name!r} is already registered by {other.__module__}.{other.__qualname__}; "
+                          "rename the builder function")
+    info = getattr(sys.modules[fn.__module__], "model_infos", {}).get(name)
+    if info is None:
+        raise CnnlabError(f"model {name!r} has no metadata: add model_infos[{name!r}] = ModelInfo(...) "
+                          f"to {fn.__module__} before its builder")
+    options = builder_options(fn)
+    if info.name != name or set(info.options) != set(options):
+        raise CnnlabError(f"model {name!r}: ModelInfo name {info.name!r} / options {sorted(info.options)} "
+                          f"do not match the builder's keyword options {sorted(options)}")
+    _builders[name] = fn
+    _infos[name] = info
+    return fn
+
+
+def builder_options(fn: Callable[..., nn.Module]) -> dict[str, Any]:
+    """The builder's keyword-only options and their defaults."""
+    params = inspect.signature(fn).parameters.values()
+    return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _natural_key(name: str) -> list:
+    """'vgg11' sorts after 'vgg2': digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style wildcard, naturally sorted."""
+    return sorted(fnmatch.filter(_builders, pattern), key=_natural_key)
+
+
+def model_info(name: str) -> ModelInfo:
+    """The metadata of a registered model; an unknown name suggests the closest ones."""
+    if name not in _infos:
+        raise unknown_choice("model", name, list_models())
+    return _infos[name]
+
+
+# How option values are checked: option -> (test, what the value must be).
+_OPTION_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "width": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a positive integer"),
+    "dropout": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
+                "a number in [0, 1)"),
+    "batch_norm": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _check_options(name: str, options: dict[str, Any]) -> None:
+    valid = list(model_info(name).options)
+    for key, value in options.items():
+        if key not in valid:
+            choices = f"valid options: {', '.join(valid)}" if valid else "it takes no options"
+            raise CnnlabError(f"unknown option {key!r} for model {name!r}{did_you_mean(key, valid)}; {choices}")
+        test, must_be = _OPTION_RULES.get(key, (lambda v: True, ""))
+        if not test(value):
+            raise CnnlabError(f"option {key!r} of model {name!r} must be {must_be}, got {value!r}")
+
+
+def _check_positive(what: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CnnlabError(f"{what} must be a positive integer, got {value!r}")
+
+
+def create_model(name: str, in_channels: int = 1, num_classes: int = 10, **options: Any) -> nn.Module:
+    """Build a registered model; it rejects inputs it cannot take before any layer runs."""
+    info = model_info(name)
+    _check_positive("in_channels", in_channels)
+    _check_positive("num_classes", num_classes)
+    _check_options(name, options)
+    model = _builders[name](in_channels, num_classes, **options)
+    model.register_forward_pre_hook(InputCheck(name, in_channels, info.min_input_size, info.max_input_size,
+                                               info.default_input_size))
+    return model
+
+
+@dataclass(frozen=True)
+class InputCheck:
+    """Forward pre-hook: a one-line error for an input the model cannot take (a class, so models pickle)."""
+
+    model: str
+    in_channels: int
+    min_size: int
+    max_size: int | None
+    default_size: int
+
+    def __call__(self, module: nn.Module, args: tuple) -> None:
+        if torch.jit.is_tracing():  # a trace is fixed to its example's shape; checking would only warn
+            return
+        x = args[0] if args else None
+        if getattr(x, "dim", lambda: 0)() != 4:
+            shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+            raise CnnlabError(f"{self.model} expects a batch of images shaped (N, C, H, W), got {shape}")
+        channels, height, width = x.shape[1:]
+        if channels != self.in_channels:
+            raise CnnlabError(f"{self.model} was built for {self.in_channels} input channel(s), got {channels}; "
+                              f"create it with in_channels={channels}")
+        if min(height, width) < self.min_size:
+            fix = f"--resize {self.min_size}" if self.min_size == self.default_size else \
+                f"--resize {self.min_size} or larger (e.g. --resize {self.default_size})"
+            raise CnnlabError(f"{self.model} needs inputs of at least {self.min_size}x{self.min_size}, "
+                              f"got {height}x{width}; pass {fix}")
+        if self.max_size is not None and max(height, width) > self.max_size:
+            raise CnnlabError(f"{self.model} takes inputs of at most {self.max_size}x{self.max_size}, "
+                              f"got {height}x{width}; pass --resize {self.default_size}")
