@@ -115,3 +115,15 @@ def test_flip_only_when_allowed():
 def test_rejects_non_uint8_images():
     with pytest.raises(ValueError, match="uint8"):
         Batches(torch.zeros(2, 1, 4, 4), torch.zeros(2), 1, BatchTransform())
+
+
+def test_prepared_inputs_equal_per_batch_transform():
+    images, labels = fake_images(40)
+    transform = BatchTransform(mean=(0.1307,), std=(0.3081,), resize=32, permutation=make_permutation(784, 1))
+    lazy = Batches(images, labels, 16, transform, seed=2, prepare=False)
+    ready = Batches(images, labels, 16, transform, seed=2, prepare=True)
+    assert lazy.prepared is None and ready.prepared is not None
+    for (_, x1, y1), (_, x2, y2) in zip(collect(lazy, 1), collect(ready, 1)):
+        assert torch.equal(y1, y2) and torch.allclose(x1, x2, atol=1e-6)
+    # augmentation draws per batch, so it is never prepared
+    assert Batches(images, labels, 16, BatchTransform(augment=True), augment=True).prepared is None

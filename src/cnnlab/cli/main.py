@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from cnnlab import __version__
@@ -15,6 +16,12 @@ from cnnlab.errors import CnnlabError
 
 # Sub-command modules, in the order `cnnlab --help` lists them.
 COMMAND_MODULES = [
+    "cnnlab.cli.train",
+    "cnnlab.cli.evaluate",
+    "cnnlab.cli.predict",
+    "cnnlab.cli.recipes",
+    "cnnlab.cli.datasets",
+    "cnnlab.cli.models",
 ]
 
 
@@ -39,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.debug = debug
+    args.argv = argv
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -47,8 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     except CnnlabError as err:
         if args.debug:
             raise
-        print(f"cnnlab: error: {err}", file=sys.stderr)
+        # Under torchrun every rank hits the same error: say it once.
+        if os.environ.get("RANK", "0") == "0":
+            print(f"cnnlab: error: {err}", file=sys.stderr)
         return err.exit_code
+    except Exception as err:  # noqa: BLE001
+        # A bug under torchrun: one line per failing rank instead of N interleaved tracebacks.
+        if args.debug or os.environ.get("WORLD_SIZE", "1") == "1":
+            raise
+        print(f"cnnlab: error (rank {os.environ.get('RANK')}): {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)
         return 130

@@ -15,6 +15,8 @@ from cnnlab.data.transforms import BatchTransform, random_crop_params
 
 # Mixes seed, epoch and step into distinct generator seeds; a large odd constant keeps them apart.
 _SEED_STRIDE = 1_000_003
+# Without per-batch randomness, inputs are prepared once when they fit this budget (MNIST: 188 MB).
+PREPARE_BUDGET_BYTES = 512 * 2**20
 
 
 class Batches:
@@ -38,6 +40,7 @@ class Batches:
         augment: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        prepare: bool | None = None,
     ):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -53,6 +56,15 @@ class Batches:
         self.augment = augment
         self.rank = rank
         self.world_size = world_size
+        # The transform is deterministic unless augmenting: then run it once over the whole set
+        # (in chunks) and only index per batch. `prepare=None` decides by the memory it needs.
+        if prepare is None:
+            side = transform.output_size(images.shape[-1])
+            prepare = not augment and len(images) * images.shape[1] * side * side * 4 <= PREPARE_BUDGET_BYTES
+        self.prepared = self._prepare() if prepare and not augment else None
+
+    def _prepare(self, chunk: int = 10_000) -> torch.Tensor:
+        return torch.cat([self.transform(self.images[i : i + chunk]) for i in range(0, len(self.images), chunk)])
 
     def __len__(self) -> int:
         """Steps per epoch."""
@@ -83,7 +95,7 @@ class Batches:
             params = self._augment_params(epoch, step, len(index)) if self.augment else None
             if self.world_size > 1:
                 index, params = self._shard(index, params)
-            x = self.transform(self.images[index], params)
+            x = self.prepared[index] if self.prepared is not None else self.transform(self.images[index], params)
             yield step, x, self.labels[index]
 
     def _shard(self, index: torch.Tensor, params):

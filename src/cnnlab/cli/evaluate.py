@@ -1,0 +1,47 @@
+"""`cnnlab eval RUN_DIR|CKPT`: accuracy, loss, per-class accuracy and confusion matrix."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("eval", help="evaluate a trained run on a test split",
+                                   description="Evaluate a run's model (best checkpoint by default) on a test split.")
+    parser.add_argument("run", metavar="RUN_DIR|CKPT")
+    parser.add_argument("--dataset", help="dataset to evaluate on (default: the training dataset)")
+    parser.add_argument("--data-dir", help="folder holding the dataset files")
+    parser.add_argument("--checkpoint", choices=["best", "last"], default="best", help="which checkpoint of a run folder")
+    parser.add_argument("--limit-test", type=int, help="use only the first N test images")
+    parser.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
+    parser.add_argument("-o", "--output", help="confusion matrix PNG (default RUN/eval/confusion-<dataset>.png)")
+    parser.add_argument("--format", choices=["table", "json"], default="table")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.train.assess import evaluate_run
+    from cnnlab.train.plots import plot_confusion
+
+    report = evaluate_run(args.run, args.dataset, args.data_dir, args.checkpoint, args.limit_test, device=args.device)
+    result, classes = report.result, report.trained.classes
+    output = Path(args.output) if args.output else report.trained.run_dir / "eval" / f"confusion-{report.dataset}.png"
+    if output.parent.exists() or not args.output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    plot_confusion(result.confusion, classes, output, title=f"{report.trained.config.model} on {report.dataset} (test)")
+    if args.format == "json":
+        print(json.dumps({**report.to_dict(), "confusion_png": str(output)}, indent=2))
+        return 0
+    print(f"{report.trained.config.model} on {report.dataset} test ({result.count:,} images): "
+          f"accuracy {result.accuracy:.2%}, loss {result.loss:.4f}")
+    width = max(len(c) for c in classes)
+    print("\nper-class accuracy:")
+    for name, acc in zip(classes, result.per_class_accuracy):
+        print(f"  {name:<{width}}  {acc:7.2%}")
+    print("\nconfusion matrix (rows: true, columns: predicted):")
+    print("  " + " " * width + "".join(f"{i:>6}" for i in range(len(classes))))
+    for i, (name, row) in enumerate(zip(classes, result.confusion.tolist())):
+        print(f"  {name:<{width}}" + "".join(f"{v:>6}" for v in row))
+    print(f"\nconfusion matrix figure: {output}")
+    return 0

@@ -1,0 +1,92 @@
+"""`cnnlab train MODEL [options]`: flags are generated from TrainConfig, so they cannot drift apart."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from cnnlab.errors import CnnlabError
+
+# Fields set through the positional argument or a dedicated option rather than a generated flag.
+_NOT_FLAGS = {"model"}
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {text!r} (e.g. '{{\"batch_norm\": true}}')") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, got {text!r}")
+    return value
+
+
+def _parser_type(type_name: str):
+    base = type_name.replace(" | None", "").strip()
+    return {"int": int, "float": float, "str": str, "dict": _json_object}[base]
+
+
+def add_config_flags(parser: argparse.ArgumentParser, skip: set[str] = frozenset()) -> None:
+    """One flag per TrainConfig field; unset flags stay absent from the namespace (so layers below show through)."""
+    from cnnlab.train.config import TrainConfig
+
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in _NOT_FLAGS or f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        help_text = f.metadata.get("help", "") + (f" (default: {default})" if default not in (None, {}, "") else "")
+        if f.type == "bool":
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=_parser_type(f.type), default=argparse.SUPPRESS,
+                                metavar=f.name.upper(), help=help_text)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model and write a run folder",
+        description="Train MODEL and write a run folder (config.json, metrics.csv, summary.json, checkpoints/, figures). "
+        "Precedence: defaults < --recipe < --config FILE < flags.",
+    )
+    parser.add_argument("model", nargs="?", help="model name (see `cnnlab models`); optional with --resume/--config")
+    parser.add_argument("--config", dest="config_file", metavar="FILE", help="YAML or JSON config (a run's config.json repeats it)")
+    parser.add_argument("--resume", metavar="RUN_DIR|CKPT", help="continue a run from its last checkpoint")
+    parser.add_argument("--nproc", type=int, default=1, metavar="N",
+                        help="data-parallel processes on this machine (launches torchrun); default 1")
+    add_config_flags(parser)
+    parser.set_defaults(func=run)
+
+
+def explicit_options(args: argparse.Namespace) -> dict:
+    from cnnlab.train.config import TrainConfig
+
+    options = {name: getattr(args, name) for name in TrainConfig.field_names() if name in vars(args) and name != "model"}
+    if args.model:
+        options["model"] = args.model
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.train import resolve_config, train
+    from cnnlab.train.checkpoint import load_checkpoint
+    from cnnlab.train.config import TrainConfig
+
+    options = explicit_options(args)
+    if not (args.model or args.resume or args.config_file):
+        raise CnnlabError("name a model to train, e.g. `cnnlab train convnet --dataset mnist-sample` (see `cnnlab models`)")
+    base = None
+    if args.resume:
+        base = TrainConfig.from_dict(load_checkpoint(args.resume)["config"])
+    config = resolve_config(options, args.config_file, base=base)  # bad input fails here, once, before any launch
+    argv = sys.argv[1:] if args.argv is None else args.argv
+    if args.nproc != 1:
+        from cnnlab.train.launch import launch_local
+
+        return launch_local(args.nproc, argv)
+    train(config, resume=args.resume, argv=["cnnlab", *argv])
+    return 0

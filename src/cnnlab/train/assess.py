@@ -1,0 +1,60 @@
+"""`cnnlab eval` as a function: a trained model on a dataset's test split."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnnlab.data import load_dataset
+from cnnlab.data.batches import Batches
+from cnnlab.data.catalog import get_spec
+from cnnlab.errors import CnnlabError
+from cnnlab.train.device import pick_device
+from cnnlab.train.evaluate import EvalResult, evaluate
+from cnnlab.train.restore import TrainedModel, load_trained
+
+
+@dataclass
+class EvalReport:
+    trained: TrainedModel
+    dataset: str
+    result: EvalResult
+
+    def to_dict(self) -> dict:
+        return {
+            "checkpoint": self.trained.checkpoint["path"],
+            "model": self.trained.config.model,
+            "dataset": self.dataset,
+            "count": self.result.count,
+            "accuracy": self.result.accuracy,
+            "loss": self.result.loss,
+            "classes": self.trained.classes,
+            "per_class_accuracy": [None if math.isnan(a) else a for a in self.result.per_class_accuracy],
+            "confusion": self.result.confusion.tolist(),
+        }
+
+
+def evaluate_run(
+    path: str | Path,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    which: str = "best",
+    limit: int | None = None,
+    batch_size: int = 1000,
+    device: str = "auto",
+) -> EvalReport:
+    """Evaluate the run's model on the test split of `dataset` (default: the one it was trained on)."""
+    torch_device = pick_device(device)
+    trained = load_trained(path, which, torch_device)
+    name = dataset or trained.config.dataset
+    spec = get_spec(name)
+    if spec.channels != trained.spec.channels or len(spec.classes) != len(trained.classes):
+        raise CnnlabError(
+            f"{name} has {spec.channels} channel(s) and {len(spec.classes)} classes, but the model was trained on "
+            f"{trained.config.dataset} ({trained.spec.channels} channel(s), {len(trained.classes)} classes)"
+        )
+    data = load_dataset(name, data_dir or trained.config.data_dir)
+    images, labels = data.test_images[:limit], data.test_labels[:limit]
+    batches = Batches(images.to(torch_device), labels.to(torch_device), batch_size, trained.transform(), shuffle=False)
+    result = evaluate(trained.model, batches, len(trained.classes))
+    return EvalReport(trained, name, result)

@@ -1,0 +1,224 @@
+"""The typed training configuration and how it is resolved.
+
+Precedence: field defaults, then the model's recipe (`recipe`; the CLI starts
+from the model's fast recipe unless told otherwise), then a config file, then
+explicit flags / keyword arguments. Unknown keys raise. The resolved
+config is written into the run folder and into every checkpoint, and
+`cnnlab train --config RUN/config.json` repeats the run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError, did_you_mean, unknown_choice
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "fp16")
+RECIPES = ("fast", "reference", "none")
+DEFAULT_RECIPE = "fast"  # what the CLI and train(**options) start from when --recipe is not given
+
+
+def _opt(default, help: str, **meta):
+    """A config field with its help text (shown by `cnnlab train --help`)."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **meta})
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class TrainConfig:
+    model: str = _opt("convnet", "model name (see `cnnlab models`)")
+    dataset: str = _opt("mnist", "dataset name (see `cnnlab datasets`)")
+    data_dir: str | None = _opt(None, "folder holding the dataset files (default: search the usual places)")
+    epochs: int = _opt(3, "passes over the training set")
+    batch_size: int = _opt(128, "global batch size in images (split across processes under torchrun)")
+    lr: float = _opt(0.05, "peak learning rate")
+    optimizer: str = _opt("sgd", "optimizer: " + "|".join(OPTIMIZERS))
+    momentum: float = _opt(0.9, "SGD momentum (Adam: beta1)")
+    nesterov: bool = _opt(False, "use Nesterov momentum with SGD")
+    weight_decay: float = _opt(0.0, "L2 weight decay (decoupled for adamw)")
+    schedule: str = _opt("constant", "learning-rate schedule: " + "|".join(SCHEDULES))
+    warmup_epochs: float = _opt(0.0, "linear warm-up length in epochs (constant/step/cosine)")
+    step_size: int = _opt(3, "epochs between lr drops for --schedule step")
+    gamma: float = _opt(0.1, "lr factor at each drop for --schedule step")
+    label_smoothing: float = _opt(0.0, "cross-entropy label smoothing, 0..1")
+    resize: int | None = _opt(None, "resize images to NxN pixels per batch (e.g. 224 for AlexNet)")
+    augment: bool = _opt(False, "random translate (and flip where it keeps the class) while training")
+    permute_pixels: bool = _opt(False, "reorder every image's pixels by one fixed seeded permutation")
+    permutation_seed: int = _opt(0, "seed of the fixed pixel permutation")
+    normalize: str = _opt("dataset", "input normalization: dataset | none | MEAN,STD")
+    init: str = _opt("default", "weight init: default | xavier | normal:STD")
+    model_options: dict = _opt({}, "model options as JSON, e.g. '{\"batch_norm\": true}'")
+    recipe: str | None = _opt(
+        None, "start from the model's recipe: fast (CPU-friendly, the CLI's default) | reference (as published) | "
+        "none (plain defaults); see `cnnlab recipes`")
+    device: str = _opt("auto", "device: " + "|".join(DEVICES) + " (auto: cuda, then mps, then cpu)")
+    precision: str = _opt("fp32", "compute precision: " + "|".join(PRECISIONS) + " (autocast)")
+    channels_last: bool = _opt(False, "use channels-last memory format")
+    compile: bool = _opt(False, "torch.compile the model")
+    seed: int = _opt(0, "random seed (init, order, augmentation, dropout)")
+    deterministic: bool = _opt(False, "use deterministic algorithms (bitwise-repeatable runs)")
+    out: str | None = _opt(None, "run folder (default runs/<model>-<dataset>-<timestamp>)")
+    limit_train: int | None = _opt(None, "use only the first N training images")
+    limit_test: int | None = _opt(None, "use only the first N test images")
+    eval_every: int = _opt(1, "evaluate on the test split every N epochs (and after the last)")
+    eval_batch_size: int = _opt(1000, "batch size for evaluation")
+    progress: bool = _opt(True, "show progress bars (plain lines when not a terminal)")
+    tensorboard: bool = _opt(False, "also log to TensorBoard in RUN/tensorboard (needs cnnlab[tensorboard])")
+    sync_bn: bool = _opt(False, "convert BatchNorm to SyncBatchNorm under torchrun")
+    backend: str | None = _opt(None, "torch.distributed backend (default: nccl on CUDA, gloo on CPU)")
+
+    # ---- resolution ----------------------------------------------------------------
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
+        check_keys(values, source)
+        return cls(**values)
+
+    def replace(self, **changes) -> "TrainConfig":
+        check_keys(changes, "option")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "TrainConfig":
+        """Raise a one-line CnnlabError for the first bad value; return self."""
+        from cnnlab.data import list_datasets
+        from cnnlab.models import list_models
+
+        if self.model not in list_models():
+            raise unknown_choice("model", self.model, list_models())
+        if self.dataset not in list_datasets():
+            raise unknown_choice("dataset", self.dataset, list_datasets())
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("device", DEVICES), ("precision", PRECISIONS)):
+            value = getattr(self, name)
+            if value not in choices:
+                raise unknown_choice(f"--{name.replace('_', '-')}", value, choices)
+        if self.recipe is not None and self.recipe not in RECIPES:
+            raise unknown_choice("recipe", self.recipe, RECIPES)
+        for name in ("epochs", "batch_size", "eval_every", "eval_batch_size", "step_size"):
+            if getattr(self, name) <= 0:
+                raise CnnlabError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise CnnlabError(f"--lr must be a positive number, got {self.lr}")
+        for name in ("momentum", "label_smoothing"):
+            if not 0 <= getattr(self, name) < 1:
+                raise CnnlabError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+        if self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise CnnlabError("--weight-decay and --warmup-epochs must not be negative")
+        for name in ("resize", "limit_train", "limit_test"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise CnnlabError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+        parse_normalize(self.normalize)
+        parse_init(self.init)
+        if not isinstance(self.model_options, dict):
+            raise CnnlabError(f"--model-options must be a JSON object, got {self.model_options!r}")
+        return self
+
+
+def check_keys(values: dict[str, Any], source: str) -> None:
+    known = TrainConfig.field_names()
+    for key in values:
+        if key not in known:
+            raise CnnlabError(f"unknown {source} key {key!r}{did_you_mean(key, known)}")
+
+
+def parse_normalize(value: str) -> tuple[float, float] | str:
+    """'dataset' | 'none' | (mean, std)."""
+    if value in ("dataset", "none"):
+        return value
+    try:
+        mean, std = (float(v) for v in value.split(","))
+    except ValueError:
+        raise CnnlabError(f"--normalize must be 'dataset', 'none' or MEAN,STD (e.g. 0.5,0.5), got {value!r}") from None
+    if std <= 0:
+        raise CnnlabError(f"--normalize STD must be positive, got {std}")
+    return mean, std
+
+
+def parse_init(value: str) -> tuple[str, float | None]:
+    """'default' | 'xavier' | ('normal', std)."""
+    if value in ("default", "xavier"):
+        return value, None
+    if value.startswith("normal:"):
+        try:
+            std = float(value.split(":", 1)[1])
+            if std > 0:
+                return "normal", std
+        except ValueError:
+            pass
+    raise CnnlabError(f"--init must be 'default', 'xavier' or normal:STD (e.g. normal:0.01), got {value!r}")
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file into a dict of TrainConfig keys."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise CnnlabError(f"cannot read config file {str(path)!r}: {err.strerror}") from None
+    try:
+        if path.suffix.lower() == ".json":
+            values = json.loads(text)
+        else:
+            import yaml
+
+            values = yaml.safe_load(text)
+    except Exception as err:  # noqa: BLE001 - any parse error becomes one line
+        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CnnlabError(f"cannot parse config file {str(path)!r}: {first_line}") from None
+    if not isinstance(values, dict):
+        raise CnnlabError(f"config file {str(path)!r} must hold a mapping of option names to values")
+    # A run folder's config.json carries provenance beside the options; it is not configuration.
+    values = dict(values.get("config", values))
+    check_keys(values, f"config file {path.name}")
+    return values
+
+
+def resolve_config(
+    overrides: dict[str, Any] | None = None,
+    config_file: str | Path | None = None,
+    base: TrainConfig | None = None,
+) -> TrainConfig:
+    """defaults < recipe < config file < overrides, validated.
+
+    A fresh config starts from the model's recipe (the fast one unless `recipe` is given); with
+    `base` (a resumed run's config) a recipe is applied only when asked for again.
+    """
+    overrides = dict(overrides or {})
+    check_keys(overrides, "option")
+    file_values = load_config_file(config_file) if config_file else {}
+    layered = {**file_values, **overrides}
+    config = base or TrainConfig(recipe=DEFAULT_RECIPE)
+    recipe = layered.get("recipe", None if base else config.recipe)
+    if recipe is not None:
+        config = dataclasses.replace(config, **recipe_values(layered.get("model", config.model), recipe))
+    return dataclasses.replace(config, **layered).validate()
+
+
+def recipe_values(model: str, recipe: str) -> dict[str, Any]:
+    """The TrainConfig values of a model's named recipe."""
+    from cnnlab.models import list_models, model_info
+
+    if recipe not in RECIPES:
+        raise unknown_choice("recipe", recipe, RECIPES)
+    if model not in list_models():
+        raise unknown_choice("model", model, list_models())
+    if recipe == "none":
+        return {}
+    info = model_info(model)
+    values = dict(info.reference_recipe if recipe == "reference" else info.fast_recipe)
+    check_keys(values, f"{model} {recipe} recipe")
+    return values

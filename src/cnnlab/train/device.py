@@ -1,0 +1,44 @@
+"""Device and precision choices."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from cnnlab.errors import CnnlabError
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' -> cuda, then mps, then cpu; an explicit device that is not there is a user error."""
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if has_mps else torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CnnlabError("--device cuda was asked for but CUDA is not available here; use --device cpu or auto")
+    if name == "mps" and not has_mps:
+        raise CnnlabError("--device mps was asked for but MPS is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def autocast_context(device: torch.device, precision: str):
+    """torch.autocast for bf16/fp16, nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    if device.type == "cpu" and precision == "fp16":
+        raise CnnlabError("--precision fp16 needs a GPU; on the CPU use --precision bf16 or fp32")
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """A GradScaler that is active only for fp16 (bf16 and fp32 need no loss scaling)."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def set_determinism(seed: int, deterministic: bool) -> None:
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False

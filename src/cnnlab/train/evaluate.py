@@ -1,0 +1,76 @@
+"""Evaluation: loss, accuracy and confusion matrix over a whole split, metrics kept on the device."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.data.batches import Batches
+from cnnlab.train.distributed import DistInfo, all_reduce_sum
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    accuracy: float  # fraction 0..1
+    confusion: torch.Tensor  # (K, K) int64 counts on the CPU, rows = true class, columns = predicted
+    count: int
+
+    @property
+    def per_class_accuracy(self) -> list[float]:
+        """Accuracy of each true class; NaN for a class with no samples."""
+        return (self.confusion.diag().double() / self.confusion.sum(1).double()).tolist()
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    batches: Batches,
+    num_classes: int,
+    autocast=contextlib.nullcontext,
+    channels_last: bool = False,
+    dist_info: DistInfo | None = None,
+) -> EvalResult:
+    """Evaluate `model` on every batch; puts the model back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    device = batches.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    for _, x, y in batches.iterate():
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        confusion += torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes * num_classes)
+    model.train(was_training)
+    if dist_info is not None:
+        all_reduce_sum(loss_sum, dist_info)
+        all_reduce_sum(confusion, dist_info)
+    confusion = confusion.view(num_classes, num_classes).cpu()
+    count = int(confusion.sum())
+    return EvalResult(
+        loss=float(loss_sum) / max(count, 1),
+        accuracy=float(confusion.diag().sum()) / max(count, 1),
+        confusion=confusion,
+        count=count,
+    )
+
+
+@torch.inference_mode()
+def predict_probabilities(model: nn.Module, batches: Batches, autocast=contextlib.nullcontext, channels_last=False) -> torch.Tensor:
+    """Softmax probabilities (N, K) on the CPU, in dataset order."""
+    was_training = model.training
+    model.eval()
+    outputs = []
+    for _, x, _ in batches.iterate():
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            outputs.append(model(x).float().softmax(1).cpu())
+    model.train(was_training)
+    return torch.cat(outputs)

@@ -1,0 +1,65 @@
+"""Optimizer, per-step learning-rate schedule and weight init from a TrainConfig."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from cnnlab.train.config import TrainConfig, parse_init
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0,
+            weight_decay=config.weight_decay,
+        )
+    betas = (config.momentum, 0.999)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, config: TrainConfig, steps_per_epoch: int) -> float:
+    """Multiplier of the peak lr at optimizer step `step` (0-based) for constant/step/cosine."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if config.schedule == "step":
+        return config.gamma ** (step // (config.step_size * steps_per_epoch))
+    if config.schedule == "cosine":
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return 1.0
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    """A scheduler stepped once per optimizer step."""
+    total_steps = config.epochs * steps_per_epoch
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=total_steps,
+            # Rising phase: the warm-up if one is set, else a quarter of the run.
+            pct_start=min(0.5, max(0.05, config.warmup_epochs / config.epochs)) if config.warmup_epochs else 0.25,
+            cycle_momentum=config.optimizer == "sgd" and config.momentum > 0,
+        )
+    warmup_steps = round(config.warmup_epochs * steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, config, steps_per_epoch)
+    )
+
+
+def initialize_weights(model: nn.Module, init: str) -> None:
+    """Re-initialize conv and linear layers: 'default' keeps the model's own init."""
+    kind, std = parse_init(init)
+    if kind == "default":
+        return
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            if kind == "xavier":
+                nn.init.xavier_uniform_(module.weight)
+            else:
+                nn.init.normal_(module.weight, 0.0, std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)

@@ -1,0 +1,95 @@
+"""`cnnlab predict` as functions: image files -> the run's preprocessing -> top-k classes."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnlab.errors import CnnlabError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+def _to_uint8(array: np.ndarray, source: str) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if np.issubdtype(array.dtype, np.floating) and array.size and array.min() >= 0 and array.max() <= 1:
+        return np.round(array * 255).astype(np.uint8)  # floats in [0, 1]
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise CnnlabError(f"{source}: pixel values must be uint8 0..255 or floats in [0, 1]")
+    return array.astype(np.uint8)
+
+
+def _fit(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
+    """(N, C, H, W) uint8 -> the model's channel count and stored size (bilinear resize, grey <-> RGB)."""
+    if images.shape[1] != channels:
+        if channels == 1:
+            images = images.float().mean(1, keepdim=True).round().to(torch.uint8)
+        else:
+            images = images[:, :1].expand(-1, channels, -1, -1)
+    if images.shape[-2:] != (size, size):
+        resized = torch.nn.functional.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True,
+                                                  align_corners=False)
+        images = resized.round().clamp(0, 255).to(torch.uint8)
+    return images.contiguous()
+
+
+def load_images(paths: list[str | Path], channels: int, size: int, invert: bool = False) -> tuple[torch.Tensor, list[str]]:
+    """Image files (PNG/JPEG/...) or .npy arrays -> uint8 (N, channels, size, size) and a name per image."""
+    from PIL import Image, UnidentifiedImageError
+
+    batches, names = [], []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise CnnlabError(f"no such image file: {str(path)!r}")
+        if path.suffix.lower() == ".npy":
+            try:
+                array = np.load(path, allow_pickle=False)
+            except (ValueError, OSError) as err:
+                raise CnnlabError(f"cannot read {str(path)!r} as a .npy array: {err}") from None
+            array = _to_uint8(array, str(path))
+            if array.ndim == 2:  # H, W
+                array = array[None, None]
+            elif array.ndim == 3:  # N, H, W  (or H, W, C for a small last axis)
+                array = array.transpose(2, 0, 1)[None] if array.shape[-1] in (1, 3) and array.shape[0] > 4 else array[:, None]
+            elif array.ndim != 4:
+                raise CnnlabError(f"{str(path)!r}: expected an array of shape (H, W), (N, H, W) or (N, C, H, W), got {array.shape}")
+            tensor = torch.from_numpy(np.ascontiguousarray(array))
+            names += [f"{path.name}[{i}]" for i in range(len(tensor))] if len(tensor) > 1 else [path.name]
+        else:
+            try:
+                with Image.open(path) as img:
+                    img = img.convert("L" if channels == 1 else "RGB")
+                    array = np.asarray(img, dtype=np.uint8)
+            except (UnidentifiedImageError, OSError):
+                raise CnnlabError(f"cannot read {str(path)!r} as an image (PNG, JPEG, ... or .npy)") from None
+            tensor = torch.from_numpy(array.copy())
+            tensor = tensor[None, None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)[None]
+            names.append(path.name)
+        batches.append(_fit(tensor, channels, size))
+    images = torch.cat(batches)
+    if invert:  # dark strokes on a light background -> MNIST's light-on-dark
+        images = 255 - images
+    return images, names
+
+
+def top_k(probabilities: torch.Tensor, classes: list[str], names: list[str], k: int) -> list[dict[str, Any]]:
+    k = min(k, probabilities.shape[1])
+    values, indices = probabilities.topk(k, dim=1)
+    return [
+        {"image": name, "top": [{"class": classes[int(i)], "index": int(i), "probability": float(p)} for p, i in zip(pv, iv)]}
+        for name, pv, iv in zip(names, values, indices)
+    ]
+
+
+@torch.inference_mode()
+def predict_files(path: str | Path, images: list[str | Path], k: int = 3, invert: bool = False, which: str = "best") -> list[dict[str, Any]]:
+    """Top-k predictions of the run's model for image files, with the run's preprocessing."""
+    from cnnlab.train.restore import load_trained
+
+    trained = load_trained(path, which)
+    pixels, names = load_images(images, trained.spec.channels, trained.spec.image_size, invert)
+    probabilities = trained.model(trained.transform()(pixels)).float().softmax(1)
+    return top_k(probabilities, trained.classes, names, k)

@@ -1,0 +1,322 @@
+"""The trainer end to end, on the embedded MNIST sample (2,000 train / 500 test images)."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.cli.main import main
+from cnnlab.data.batches import Batches
+from cnnlab.train import NonFiniteLoss, TrainConfig, TrainingInterrupted, train
+from cnnlab.train.checkpoint import load_checkpoint, save_atomic
+from cnnlab.train.rundir import METRIC_COLUMNS
+
+SAMPLE = dict(dataset="mnist-sample", progress=False)
+
+
+def quick(tmp_path, name="run", **options):
+    values = dict(model="convnet", epochs=2, batch_size=64, optimizer="adam", lr=0.005, momentum=0.9,
+                  out=str(tmp_path / name), **SAMPLE)
+    values.update(options)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("trained")
+    return train(quick(tmp, epochs=3, seed=1))
+
+
+def test_loss_falls_and_accuracy_rises(trained_run):
+    history = trained_run.history
+    assert len(history) == 3
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["train_acc"] > history[0]["train_acc"]
+    assert history[-1]["test_acc"] > 0.8  # 10 classes: chance is 0.1
+
+
+def test_run_folder_contents(trained_run):
+    run = trained_run.run_dir
+    for name in ["config.json", "metrics.csv", "summary.json", "checkpoints/last.pt", "checkpoints/best.pt",
+                 "curves.png", "confusion.png", "per_class.png", "samples.png"]:
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == METRIC_COLUMNS and [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["model"] == "convnet" and config["torch"] == torch.__version__
+    assert {"python", "cnnlab", "device", "host", "command"} <= set(config)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["params"] == 9098 and summary["macs"] > 0
+    assert summary["final_test_acc"] == pytest.approx(float(rows[-1]["test_acc"]), abs=1e-6)
+    assert summary["best_test_acc"] >= summary["final_test_acc"]
+
+
+def test_checkpoint_loads_weights_only_with_everything_to_resume(trained_run):
+    state = torch.load(trained_run.run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "step", "rng", "config", "version"} <= set(state)
+    assert state["epoch"] == 3 and state["step"] == 0
+    assert state["config"]["model"] == "convnet"
+
+
+def test_config_file_repeats_the_run(trained_run, tmp_path):
+    first = trained_run
+    again = main(["train", "--config", str(first.run_dir / "config.json"), "--out", str(tmp_path / "again"), "--no-progress"])
+    assert again == 0
+    a = json.loads((first.run_dir / "summary.json").read_text())
+    b = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert a["final_test_acc"] == b["final_test_acc"]
+    w1 = load_checkpoint(first.run_dir)["model"]
+    w2 = load_checkpoint(tmp_path / "again")["model"]
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_atomic_checkpoint_survives_a_crash_during_write(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_atomic({"model": {"w": torch.ones(3)}, "config": {}}, path)
+
+    def crash(src, dst):
+        raise OSError("disk died")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        save_atomic({"model": {"w": torch.zeros(3)}, "config": {}}, path)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["model"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+def _interrupt_at(monkeypatch, epoch_to_stop, step_to_stop):
+    """Send ourselves SIGINT during the given training step."""
+    original = Batches.iterate
+
+    def iterate(self, epoch=0, start_step=0):
+        for step, x, y in original(self, epoch, start_step):
+            if self.shuffle and epoch == epoch_to_stop and step == step_to_stop:
+                os.kill(os.getpid(), signal.SIGINT)
+            yield step, x, y
+
+    monkeypatch.setattr(Batches, "iterate", iterate)
+
+
+@pytest.mark.parametrize("model,options", [("convnet", {}), ("mlp-tiny", {"augment": True, "schedule": "onecycle"})])
+def test_resume_mid_epoch_is_bitwise_equal(tmp_path, monkeypatch, model, options):
+    config = quick(tmp_path, model=model, epochs=2, deterministic=True, limit_train=640, **options)
+    whole = train(config.replace(out=str(tmp_path / "whole")))
+    _interrupt_at(monkeypatch, epoch_to_stop=0, step_to_stop=4)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(config.replace(out=str(tmp_path / "split")))
+    assert stopped.value.exit_code == 130 and "--resume" in str(stopped.value)
+    monkeypatch.undo()
+    state = load_checkpoint(tmp_path / "split")
+    assert (state["epoch"], state["step"]) == (0, 5)
+    resumed = train(resume=tmp_path / "split")
+    for name, tensor in whole.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    rows = list(csv.DictReader(open(tmp_path / "split" / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert float(rows[0]["train_loss"]) == pytest.approx(whole.history[0]["train_loss"], rel=1e-7)
+
+
+def test_sigint_in_subprocess_leaves_a_resumable_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "cnnlab", "train", "mlp-tiny", "--dataset", "mnist-sample", "--epochs", "1000",
+               "--out", str(out), "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and f"cnnlab train --resume {out}" in stderr
+    state = load_checkpoint(out)
+    assert state["epoch"] >= 1
+    resumed = main(["train", "--resume", str(out), "--epochs", str(state["epoch"] + 1)])
+    assert resumed == 0
+    assert json.loads((out / "summary.json").read_text())["status"] == "complete"
+
+
+def test_sigterm_exits_143(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "cnnlab", "train", "mlp-tiny", "--dataset", "mnist-sample", "--epochs", "1000",
+               "--out", str(out), "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.terminate()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143 and "SIGTERM" in stderr
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    first = train(quick(tmp_path, epochs=1, limit_train=256))
+    original = Batches.iterate
+
+    def poisoned(self, epoch=0, start_step=0):
+        for step, x, y in original(self, epoch, start_step):
+            yield step, (x * float("nan") if self.shuffle and step == 2 else x), y
+
+    monkeypatch.setattr(Batches, "iterate", poisoned)
+    with pytest.raises(NonFiniteLoss, match="epoch 2, step 2"):
+        train(resume=first.run_dir, epochs=2)
+    state = load_checkpoint(first.run_dir)
+    assert state["epoch"] == 1 and all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def test_nan_loss_exit_code_from_cli(tmp_path, capsys):
+    code = main(["train", "convnet", "--dataset", "mnist-sample", "--lr", "1e30", "--epochs", "1",
+                 "--out", str(tmp_path / "nan"), "--no-progress"])
+    assert code == 1
+    assert "loss became" in capsys.readouterr().err
+
+
+def test_plain_progress_when_not_a_terminal(tmp_path, capsys):
+    assert main(["train", "mlp-tiny", "--dataset", "mnist-sample", "--epochs", "2", "--out", str(tmp_path / "r")]) == 0
+    out, err = capsys.readouterr()
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2
+    for line in epoch_lines:
+        for part in ("train loss", "acc", "test loss", "lr", "img/s"):
+            assert part in line
+    assert "\r" not in out + err
+
+
+def test_recipe_reference_fills_in_the_published_set_up(tmp_path):
+    from cnnlab.train import resolve_config
+
+    config = resolve_config({"model": "mlp-tiny", "recipe": "reference"})
+    assert (config.batch_size, config.lr, config.momentum, config.optimizer, config.epochs) == (64, 0.01, 0.5, "sgd", 1)
+    assert config.normalize == "0.1307,0.3081"
+    # A flag overrides the recipe.
+    assert resolve_config({"model": "mlp-tiny", "recipe": "reference", "lr": 0.1}).lr == 0.1
+
+
+def test_yaml_config_and_flags_override(tmp_path):
+    from cnnlab.train import resolve_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("model: lenet\nepochs: 7\nlr: 0.3\n")
+    config = resolve_config({"lr": 0.2}, path)
+    assert (config.model, config.epochs, config.lr) == ("lenet", 7, 0.2)
+
+
+def _error_of(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err
+    return code, err
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["train", "convnett"], "did you mean 'convnet'"),
+        (["train", "convnet", "--dataset", "mnits"], "unknown dataset 'mnits'"),
+        (["train", "convnet", "--optimizer", "adagrad"], "unknown --optimizer 'adagrad'"),
+        (["train", "convnet", "--lr", "0"], "--lr must be a positive number"),
+        (["train", "convnet", "--lr", "-1"], "--lr must be a positive number"),
+        (["train", "convnet", "--epochs", "0"], "--epochs must be a positive integer"),
+        (["train", "convnet", "--batch-size", "-4"], "--batch-size must be a positive integer"),
+        (["train", "convnet", "--config", "/nonexistent/c.yaml"], "cannot read config file"),
+        (["train", "--resume", "/nonexistent/run"], "no such run folder or checkpoint"),
+        (["train", "alexnet", "--dataset", "mnist-sample", "--resize", "32"], "at least 65x65"),
+        (["train", "convnet", "--device", "cuda"] if not torch.cuda.is_available() else ["train", "x"], "cuda" if not torch.cuda.is_available() else "unknown model"),
+        (["train", "convnet", "--normalize", "0.5"], "--normalize must be"),
+        (["train", "convnet", "--init", "normal:x"], "--init must be"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, needle, tmp_path):
+    code, err = _error_of(capsys, argv + ["--out", str(tmp_path / "r")])
+    assert code == 2
+    assert err.startswith("cnnlab: error: ") and needle in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_bad_config_keys_and_unparseable_config(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: 0.1\nepohcs: 3\n")
+    code, err = _error_of(capsys, ["train", "convnet", "--config", str(bad)])
+    assert code == 2 and "unknown config file bad.yaml key 'epohcs'" in err and "did you mean 'epochs'" in err
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    code, err = _error_of(capsys, ["train", "convnet", "--config", str(broken)])
+    assert code == 2 and "cannot parse config file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_resume_of_a_different_model_is_refused(trained_run, capsys):
+    code, err = _error_of(capsys, ["train", "lenet", "--resume", str(trained_run.run_dir), "--epochs", "9"])
+    assert code == 2 and "model='convnet'" in err
+
+
+def test_unwritable_output_folder(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, err = _error_of(capsys, ["train", "convnet", "--dataset", "mnist-sample", "--out", str(blocker / "run")])
+    assert code == 2 and "cannot write the run folder" in err and "--out" in err
+
+
+def test_eval_reports_accuracy_and_confusion(trained_run, capsys):
+    assert main(["eval", str(trained_run.run_dir), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["count"] == 500 and len(report["confusion"]) == 10
+    assert sum(map(sum, report["confusion"])) == 500
+    best = json.loads((trained_run.run_dir / "summary.json").read_text())["best_test_acc"]
+    assert report["accuracy"] == pytest.approx(best, abs=1e-9)
+    assert Path(report["confusion_png"]).is_file()
+    assert main(["eval", str(trained_run.run_dir)]) == 0
+    text = capsys.readouterr().out
+    assert "per-class accuracy" in text and "confusion matrix" in text
+
+
+def test_predict_png_and_npy(trained_run, tmp_path, capsys):
+    from PIL import Image
+
+    from cnnlab.data import load_dataset
+
+    data = load_dataset("mnist-sample")
+    images = data.test_images[:4, 0].numpy()
+    paths = []
+    for i, image in enumerate(images):
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray(image).save(path)
+        paths.append(str(path))
+    np.save(tmp_path / "batch.npy", images)
+    assert main(["predict", str(trained_run.run_dir), *paths, "--format", "json", "-k", "2"]) == 0
+    from_png = json.loads(capsys.readouterr().out)
+    assert main(["predict", str(trained_run.run_dir), str(tmp_path / "batch.npy"), "--format", "json", "-k", "2"]) == 0
+    from_npy = json.loads(capsys.readouterr().out)
+    assert len(from_png) == 4 and len(from_npy) == 4
+    assert [p["top"][0]["class"] for p in from_png] == [p["top"][0]["class"] for p in from_npy]
+    for item in from_png:
+        assert len(item["top"]) == 2 and 0 <= item["top"][0]["probability"] <= 1
+        assert item["top"][0]["probability"] >= item["top"][1]["probability"]
+    # The model gets most of these right: predictions follow the true labels.
+    truth = [data.spec.classes[int(y)] for y in data.test_labels[:4]]
+    assert sum(p["top"][0]["class"] == t for p, t in zip(from_png, truth)) >= 3
+
+
+def test_predict_rejects_a_non_image(trained_run, tmp_path, capsys):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    code, err = _error_of(capsys, ["predict", str(trained_run.run_dir), str(bad)])
+    assert code == 2 and "cannot read" in err
+
+
+def test_readme_quick_start_trains(tmp_path):
+    """The README's first command (after install) works in a fresh folder."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert "pip install -e . && cnnlab train convnet --dataset mnist-sample" in readme
+    result = subprocess.run([sys.executable, "-m", "cnnlab", "train", "convnet", "--dataset", "mnist-sample"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "summary.json").is_file()
+    assert json.loads((runs[0] / "summary.json").read_text())["final_test_acc"] > 0.8
