@@ -230,6 +230,7 @@ def _error_of(capsys, argv):
         (["train", "alexnet", "--dataset", "mnist-sample", "--resize", "32"], "at least 65x65"),
         (["train", "convnet", "--device", "cuda"] if not torch.cuda.is_available() else ["train", "x"], "cuda" if not torch.cuda.is_available() else "unknown model"),
         (["train", "convnet", "--normalize", "0.5"], "--normalize must be"),
+        (["train", "mlp-tiny", "--dataset", "mnist-sample", "--resize", "32"], "at most 28x28"),
         (["train", "convnet", "--init", "normal:x"], "--init must be"),
     ],
 )

@@ -1,7 +1,6 @@
 """`cnnlab train --nproc N`: start N local processes through torch's elastic launcher (what torchrun uses)."""
 from __future__ import annotations
 
-import signal
 import sys
 import uuid
 
@@ -27,6 +26,7 @@ def launch_local(nproc: int, argv: list[str]) -> int:
     """Run `python -m cnnlab <argv without --nproc>` in `nproc` processes; return the job's exit code."""
     if nproc < 1:
         raise CnnlabError(f"--nproc must be a positive integer, got {nproc}")
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -34,15 +34,13 @@ def launch_local(nproc: int, argv: list[str]) -> int:
         min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"cnnlab-{uuid.uuid4().hex[:8]}",
         rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5,
     )
-    # Ctrl-C reaches the whole process group: the workers save a checkpoint and exit 130 themselves,
-    # so the launcher must not tear them down first.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         elastic_launch(config, entrypoint=sys.executable)("-m", "cnnlab", *_without_nproc(argv))
     except ChildFailedError as err:
         # The failing rank already printed its one-line message; report only its exit code.
         first = min(err.failures.values(), key=lambda failure: failure.timestamp)
         return first.exitcode if first.exitcode > 0 else 1
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    except SignalException as err:
+        # Ctrl-C / SIGTERM: the agent passed it on and waited while the workers saved a checkpoint.
+        return 128 + int(err.sigval)
     return 0

@@ -23,7 +23,7 @@ from cnnlab.train import checkpoint as ckpt
 from cnnlab.train.config import TrainConfig, resolve_config
 from cnnlab.train.device import autocast_context, make_grad_scaler, pick_device, set_determinism
 from cnnlab.train.distributed import (
-    DistInfo, all_reduce_sum, init_distributed, local_device, max_across_ranks, shutdown,
+    DistInfo, all_reduce_sum, init_distributed, launched_by_torchrun, local_device, max_across_ranks, shutdown,
 )
 from cnnlab.train.evaluate import EvalResult, evaluate
 from cnnlab.train.optim import build_optimizer, build_scheduler, initialize_weights
@@ -73,7 +73,9 @@ class _StopSignal:
         return self
 
     def _handle(self, signum, frame):
-        if self.signum is not None:  # second signal: stop now
+        # A second signal stops at once, except under torchrun, whose agent forwards the
+        # user's Ctrl-C to workers that already got it: they must still save first.
+        if self.signum is not None and not launched_by_torchrun():
             signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
             raise KeyboardInterrupt
         self.signum = signum
@@ -134,6 +136,11 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
         raise CnnlabError(
             f"{config.model} needs inputs of at least {info.min_input_size}x{info.min_input_size}, "
             f"{config.dataset} gives {input_size}x{input_size}; pass --resize {max(info.min_input_size, info.default_input_size)}"
+        )
+    if info.max_input_size is not None and input_size > info.max_input_size:
+        raise CnnlabError(
+            f"{config.model} takes inputs of at most {info.max_input_size}x{info.max_input_size}, got "
+            f"{input_size}x{input_size}; drop --resize or pass --resize {info.default_input_size}"
         )
     run_dir = Path(checkpoint["run_dir"]) if checkpoint else Path(config.out or default_run_dir(config.model, config.dataset))
     config = config.replace(out=str(run_dir))
