@@ -20,6 +20,7 @@ _EXPORTS = {
     "list_datasets": "cnnlab.data",
     "TrainConfig": "cnnlab.train",
     "train": "cnnlab.train",
+    "export_model": "cnnlab.export",
     "CnnlabError": "cnnlab.errors",
 }
 

@@ -19,9 +19,11 @@ COMMAND_MODULES = [
     "cnnlab.cli.train",
     "cnnlab.cli.evaluate",
     "cnnlab.cli.predict",
+    "cnnlab.cli.export",
     "cnnlab.cli.recipes",
     "cnnlab.cli.datasets",
     "cnnlab.cli.models",
+    "cnnlab.cli.inspect",
 ]
 
 
