@@ -321,3 +321,20 @@ def test_readme_quick_start_trains(tmp_path):
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "summary.json").is_file()
     assert json.loads((runs[0] / "summary.json").read_text())["final_test_acc"] > 0.8
+
+
+def test_tensorboard_option_logs_every_epoch(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = train(quick(tmp_path, model="mlp-tiny", epochs=2, limit_train=256, tensorboard=True))
+    events = EventAccumulator(str(result.run_dir / "tensorboard"))
+    events.Reload()
+    test_acc = [e.value for e in events.Scalars("accuracy/test")]
+    assert len(test_acc) == 2
+    assert test_acc[-1] == pytest.approx(result.history[-1]["test_acc"], rel=1e-5)
+
+
+def test_onecycle_with_very_few_steps(tmp_path):
+    result = train(quick(tmp_path, model="mlp-tiny", epochs=1, batch_size=128, limit_train=500, schedule="onecycle"))
+    assert len(result.history) == 1

@@ -36,6 +36,10 @@ def init_distributed(device: torch.device, backend: str | None = None) -> DistIn
         backend = backend or ("nccl" if device.type == "cuda" else "gloo")
         dist.init_process_group(backend=backend)
     info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        # CPU ranks on one machine share its cores: more threads than cores makes every rank wait.
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
     return info
 
 

@@ -1,6 +1,7 @@
 """The training loop: one function, read top to bottom, that every model and dataset goes through."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import signal
@@ -26,6 +27,7 @@ from cnnlab.train.distributed import (
     DistInfo, all_reduce_sum, init_distributed, launched_by_torchrun, local_device, max_across_ranks, shutdown,
 )
 from cnnlab.train.evaluate import EvalResult, evaluate
+from cnnlab.train.figures import sample_predictions, write_run_figures
 from cnnlab.train.optim import build_optimizer, build_scheduler, initialize_weights
 from cnnlab.train.preprocess import build_transform
 from cnnlab.train.progress import Progress
@@ -142,6 +144,10 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
             f"{config.model} takes inputs of at most {info.max_input_size}x{info.max_input_size}, got "
             f"{input_size}x{input_size}; drop --resize or pass --resize {info.default_input_size}"
         )
+    if config.tensorboard:
+        from cnnlab.train.tensorboard import require_tensorboard
+
+        require_tensorboard()  # fail before anything is written
     run_dir = Path(checkpoint["run_dir"]) if checkpoint else Path(config.out or default_run_dir(config.model, config.dataset))
     config = config.replace(out=str(run_dir))
     if main:
@@ -191,6 +197,11 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
         meta = provenance(str(device), argv)
         meta["world_size"] = dist_info.world_size
         write_json(run_dir / "config.json", {"config": config.to_dict(), **meta})
+    tensorboard = None
+    if config.tensorboard and main:
+        from cnnlab.train.tensorboard import TensorBoardLogger
+
+        tensorboard = TensorBoardLogger(run_dir, config.to_dict(), purge_step=start_epoch + 1 if checkpoint else None)
     metrics = MetricsLog(run_dir / "metrics.csv", resume_after_epoch=start_epoch if checkpoint else None) if main else None
     history = _read_history(run_dir) if checkpoint and main else []
     say(f"training {config.model} ({params:,} params) on {config.dataset} "
@@ -232,7 +243,9 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
     run_start = time.perf_counter()
     final_eval = None
     net.train()
-    with _StopSignal() as stop:
+    with _StopSignal() as stop, contextlib.ExitStack() as cleanup:
+        if tensorboard is not None:
+            cleanup.callback(tensorboard.close)  # flush events of interrupted runs too
         for epoch in range(start_epoch, config.epochs):
             step0 = start_step if epoch == start_epoch else 0
             # Sums over the epoch, on the device: no host sync per step.
@@ -309,6 +322,10 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
             history.append(row)
             if main:
                 metrics.append(row)
+            if tensorboard is not None:
+                images, truth, predicted, confidence = sample_predictions(model, test_batches, 16, config.channels_last)
+                tensorboard.log_epoch(epoch + 1, row, final_eval.confusion if test_acc is not None else None,
+                                      list(spec.classes), images, labels=truth, predicted=predicted, probs=confidence)
             save("last.pt", epoch + 1, 0)
             say(_epoch_line(row, config.epochs))
 
@@ -336,8 +353,6 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
     if main:
         write_json(run_dir / "summary.json", summary)
         if final_eval is not None:
-            from cnnlab.train.figures import write_run_figures
-
             write_run_figures(run_dir, history, final_eval, model, test_batches, spec.classes, config)
         acc = summary["final_test_acc"]
         say(f"done: test accuracy {acc:.2%} (best {best_acc:.2%} at epoch {best_epoch}); run folder {run_dir}"

@@ -37,11 +37,12 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, config: TrainConfi
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
     """A scheduler stepped once per optimizer step."""
     total_steps = config.epochs * steps_per_epoch
-    if config.schedule == "onecycle":
+    if config.schedule == "onecycle" and total_steps >= 3:  # OneCycleLR needs a step to rise and one to fall
+        # Rising phase: the warm-up if one is set, else a quarter of the run; at least two steps long.
+        pct_start = min(0.5, max(0.05, config.warmup_epochs / config.epochs)) if config.warmup_epochs else 0.25
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=config.lr, total_steps=total_steps,
-            # Rising phase: the warm-up if one is set, else a quarter of the run.
-            pct_start=min(0.5, max(0.05, config.warmup_epochs / config.epochs)) if config.warmup_epochs else 0.25,
+            pct_start=min(0.5, max(pct_start, 2 / total_steps)),
             cycle_momentum=config.optimizer == "sgd" and config.momentum > 0,
         )
     warmup_steps = round(config.warmup_epochs * steps_per_epoch)

@@ -1,0 +1,212 @@
+"""Attribution maps with captum: which input pixels a prediction rests on.
+
+Captum (a well-kept PyTorch interpretability library) does the attribution; this
+module picks the layer and target, brings every map to the model's input size and
+draws it over the image. captum is an optional extra, imported only here.
+
+- gradcam: LayerGradCam on a conv layer (the last Conv2d to run by default), ReLU'd and
+  upsampled bilinearly to the input size.
+- integrated-gradients: IntegratedGradients from a black image (the run's preprocessing
+  of all-zero pixels), summed over colour channels; signed.
+- saliency: |d output / d input| (Saliency), max over colour channels.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from torch import nn
+
+from cnnlab.errors import CnnlabError, unknown_choice
+from cnnlab.inspect.grid import save_figure
+from cnnlab.inspect.layers import capture_outputs, conv_layers, get_layer, last_conv_layer
+
+METHODS = ("gradcam", "integrated-gradients", "saliency")
+SIGNED = {"integrated-gradients"}  # methods whose maps have both signs
+IG_STEPS = 32  # integration steps: plenty for maps that are only looked at
+IG_BATCH = 16  # images per forward pass (at least the inputs): bounds memory on 224x224 models
+
+
+def require_captum():
+    """captum.attr, or a one-line error that says how to install it."""
+    try:
+        import captum.attr
+    except ImportError:
+        raise CnnlabError('saliency maps need captum, an optional extra: pip install "cnnlab[inspect]"') from None
+    return captum.attr
+
+
+def resolve_target(value: str | int | None, classes: Sequence[str]) -> int | None:
+    """A class given by index ("3") or by name ("Sneaker", any case) -> its index."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        index = int(text)
+        if not 0 <= index < len(classes):
+            raise CnnlabError(f"--target {index} is out of range: the run has {len(classes)} classes (0..{len(classes) - 1})")
+        return index
+    by_name = {c.lower(): i for i, c in enumerate(classes)}
+    if text.lower() not in by_name:
+        raise unknown_choice("--target class", text, classes)
+    return by_name[text.lower()]
+
+
+def check_method(method: str | None, model: nn.Module | None = None) -> str:
+    """A valid method name; None picks gradcam, or integrated-gradients for a model without conv layers."""
+    if method is None:
+        return "gradcam" if model is None or conv_layers(model) else "integrated-gradients"
+    if method not in METHODS:
+        raise unknown_choice("--method", method, METHODS)
+    return method
+
+
+def gradcam_layer(model: nn.Module, x: torch.Tensor, layer: str | None, model_name: str | None = None) -> str:
+    """The layer Grad-CAM looks at: `layer` (checked: it must output a spatial map) or the last Conv2d to run."""
+    label = model_name or type(model).__name__
+    if layer is None:
+        layer = last_conv_layer(model, x[:1])
+        if layer is None:
+            raise CnnlabError(f"--method gradcam needs a conv layer and {label} has none; "
+                              "use --method saliency or --method integrated-gradients")
+        return layer
+    get_layer(model, layer, model_name)
+    _, captured = capture_outputs(model, x[:1], [layer])
+    if layer not in captured or captured[layer].dim() != 4:
+        shape = tuple(captured[layer].shape) if layer in captured else "nothing"
+        raise CnnlabError(f"--layer {layer!r} outputs {shape}, not a (N, C, H, W) feature map; Grad-CAM needs a conv "
+                          "layer or a block that outputs one (see `cnnlab summary`)")
+    return layer
+
+
+def attribute(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor, method: str | None = "gradcam",
+              layer: str | None = None, baseline: torch.Tensor | None = None, model_name: str | None = None) -> torch.Tensor:
+    """Attribution maps (N, S, S) for preprocessed inputs `x` (N, C, S, S) and target class(es).
+
+    gradcam and saliency maps are >= 0; integrated-gradients maps are signed.
+    """
+    attr = require_captum()
+    method = check_method(method, model)
+    was_training = model.training
+    model.eval()  # BatchNorm and dropout as at test time
+    try:
+        x = x.detach().clone().requires_grad_()
+        if method == "gradcam":
+            module = get_layer(model, gradcam_layer(model, x, layer, model_name))
+            maps = attr.LayerGradCam(model, module).attribute(x, target=target, relu_attributions=True)
+            maps = attr.LayerAttribution.interpolate(maps, tuple(x.shape[-2:]), "bilinear")[:, 0]
+        elif method == "saliency":
+            maps = attr.Saliency(model).attribute(x, target=target, abs=True).amax(1)
+        else:
+            baseline = torch.zeros_like(x) if baseline is None else baseline.expand_as(x)
+            maps = attr.IntegratedGradients(model).attribute(
+                x, baselines=baseline, target=target, n_steps=IG_STEPS, internal_batch_size=max(IG_BATCH, len(x)),
+            ).sum(1)
+    finally:
+        model.train(was_training)
+    return maps.detach().float()
+
+
+# ---- figures --------------------------------------------------------------------------
+
+
+def _gray(image: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W) or (H, W, 3) for imshow."""
+    picture = image.detach().cpu().float().clamp(0, 1).permute(1, 2, 0).numpy()
+    return picture[:, :, 0] if picture.shape[2] == 1 else picture
+
+
+def _scaled(saliency: torch.Tensor, signed: bool) -> np.ndarray:
+    values = saliency.detach().cpu().float().numpy()
+    peak = float(np.abs(values).max()) or 1.0
+    return values / peak if signed else np.clip(values, 0, None) / peak
+
+
+def _overlay(ax, image: torch.Tensor, saliency: np.ndarray) -> None:
+    picture = _gray(image)
+    ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    heat = colormaps["jet"](np.clip(saliency, 0, 1))
+    heat[..., 3] = 0.6 * np.clip(saliency, 0, 1)  # transparent where there is no attribution
+    ax.imshow(heat, interpolation="bilinear")
+
+
+def saliency_figure(rows: list[dict], method: str, title: str) -> Figure:
+    """One row per class: input, attribution map, overlay (+ un-permuted input and overlay).
+
+    Each row dict: caption, image (C, S, S) in [0, 1], map (S, S); optional unpermuted_image, unpermuted_map.
+    """
+    signed = method in SIGNED
+    columns = 5 if "unpermuted_map" in rows[0] else 3
+    fig = Figure(figsize=(2.1 * columns, 2.3 * len(rows) + 0.4), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(rows), columns, squeeze=False))
+    for row_axes, row in zip(axes, rows):
+        scaled = _scaled(row["map"], signed)
+        picture = _gray(row["image"])
+        row_axes[0].imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        row_axes[0].set_title("as the model saw it", fontsize=8)
+        image = row_axes[1].imshow(scaled, cmap="RdBu_r" if signed else "inferno", vmin=-1 if signed else 0, vmax=1,
+                                   interpolation="nearest")
+        fig.colorbar(image, ax=row_axes[1], fraction=0.046, pad=0.02)
+        row_axes[1].set_title(f"{method}: {row['caption']}", fontsize=8)
+        _overlay(row_axes[2], row["image"], scaled)
+        row_axes[2].set_title("overlay", fontsize=8)
+        if columns == 5:
+            restored = _scaled(row["unpermuted_map"], signed)
+            plain = _gray(row["unpermuted_image"])
+            row_axes[3].imshow(plain, cmap="gray" if plain.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            row_axes[3].set_title("un-permuted", fontsize=8)
+            _overlay(row_axes[4], row["unpermuted_image"], restored)
+            row_axes[4].set_title("overlay, un-permuted", fontsize=8)
+        for ax in row_axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def write_saliency(trained, inputs, out_dir: str | Path, method: str | None = None, target: str | int | None = None,
+                   layer: str | None = None) -> list[Path]:
+    """saliency-<method>-<input>.png per input: maps for the predicted class and, if given, `target`.
+
+    `method` None: gradcam, or integrated-gradients for a model without conv layers (an MLP).
+    """
+    from cnnlab.inspect.inputs import is_permuted, model_view, to_unpermuted, unpermuted_view
+
+    require_captum()
+    classes, model, model_name = trained.classes, trained.model, trained.config.model
+    method = check_method(method, model)
+    if layer is not None and method != "gradcam":
+        raise CnnlabError(f"--layer chooses Grad-CAM's layer; --method {method} attributes to the input pixels, "
+                          "drop --layer or use --method gradcam")
+    target_index = resolve_target(target, classes)
+    transform = trained.transform()
+    x = transform(inputs.pixels)
+    with torch.no_grad():
+        probs = model(x).float().softmax(1)
+    if method == "gradcam":
+        layer = gradcam_layer(model, x, layer, model_name)
+    baseline = transform(torch.zeros_like(inputs.pixels[:1]))  # a black image, preprocessed like the input
+    views, plain_views = model_view(trained, inputs.pixels), unpermuted_view(trained, inputs.pixels)
+    paths = []
+    for i, (name, tag) in enumerate(zip(inputs.names, inputs.tags)):
+        predicted = int(probs[i].argmax())
+        wanted = [predicted] + ([target_index] if target_index is not None and target_index != predicted else [])
+        maps = attribute(model, x[i:i + 1].repeat(len(wanted), 1, 1, 1), torch.tensor(wanted), method, layer,
+                         baseline, model_name)
+        rows = []
+        for k, cls in enumerate(wanted):
+            kind = "predicted" if cls == predicted else "target"
+            row = {"caption": f"{kind} {classes[cls]} {probs[i, cls]:.0%}", "image": views[i], "map": maps[k]}
+            if is_permuted(trained):
+                row["unpermuted_image"] = plain_views[i]
+                row["unpermuted_map"] = to_unpermuted(trained, maps[k][None, None])[0, 0]
+            rows.append(row)
+        truth = "" if inputs.labels is None else f", true {classes[int(inputs.labels[i])]}"
+        where = f" at {layer}" if method == "gradcam" else ""
+        title = f"{model_name} on {name}: {method}{where}{truth}"
+        paths.append(save_figure(saliency_figure(rows, method, title), Path(out_dir) / f"saliency-{method}-{tag}.png"))
+    return paths
