@@ -251,12 +251,12 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
             # Sums over the epoch, on the device: no host sync per step.
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             correct = torch.zeros((), dtype=torch.int64, device=device)
-            seen = torch.zeros((), dtype=torch.int64, device=device)
+            seen = 0  # images, counted on the host: no device op per step
             seconds_before = 0.0
             if epoch_sums and epoch == start_epoch and main:  # saved sums are global: count them once
                 loss_sum += epoch_sums["loss_sum"]
                 correct += epoch_sums["correct"]
-                seen += epoch_sums["seen"]
+                seen += int(epoch_sums["seen"])
                 seconds_before = epoch_sums["seconds"]
             progress.start_epoch(epoch, config.epochs, step0)
             epoch_start = time.perf_counter()
@@ -282,8 +282,7 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
                 progress.step(step, loss, correct, seen)
                 signum = max_across_ranks(stop.signum or 0, device, dist_info)
                 if signum:
-                    totals = torch.stack([loss_sum, correct.double(), seen.double()])
-                    all_reduce_sum(totals, dist_info)
+                    totals = _global_sums(loss_sum, correct, seen, dist_info)
                     sums = _sums(*totals.tolist(), seconds_before + time.perf_counter() - epoch_start)
                     save("last.pt", epoch, step + 1, sums)
                     progress.close()
@@ -295,8 +294,7 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
             progress.close()
 
             # ---- end of epoch: metrics, evaluation, checkpoints --------------------------
-            totals = torch.stack([loss_sum, correct.double(), seen.double()])
-            all_reduce_sum(totals, dist_info)
+            totals = _global_sums(loss_sum, correct, seen, dist_info)
             train_loss, train_acc = float(totals[0] / totals[2].clamp(min=1)), float(totals[1] / totals[2].clamp(min=1))
             if not math.isfinite(train_loss):
                 raise NonFiniteLoss(
@@ -358,6 +356,12 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
         say(f"done: test accuracy {acc:.2%} (best {best_acc:.2%} at epoch {best_epoch}); run folder {run_dir}"
             if acc is not None else f"done; run folder {run_dir}")
     return TrainResult(run_dir, model, config, history, summary, final_eval)
+
+
+def _global_sums(loss_sum: torch.Tensor, correct: torch.Tensor, seen: int, dist_info: DistInfo) -> torch.Tensor:
+    """(loss sum, correct, images) over all ranks, as one float64 tensor."""
+    totals = torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64, device=loss_sum.device)])
+    return all_reduce_sum(totals, dist_info)
 
 
 def _sums(loss_sum, correct, seen, seconds) -> dict[str, Any]:
