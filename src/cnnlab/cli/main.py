@@ -24,6 +24,10 @@ COMMAND_MODULES = [
     "cnnlab.cli.datasets",
     "cnnlab.cli.models",
     "cnnlab.cli.inspect",
+    "cnnlab.cli.experiment",
+    "cnnlab.cli.compare",
+    "cnnlab.cli.sweep",
+    "cnnlab.cli.report",
 ]
 
 

@@ -1,0 +1,215 @@
+"""Run folders as experiments see them: read one back, or train it unless it is already complete.
+
+Every experiment is a set of ordinary `cnnlab.train.train` runs, one folder each. A folder with
+`summary.json` (status "complete") is done and skipped; one with a checkpoint from the same config
+is resumed; anything else is trained from the start. So an interrupted experiment, re-run with the
+same output folder, continues where it stopped.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+
+COMPLETE, INCOMPLETE, NOT_A_RUN = "complete", "incomplete", "not a run"
+EXPERIMENT_FILE = "experiment.json"
+# Config keys that may differ between two runs that are still "the same run" (where/how it is shown, not what).
+_INCIDENTAL_KEYS = {"out", "progress", "data_dir", "device", "tensorboard", "backend", "eval_batch_size"}
+
+
+@dataclass
+class RunRecord:
+    """What a folder holds: a complete run, an incomplete one (crashed, interrupted, running) or no run."""
+
+    path: Path
+    status: str  # COMPLETE | INCOMPLETE | NOT_A_RUN
+    reason: str = ""  # why it is not complete, in words
+    summary: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # the TrainConfig values
+    meta: dict[str, Any] = field(default_factory=dict)  # the rest of config.json (versions, device, command)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def complete(self) -> bool:
+        return self.status == COMPLETE
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A summary value, falling back to the config (incomplete runs have no summary)."""
+        value = self.summary.get(key)
+        return self.config.get(key, default) if value is None else value
+
+
+def _read_json_file(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_run(path: str | Path) -> RunRecord:
+    """Read a run folder without loading any model; never raises for a bad folder."""
+    from cnnlab.train.rundir import read_metrics
+
+    path = Path(path)
+    if not path.exists():
+        return RunRecord(path, NOT_A_RUN, "no such file or folder")
+    if not path.is_dir():
+        return RunRecord(path, NOT_A_RUN, "not a folder")
+    config_file = _read_json_file(path / "config.json")
+    summary = _read_json_file(path / "summary.json")
+    if config_file is None and summary is None:
+        if (path / EXPERIMENT_FILE).is_file():
+            return RunRecord(path, NOT_A_RUN, "an experiment folder (pass it to compare to include its runs)")
+        return RunRecord(path, NOT_A_RUN, "no config.json or summary.json")
+    config_file = config_file or {}
+    config = config_file.get("config", {}) if isinstance(config_file.get("config"), dict) else {}
+    meta = {k: v for k, v in config_file.items() if k != "config"}
+    history: list[dict[str, Any]] = []
+    try:
+        if (path / "metrics.csv").is_file():
+            history = read_metrics(path / "metrics.csv")
+    except (OSError, ValueError, KeyError):
+        history = []
+    if summary is not None and summary.get("status") == COMPLETE:
+        return RunRecord(path, COMPLETE, "", summary, config, meta, history)
+    done = len(history)
+    planned = config.get("epochs", "?")
+    reason = (f"status {summary.get('status')!r}" if summary is not None
+              else f"no summary.json: crashed, interrupted or still running after {done}/{planned} epochs")
+    return RunRecord(path, INCOMPLETE, reason, summary or {}, config, meta, history)
+
+
+def expand_globs(patterns: list[str | Path]) -> list[Path]:
+    """Paths with shell globs expanded (sorted); a pattern that matches nothing is kept as it is,
+    so it can be listed as missing."""
+    import glob
+
+    paths: list[Path] = []
+    for pattern in patterns:
+        text = str(pattern)
+        matches = sorted(glob.glob(text)) if glob.has_magic(text) else [text]
+        paths.extend(Path(m) for m in matches or [text])
+    return paths
+
+
+def expand_run_paths(patterns: list[str | Path]) -> list[Path]:
+    """Folders named by paths or shell globs; an experiment folder stands for the runs it lists."""
+    paths: list[Path] = []
+    for path in expand_globs(patterns):
+        paths.extend(experiment_runs(path) or [path])
+    unique: list[Path] = []
+    seen: set[Path] = set()
+    for path in paths:  # the same run named twice (a glob and its experiment) is compared once
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    return unique
+
+
+def read_experiment(path: str | Path) -> dict[str, Any] | None:
+    """The experiment.json of an experiment or sweep folder, or None for any other path."""
+    path = Path(path)
+    return _read_json_file(path / EXPERIMENT_FILE) if path.is_dir() else None
+
+
+def experiment_runs(path: str | Path) -> list[Path]:
+    """The run folders an experiment folder lists (relative to it), or [] for any other path."""
+    info = read_experiment(path)
+    if not info or not isinstance(info.get("runs"), list):
+        return []
+    return [Path(path) / str(run) for run in info["runs"]]
+
+
+def now_iso() -> str:
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
+def write_experiment_file(out_dir: Path, info: dict[str, Any]) -> None:
+    """experiment.json: what an experiment folder holds (kind, title, runs, figures, summary table)."""
+    from cnnlab.train.rundir import write_json
+
+    write_json(Path(out_dir) / EXPERIMENT_FILE, info)
+
+
+def timestamped_dir(prefix: str, root: str | Path = "runs") -> Path:
+    """runs/<prefix>-<YYYYmmdd-HHMMSS>, with a suffix if that exists already."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / f"{prefix}-{stamp}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path(root) / f"{prefix}-{stamp}-{suffix}"
+    return path
+
+
+def safe_name(text: str) -> str:
+    """A folder-name-safe version of `text` (letters, digits and . _ = + - kept)."""
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", text).strip("_") or "run"
+
+
+def _differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    keys = sorted((set(stored) | set(wanted)) - _INCIDENTAL_KEYS)
+    return [f"{k}={stored.get(k)!r} (wanted {wanted.get(k)!r})" for k in keys if stored.get(k) != wanted.get(k)]
+
+
+def _resumable(run_dir: Path, config_values: dict[str, Any]) -> bool:
+    """Whether run_dir's last checkpoint is a partial run of this very config, in this very folder."""
+    from cnnlab.train.checkpoint import load_checkpoint
+
+    try:
+        checkpoint = load_checkpoint(run_dir, "last.pt")
+    except CnnlabError:
+        return False
+    same_folder = Path(str(checkpoint.get("run_dir", ""))).resolve() == run_dir.resolve()
+    unfinished = checkpoint.get("epoch", 0) < config_values["epochs"] or checkpoint.get("step", 0) > 0
+    return same_folder and unfinished and not _differences(checkpoint.get("config", {}), config_values)
+
+
+def check_not_conflicting(config) -> RunRecord:
+    """The record of config.out; raises if it holds a complete run of other settings.
+
+    Mixing two experiments in one table would be worse than stopping.
+    """
+    if not config.out:
+        raise CnnlabError("internal: an experiment run needs config.out (the run folder)")
+    record = read_run(config.out)
+    if record.complete:
+        differences = _differences(record.config, config.to_dict())
+        if differences:
+            raise CnnlabError(
+                f"{config.out} already holds a complete run with other settings: {'; '.join(differences[:3])}; "
+                "use another output folder (-o DIR) or delete that run"
+            )
+    return record
+
+
+def ensure_run(config, log: Callable[[str], None] = print) -> tuple[RunRecord, str]:
+    """Train `config` (a TrainConfig with `out` set) unless its folder already holds it complete.
+
+    Returns the run's record and what happened: "skipped", "resumed" or "trained".
+    """
+    from cnnlab.train import train
+
+    record = check_not_conflicting(config)
+    run_dir = Path(config.out)
+    wanted = config.to_dict()
+    if record.complete:
+        return record, "skipped"
+    if record.status == INCOMPLETE and _resumable(run_dir, wanted):
+        log(f"resuming the interrupted run in {run_dir}")
+        train(config, resume=run_dir)
+        return read_run(run_dir), "resumed"
+    train(config)
+    return read_run(run_dir), "trained"
