@@ -9,6 +9,7 @@ class CnnlabError(Exception):
     """An error the user can fix; the CLI prints it as one line and exits with `exit_code`."""
 
     exit_code = 2
+    label = "error"  # the word after "cnnlab: " when the CLI prints it
 
 
 class DataError(CnnlabError):

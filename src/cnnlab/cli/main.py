@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # Under torchrun every rank hits the same error: say it once.
         if os.environ.get("RANK", "0") == "0":
-            print(f"cnnlab: error: {err}", file=sys.stderr)
+            print(f"cnnlab: {err.label}: {err}", file=sys.stderr)
         return err.exit_code
     except Exception as err:  # noqa: BLE001
         # A bug under torchrun: one line per failing rank instead of N interleaved tracebacks.

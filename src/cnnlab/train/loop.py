@@ -40,6 +40,8 @@ CHECK_EVERY_CUDA = 25
 class TrainingInterrupted(CnnlabError):
     """Ctrl-C / SIGTERM: a checkpoint was saved; exit 130 (SIGINT) or 143 (SIGTERM)."""
 
+    label = "stopped"
+
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_code = 128 + signum
