@@ -22,6 +22,7 @@ from cnnlab.models import registry
 
 # 1 input channel, 10 classes. The spec gives all but googlenet and resnet18.
 EXPECTED_PARAMS = {
+    "fast-cnn": 54_778,  # cnnlab's own: 144 + 4,608 + 18,432 conv + 224 BN + 31,370 fc
     "mlp-tiny": 6_442,
     "cnn-tiny": 6_422,
     "convnet": 9_098,
@@ -39,7 +40,7 @@ EXPECTED_PARAMS = {
     "googlenet": 5_977_530,
     "resnet18": 11_178_378,
 }
-TINY = {"mlp-tiny", "cnn-tiny", "convnet", "lenet", "inception-mini", "resnet-mini"}
+TINY = {"mlp-tiny", "cnn-tiny", "convnet", "lenet", "inception-mini", "resnet-mini", "fast-cnn"}
 DEFAULT_SIZES = {**{name: 28 for name in TINY}, "alexnet": 224, "vgg11": 224, "nin": 224, "nin-single": 224,
                  "googlenet": 96, "resnet18": 96}
 ALL = list_models()

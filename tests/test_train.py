@@ -338,3 +338,11 @@ def test_tensorboard_option_logs_every_epoch(tmp_path):
 def test_onecycle_with_very_few_steps(tmp_path):
     result = train(quick(tmp_path, model="mlp-tiny", epochs=1, batch_size=128, limit_train=500, schedule="onecycle"))
     assert len(result.history) == 1
+
+
+def test_target_accuracy_stops_early(tmp_path):
+    result = train(quick(tmp_path, model="mlp-tiny", epochs=10, limit_train=512, target_acc=0.2))
+    assert len(result.history) == 1 < 10
+    reached = result.summary["target_reached"]
+    assert reached["epoch"] == 1 and reached["test_acc"] >= 0.2
+    assert result.summary["epochs"] == 1

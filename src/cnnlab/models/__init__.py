@@ -11,7 +11,7 @@ from cnnlab.models.registry import ModelInfo, create_model, list_models, model_i
 from cnnlab.models.summary import LayerStats, ModelSummary, count_macs, render_summary, summarize
 
 # Importing a family module registers its models.
-from cnnlab.models import alexnet, baselines, inception, lenet, nin, resnet, vgg  # noqa: E402,F401  isort: skip
+from cnnlab.models import alexnet, baselines, fast_cnn, inception, lenet, nin, resnet, vgg  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "LayerStats", "ModelInfo", "ModelSummary", "count_macs", "create_model", "list_models", "model_info",

@@ -25,7 +25,7 @@ from cnnlab.errors import CnnlabError, did_you_mean, unknown_choice
 RECIPE_KEYS = (
     "dataset", "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
     "schedule", "warmup_epochs", "label_smoothing", "resize", "augment", "normalize", "init", "seed",
-    "model_options",
+    "model_options", "channels_last",
 )
 
 # What a recipe means when it does not say: plain SGD, no schedule, no regularisation, no resize.

@@ -69,6 +69,7 @@ class TrainConfig:
     limit_test: int | None = _opt(None, "use only the first N test images")
     eval_every: int = _opt(1, "evaluate on the test split every N epochs (and after the last)")
     eval_batch_size: int = _opt(1000, "batch size for evaluation")
+    target_acc: float | None = _opt(None, "stop once test accuracy reaches this fraction (e.g. 0.992)")
     progress: bool = _opt(True, "show progress bars (plain lines when not a terminal)")
     tensorboard: bool = _opt(False, "also log to TensorBoard in RUN/tensorboard (needs cnnlab[tensorboard])")
     sync_bn: bool = _opt(False, "convert BatchNorm to SyncBatchNorm under torchrun")
@@ -112,6 +113,8 @@ class TrainConfig:
                 raise CnnlabError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         if not self.lr > 0:
             raise CnnlabError(f"--lr must be a positive number, got {self.lr}")
+        if self.target_acc is not None and not 0 < self.target_acc <= 1:
+            raise CnnlabError(f"--target-acc must be a fraction in (0, 1], got {self.target_acc}")
         for name in ("momentum", "label_smoothing"):
             if not 0 <= getattr(self, name) < 1:
                 raise CnnlabError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")

@@ -244,6 +244,7 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
     progress = Progress(config.progress and main, len(train_batches))
     run_start = time.perf_counter()
     final_eval = None
+    target_reached = None
     net.train()
     with _StopSignal() as stop, contextlib.ExitStack() as cleanup:
         if tensorboard is not None:
@@ -328,6 +329,10 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
                                       list(spec.classes), images, labels=truth, predicted=predicted, probs=confidence)
             save("last.pt", epoch + 1, 0)
             say(_epoch_line(row, config.epochs))
+            if config.target_acc is not None and test_acc is not None and test_acc >= config.target_acc:
+                target_reached = {"epoch": epoch + 1, "test_acc": test_acc, "unix_time": time.time()}
+                say(f"reached the target test accuracy {config.target_acc:.2%} at epoch {epoch + 1}: stopping")
+                break
 
     # ---- the end: summary and figures -----------------------------------------------------
     total_seconds = time.perf_counter() - run_start + sum(
@@ -338,7 +343,7 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
         "model": config.model,
         "dataset": config.dataset,
         "recipe": config.recipe,
-        "epochs": config.epochs,
+        "epochs": len(history),
         "final_test_acc": history[-1]["test_acc"] if history else None,
         "best_test_acc": best_acc if best_acc >= 0 else None,
         "best_epoch": best_epoch,
@@ -349,6 +354,7 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
         "input_size": input_size,
         "device": str(device),
         "world_size": dist_info.world_size,
+        "target_reached": target_reached,
     }
     if main:
         write_json(run_dir / "summary.json", summary)

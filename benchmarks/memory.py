@@ -1,0 +1,48 @@
+"""Peak memory (max RSS) of a full-MNIST training run, as a separate process.
+
+    python benchmarks/memory.py --data-dir ../shared/datasets [--model convnet] [--epochs 1]
+
+Goal: at most 1 GB. The dataset is 47 MB as uint8; normalized float inputs prepared once add 188 MB.
+Writes benchmarks/results/memory.md.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir")
+    parser.add_argument("--models", nargs="+", default=["mlp-tiny", "convnet", "fast-cnn", "resnet-mini"])
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "memory.md"))
+    args = parser.parse_args()
+    lines = ["# Peak memory of a full-MNIST training run", "",
+             f"Command: `python benchmarks/memory.py {' '.join(sys.argv[1:])}`; each model in a fresh process "
+             "(`cnnlab train MODEL --dataset mnist`), peak resident set size of that process.", "",
+             "| model | epochs | peak RSS (MB) | goal |", "|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models:
+            command = [sys.executable, "-m", "cnnlab", "train", model, "--dataset", "mnist", "--epochs", str(args.epochs),
+                       "--out", f"{tmp}/{model}", "--no-progress"] + (["--data-dir", args.data_dir] if args.data_dir else [])
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            subprocess.run(command, check=True, capture_output=True)
+            peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            if peak_kb <= before:
+                print(f"{model}: peak not above an earlier child's ({before / 1024:.0f} MB); run it alone", file=sys.stderr)
+            mb = peak_kb / 1024
+            line = f"| {model} | {args.epochs} | {mb:,.0f} | {'ok' if mb <= 1024 else 'OVER'} (≤ 1,024) |"
+            print(line, flush=True)
+            lines.append(line)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""`fast-cnn`: a small BatchNorm CNN built for time-to-accuracy on a CPU (not from a paper).
+
+cnnlab's own model for the speed goals (MNIST 99.2%, Fashion-MNIST 91% in seconds on two
+cores). Three 3x3 convs of 16, 32 and 64 channels; the first two are max-pooled *before*
+BatchNorm and ReLU, which gives the same kind of features as conv-BN-ReLU-pool while
+BatchNorm and ReLU touch four times fewer values (measured: about 10% less time per step).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cnnlab.models.registry import ModelInfo, recipe, register_model
+
+# ---- architecture table -------------------------------------------------------------
+# (out channels, max-pool after the conv); every conv is 3x3, padding 1, no bias (BatchNorm follows).
+FAST_CNN = ((16, True), (32, True), (64, False))
+
+
+# ---- model --------------------------------------------------------------------------
+class FastCNN(nn.Module):
+    """[conv3x3 -> (maxpool 2) -> BN -> ReLU] x 3, flatten, fc(64*7*7 -> classes)."""
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: int = 28):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels, size = in_channels, image_size
+        for out_channels, pool in FAST_CNN:
+            layers.append(nn.Conv2d(channels, out_channels, 3, padding=1, bias=False))
+            if pool:
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+            layers += [nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+            channels = out_channels
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(channels * size * size, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(x, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+# ---- metadata -----------------------------------------------------------------------
+model_infos = {
+    "fast-cnn": ModelInfo(
+        name="fast-cnn", family="cnn", paper="cnnlab's small BatchNorm CNN for fast CPU training (no paper)",
+        # 28..31 -> pool 14..15 -> pool 7: the 7x7x64 features the fc takes
+        default_input_size=28, min_input_size=28, max_input_size=31,
+        options={},
+        # Its "reference" is the speed recipe it was designed with; measured by benchmarks/time_to_accuracy.py.
+        reference_recipe=recipe("mnist", epochs=2, batch_size=128, lr=0.05, momentum=0.9, nesterov=True,
+                                weight_decay=5e-4, schedule="onecycle", channels_last=True, seed=1),
+        reference_result="99.2% test acc on MNIST in 2 epochs; 91% on Fashion-MNIST in 3 (cnnlab, measured)",
+        fast_recipe=recipe("mnist", epochs=2, batch_size=128, lr=0.05, momentum=0.9, nesterov=True,
+                           weight_decay=5e-4, schedule="onecycle", channels_last=True),
+    ),
+}
+
+
+# ---- builder ------------------------------------------------------------------------
+@register_model
+def fast_cnn(in_channels: int = 1, num_classes: int = 10) -> FastCNN:
+    return FastCNN(in_channels, num_classes)
