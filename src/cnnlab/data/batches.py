@@ -63,8 +63,14 @@ class Batches:
             prepare = not augment and len(images) * images.shape[1] * side * side * 4 <= PREPARE_BUDGET_BYTES
         self.prepared = self._prepare() if prepare and not augment else None
 
-    def _prepare(self, chunk: int = 10_000) -> torch.Tensor:
-        return torch.cat([self.transform(self.images[i : i + chunk]) for i in range(0, len(self.images), chunk)])
+    def _prepare(self, chunk: int = 2048) -> torch.Tensor:
+        first = self.transform(self.images[:chunk])
+        # Written chunk by chunk into one tensor: peak memory is the result, not the result twice.
+        prepared = first.new_empty((len(self.images), *first.shape[1:]))
+        prepared[:chunk] = first
+        for i in range(chunk, len(self.images), chunk):
+            prepared[i : i + chunk] = self.transform(self.images[i : i + chunk])
+        return prepared
 
     def __len__(self) -> int:
         """Steps per epoch."""

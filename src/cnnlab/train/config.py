@@ -68,7 +68,7 @@ class TrainConfig:
     limit_train: int | None = _opt(None, "use only the first N training images")
     limit_test: int | None = _opt(None, "use only the first N test images")
     eval_every: int = _opt(1, "evaluate on the test split every N epochs (and after the last)")
-    eval_batch_size: int = _opt(1000, "batch size for evaluation")
+    eval_batch_size: int = _opt(500, "batch size for evaluation (larger is faster, but holds more activations)")
     target_acc: float | None = _opt(None, "stop once test accuracy reaches this fraction (e.g. 0.992)")
     progress: bool = _opt(True, "show progress bars (plain lines when not a terminal)")
     tensorboard: bool = _opt(False, "also log to TensorBoard in RUN/tensorboard (needs cnnlab[tensorboard])")

@@ -27,7 +27,6 @@ from cnnlab.train.distributed import (
     DistInfo, all_reduce_sum, init_distributed, launched_by_torchrun, local_device, max_across_ranks, shutdown,
 )
 from cnnlab.train.evaluate import EvalResult, evaluate
-from cnnlab.train.figures import sample_predictions, write_run_figures
 from cnnlab.train.optim import build_optimizer, build_scheduler, initialize_weights
 from cnnlab.train.preprocess import build_transform
 from cnnlab.train.progress import Progress
@@ -324,6 +323,8 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
             if main:
                 metrics.append(row)
             if tensorboard is not None:
+                from cnnlab.train.figures import sample_predictions
+
                 images, truth, predicted, confidence = sample_predictions(model, test_batches, 16, config.channels_last)
                 tensorboard.log_epoch(epoch + 1, row, final_eval.confusion if test_acc is not None else None,
                                       list(spec.classes), images, labels=truth, predicted=predicted, probs=confidence)
@@ -359,6 +360,8 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
     if main:
         write_json(run_dir / "summary.json", summary)
         if final_eval is not None:
+            from cnnlab.train.figures import write_run_figures  # matplotlib: imported only when drawing
+
             write_run_figures(run_dir, history, final_eval, model, test_batches, spec.classes, config)
         acc = summary["final_test_acc"]
         say(f"done: test accuracy {acc:.2%} (best {best_acc:.2%} at epoch {best_epoch}); run folder {run_dir}"
