@@ -125,14 +125,20 @@ def test_resume_mid_epoch_is_bitwise_equal(tmp_path, monkeypatch, model, options
     assert float(rows[0]["train_loss"]) == pytest.approx(whole.history[0]["train_loss"], rel=1e-7)
 
 
-def test_sigint_in_subprocess_leaves_a_resumable_checkpoint(tmp_path):
-    out = tmp_path / "run"
+def _long_run_after_first_checkpoint(out):
+    """A `cnnlab train` subprocess that would run for ages, once it has written a checkpoint."""
     command = [sys.executable, "-m", "cnnlab", "train", "mlp-tiny", "--dataset", "mnist-sample", "--epochs", "1000",
                "--out", str(out), "--no-progress"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (out / "checkpoints" / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.2)
+    return process
+
+
+def test_sigint_in_subprocess_leaves_a_resumable_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    process = _long_run_after_first_checkpoint(out)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
@@ -145,13 +151,7 @@ def test_sigint_in_subprocess_leaves_a_resumable_checkpoint(tmp_path):
 
 
 def test_sigterm_exits_143(tmp_path):
-    out = tmp_path / "run"
-    command = [sys.executable, "-m", "cnnlab", "train", "mlp-tiny", "--dataset", "mnist-sample", "--epochs", "1000",
-               "--out", str(out), "--no-progress"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not (out / "checkpoints" / "last.pt").exists() and time.time() < deadline:
-        time.sleep(0.2)
+    process = _long_run_after_first_checkpoint(tmp_path / "run")
     process.terminate()
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143 and "SIGTERM" in stderr

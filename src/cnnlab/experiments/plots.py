@@ -11,23 +11,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from cnnlab.errors import CnnlabError
+from cnnlab.train.plots import save_figure
 
-DPI = 110
 MAX_LABELLED_POINTS = 40  # more point labels than this only hide the points
 LOG_SPAN = 3.0  # a log x axis only when the values span more than this factor
-
-
-def save_figure(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    return path
 
 
 # ---- the permutation experiment -----------------------------------------------------------

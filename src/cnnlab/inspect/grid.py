@@ -17,6 +17,8 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from cnnlab.train import plots
+
 DPI = 100
 PAD = 1  # pixels of background between tiles
 TITLE_IN, LEFT_IN, BOTTOM_IN, RIGHT_IN, COLORBAR_IN = 0.7, 0.7, 0.5, 0.15, 1.1  # margins in inches
@@ -136,8 +138,4 @@ def save_grid(tiles: torch.Tensor, path: str | Path, title: str, *, ncols: int |
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    return path
+    return plots.save_figure(fig, path, dpi=DPI)

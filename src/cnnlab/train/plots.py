@@ -24,11 +24,12 @@ WRONG, RIGHT = "#d62728", "#1a7f37"  # red for mistakes, dark green for correct 
 MAX_ANNOTATED_CLASSES = 20  # above this, count labels in the confusion cells become unreadable
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
+    """Write `fig` as a PNG (creating folders); every cnnlab figure is saved through here."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)  # attach the Agg canvas explicitly: rendering never depends on the global backend
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
 
 
@@ -92,7 +93,7 @@ def _curves_figure(history: list[dict]) -> Figure:
 
 def plot_curves(history: list[dict], path: str | Path) -> Path:
     """Loss and accuracy (%) of train and test vs epoch; test values that are None/NaN are skipped."""
-    return _save(_curves_figure(history), path)
+    return save_figure(_curves_figure(history), path)
 
 
 # ---- confusion matrix and per-class accuracy ----------------------------------------------
@@ -124,7 +125,7 @@ def _confusion_figure(confusion: Any, classes: list[str], title: str) -> Figure:
 def plot_confusion(confusion: Any, classes: list[str], path: str | Path,
                    title: str = "Test confusion matrix") -> Path:
     """Heatmap of a (K, K) count matrix (rows = true, columns = predicted), counts written in the cells."""
-    return _save(_confusion_figure(confusion, list(classes), title), path)
+    return save_figure(_confusion_figure(confusion, list(classes), title), path)
 
 
 def _per_class_figure(confusion: Any, classes: list[str]) -> Figure:
@@ -149,7 +150,7 @@ def _per_class_figure(confusion: Any, classes: list[str]) -> Figure:
 
 def plot_per_class(confusion: Any, classes: list[str], path: str | Path) -> Path:
     """Horizontal bars of each class's accuracy in %, in class order, overall accuracy in the title."""
-    return _save(_per_class_figure(confusion, list(classes)), path)
+    return save_figure(_per_class_figure(confusion, list(classes)), path)
 
 
 # ---- sample predictions -------------------------------------------------------------------
@@ -220,4 +221,4 @@ def _samples_figure(images: Any, true_labels: Any, pred_labels: Any, classes: Se
 def plot_samples(images: Any, true_labels: Any, pred_labels: Any, classes: Sequence[str], path: str | Path,
                  probs: Any = None, ncols: int = 8, title: str | None = None) -> Path:
     """Grid of images titled "pred (true)" (or "pred 97% (true)" with probs); mistakes in red with a red frame."""
-    return _save(_samples_figure(images, true_labels, pred_labels, classes, probs, ncols, title), path)
+    return save_figure(_samples_figure(images, true_labels, pred_labels, classes, probs, ncols, title), path)
