@@ -70,8 +70,8 @@ def main() -> int:
             finite = [t for t in times if t != float("inf")]
             median = statistics.median(times)
             lines.append(f"| {dataset} | {target:.1%} | {args.seeds} | {median:.1f} | {min(times):.1f} | "
-                         f"{max(times):.1f} | {'/'.join(map(str, epochs))} | {', '.join(accs)} |"
-                         + ("" if len(finite) == len(times) else " (some seeds missed the target)"))
+                         f"{max(times):.1f} | {'/'.join(map(str, epochs))} | {', '.join(accs)}"
+                         + ("" if len(finite) == len(times) else " (inf: a seed missed the target)") + " |")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
