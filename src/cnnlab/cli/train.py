@@ -51,7 +51,8 @@ def register(subparsers) -> None:
         "train",
         help="train a model and write a run folder",
         description="Train MODEL and write a run folder (config.json, metrics.csv, summary.json, checkpoints/, figures). "
-        "Precedence: defaults < --recipe < --config FILE < flags.",
+        "Precedence: defaults < --recipe < --config FILE < flags. Without --recipe, the model's fast recipe "
+        "sets the options first (see `cnnlab recipes MODEL`); the defaults shown below are what --recipe none uses.",
     )
     parser.add_argument("model", nargs="?", help="model name (see `cnnlab models`); optional with --resume/--config")
     parser.add_argument("--config", dest="config_file", metavar="FILE", help="YAML or JSON config (a run's config.json repeats it)")
@@ -79,14 +80,13 @@ def run(args: argparse.Namespace) -> int:
     options = explicit_options(args)
     if not (args.model or args.resume or args.config_file):
         raise CnnlabError("name a model to train, e.g. `cnnlab train convnet --dataset mnist-sample` (see `cnnlab models`)")
-    base = None
-    if args.resume:
-        base = TrainConfig.from_dict(load_checkpoint(args.resume)["config"])
+    checkpoint = load_checkpoint(args.resume) if args.resume else None
+    base = TrainConfig.from_dict(checkpoint["config"]) if checkpoint else None
     config = resolve_config(options, args.config_file, base=base)  # bad input fails here, once, before any launch
     argv = sys.argv[1:] if args.argv is None else args.argv
     if args.nproc != 1:
         from cnnlab.train.launch import launch_local
 
         return launch_local(args.nproc, argv)
-    train(config, resume=args.resume, argv=["cnnlab", *argv])
+    train(config, resume=checkpoint, argv=["cnnlab", *argv])
     return 0

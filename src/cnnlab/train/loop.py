@@ -97,7 +97,7 @@ def _in_main_thread() -> bool:
 def train(
     config: TrainConfig | None = None,
     *,
-    resume: str | Path | None = None,
+    resume: str | Path | dict | None = None,
     data: Dataset | None = None,
     argv: list[str] | None = None,
     **options,
@@ -109,7 +109,8 @@ def train(
     `resume` is a run folder or checkpoint to continue from. `data` trains on a Dataset you built
     (uint8 tensors and a spec) instead of loading `config.dataset`.
     """
-    checkpoint = ckpt.load_checkpoint(resume) if resume else None
+    # `resume` may also be a checkpoint the caller already loaded (the CLI reads its config first).
+    checkpoint = resume if isinstance(resume, dict) else ckpt.load_checkpoint(resume) if resume else None
     if config is None:
         base = TrainConfig.from_dict(checkpoint["config"]) if checkpoint else None
         config = resolve_config(options, base=base)
