@@ -21,8 +21,13 @@ class EvalResult:
 
     @property
     def per_class_accuracy(self) -> list[float]:
-        """Accuracy of each true class; NaN for a class with no samples."""
-        return (self.confusion.diag().double() / self.confusion.sum(1).double()).tolist()
+        return per_class_accuracy(self.confusion)
+
+
+def per_class_accuracy(confusion) -> list[float]:
+    """Recall of each true class (diagonal / row sum) of a (K, K) confusion matrix; NaN for a class with no samples."""
+    matrix = torch.as_tensor(confusion, dtype=torch.float64)
+    return (matrix.diag() / matrix.sum(1)).tolist()
 
 
 @torch.inference_mode()

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cnnlab.errors import CnnlabError
+from cnnlab.train import evaluate
 
 DPI = 110
 WRONG, RIGHT = "#d62728", "#1a7f37"  # red for mistakes, dark green for correct predictions
@@ -53,10 +54,7 @@ def _confusion(confusion: Any, classes: Sequence[str] | None = None) -> np.ndarr
 
 def per_class_accuracy(confusion: Any) -> list[float]:
     """Recall of each class (diagonal / row sum) as a fraction; NaN for a class with no samples."""
-    matrix = _confusion(confusion).astype(np.float64)
-    totals = matrix.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return [float(a) for a in np.where(totals > 0, np.diag(matrix) / totals, np.nan)]
+    return evaluate.per_class_accuracy(_confusion(confusion))
 
 
 # ---- training curves ----------------------------------------------------------------------
