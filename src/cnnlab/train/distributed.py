@@ -75,6 +75,11 @@ def broadcast_object(obj, info: DistInfo):
     return holder[0]
 
 
-def shutdown(info: DistInfo) -> None:
+def shutdown(info: DistInfo, together: bool) -> None:
+    """Leave the process group. `together`: every rank got here on the same path, so wait for all of
+    them first; a gloo rank that tears down while its peers still write the run folder can abort
+    ("terminate called without an active exception"). After a one-rank error a barrier would hang."""
     if info.enabled and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()

@@ -124,10 +124,16 @@ def train(
     device = pick_device(config.device)
     dist_info = init_distributed(device, config.backend)
     device = local_device(device, dist_info)
+    together = False
     try:
-        return _run(config, checkpoint, device, dist_info, argv, data)
+        result = _run(config, checkpoint, device, dist_info, argv, data)
+        together = True
+        return result
+    except TrainingInterrupted:
+        together = True  # the stop signal is agreed across ranks, so all of them stop at the same step
+        raise
     finally:
-        shutdown(dist_info)
+        shutdown(dist_info, together)
 
 
 def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistInfo, argv, data) -> TrainResult:

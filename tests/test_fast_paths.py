@@ -1,0 +1,74 @@
+"""The fast paths (channels-last, bf16 autocast, torch.compile) must give what the plain fp32 path gives."""
+import pytest
+import torch
+
+from cnnlab.models import create_model
+from cnnlab.train import train
+from cnnlab.train.checkpoint import load_checkpoint
+
+SAMPLE = dict(dataset="mnist-sample", recipe="none", optimizer="sgd", lr=0.05, momentum=0.9, batch_size=64,
+              limit_train=512, limit_test=200, epochs=1, progress=False, seed=3)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A fast-cnn (conv + BatchNorm) trained briefly, in eval mode, with a batch of real sample images."""
+    result = train(model="fast-cnn", dataset="mnist-sample", epochs=1, limit_train=1024, progress=False,
+                   out=str(tmp_path_factory.mktemp("fast") / "run"), seed=0)
+    from cnnlab.data import load_dataset
+
+    images = load_dataset("mnist-sample").test_images[:256].float().div(255)
+    return result.model.eval(), (images - 0.1307) / 0.3081
+
+
+def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.argmax(1) == b.argmax(1)).float().mean().item()
+
+
+def test_channels_last_matches_plain(trained):
+    model, x = trained
+    with torch.inference_mode():
+        plain = model(x)
+        model = model.to(memory_format=torch.channels_last)
+        fast = model(x.contiguous(memory_format=torch.channels_last))
+        model.to(memory_format=torch.contiguous_format)
+    torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_autocast_matches_plain(trained):
+    model, x = trained
+    with torch.inference_mode():
+        plain = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast = model(x).float()
+    assert agreement(fast, plain) >= 0.97  # bf16 keeps 8 bits of mantissa: a few near-ties may flip
+    assert (fast - plain).abs().max().item() < 0.1 * plain.abs().max().item()
+
+
+def test_compiled_matches_plain(trained):
+    model, x = trained
+    compiled = torch.compile(model)
+    with torch.inference_mode():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("option", [{"channels_last": True}, {"precision": "bf16"}])
+def test_training_on_a_fast_path_ends_near_the_plain_run(tmp_path, option):
+    plain = train(model="convnet", out=str(tmp_path / "plain"), **SAMPLE)
+    fast = train(model="convnet", out=str(tmp_path / "fast"), **SAMPLE, **option)
+    tolerance = 1e-4 if "channels_last" in option else 0.05
+    for name, weight in load_checkpoint(tmp_path / "plain")["model"].items():
+        torch.testing.assert_close(load_checkpoint(tmp_path / "fast")["model"][name], weight,
+                                   rtol=tolerance, atol=tolerance, msg=name)
+    assert abs(fast.summary["final_test_acc"] - plain.summary["final_test_acc"]) <= 0.03
+
+
+def test_every_zoo_model_predicts_alike_in_channels_last():
+    torch.manual_seed(0)
+    for name, size in [("lenet", 28), ("resnet-mini", 28), ("inception-mini", 28), ("nin-single", 67)]:
+        model = create_model(name).eval()
+        x = torch.randn(8, 1, size, size)
+        with torch.inference_mode():
+            plain = model(x)
+            fast = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+        torch.testing.assert_close(fast, plain, rtol=1e-3, atol=1e-4, msg=name)
