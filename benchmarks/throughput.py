@@ -7,7 +7,7 @@
 Same model, batch size (the model's reference recipe), optimizer and number of steps. The
 first steps of each side are warm-up and not timed. Usage:
 
-    python benchmarks/throughput.py [--data-dir ../shared/datasets] [--steps 300] [--models ...]
+    python benchmarks/throughput.py [--data-dir ../shared/datasets] [--steps 300] [--models ...] [--device cuda]
 
 Writes the table to benchmarks/results/throughput.md (with the machine description).
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import platform
 import shutil
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from machine import describe
+
 from cnnlab.data import Dataset
 from cnnlab.data.batches import Batches
 from cnnlab.data.catalog import get_spec
@@ -33,6 +34,8 @@ from cnnlab.train.evaluate import evaluate
 from cnnlab.train.preprocess import build_transform
 from cnnlab.models import create_model, model_info
 from cnnlab.train import TrainConfig, train
+from cnnlab.train.config import recipe_values
+from cnnlab.train.device import autocast_context, pick_device, resolve_precision
 
 MODELS = ["mlp-tiny", "cnn-tiny", "convnet", "lenet", "inception-mini", "resnet-mini"]
 WARMUP = 20
@@ -58,8 +61,9 @@ def tutorial_root(data_dir: str | None, tmp: Path) -> tuple[Path, str]:
     return tmp, "synthetic"
 
 
-def tutorial_images_per_s(root: Path, model_name: str, batch_size: int, lr: float, momentum: float, steps: int) -> tuple[float, float]:
-    """(train, eval) images/s of the per-sample DataLoader loop every tutorial shows."""
+def tutorial_images_per_s(root: Path, model_name: str, batch_size: int, lr: float, momentum: float, steps: int,
+                          device: torch.device) -> tuple[float, float]:
+    """(train, eval) images/s of the per-sample DataLoader loop every tutorial shows (batches moved to `device`)."""
     from torchvision import datasets, transforms
 
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
@@ -67,7 +71,7 @@ def tutorial_images_per_s(root: Path, model_name: str, batch_size: int, lr: floa
     test_set = datasets.MNIST(root, train=False, download=False, transform=transform)
     loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True)
     torch.manual_seed(0)
-    model = create_model(model_name)
+    model = create_model(model_name).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     model.train()
     start, done = None, 0
@@ -75,6 +79,7 @@ def tutorial_images_per_s(root: Path, model_name: str, batch_size: int, lr: floa
         for x, y in loader:
             if done == WARMUP:
                 start = time.perf_counter()
+            x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
             loss = F.cross_entropy(model(x), y)
             loss.backward()
@@ -82,12 +87,14 @@ def tutorial_images_per_s(root: Path, model_name: str, batch_size: int, lr: floa
             done += 1
             if done == steps + WARMUP:
                 break
+    synchronize(device)
     train_rate = steps * batch_size / (time.perf_counter() - start)
     model.eval()
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=1000)
     start = time.perf_counter()
     with torch.no_grad():
-        seen = sum(model(x).argmax(1).eq(y).numel() for x, y in test_loader)
+        seen = sum(model(x.to(device)).argmax(1).eq(y.to(device)).numel() for x, y in test_loader)
+    synchronize(device)
     return train_rate, seen / (time.perf_counter() - start)
 
 
@@ -101,36 +108,35 @@ def tutorial_files_as_dataset(root: Path) -> Dataset:
 
 
 def cnnlab_images_per_s(data: Dataset, model_name: str, batch_size: int, lr: float, momentum: float, steps: int,
-                        out: Path) -> tuple[float, float]:
-    """(train, eval) images/s of cnnlab's trainer; epoch 1 is warm-up, epoch 2 is timed."""
-    # Best settings for a CPU, measured: channels-last for conv nets (oneDNN's faster layout); the trainer
-    # itself prepares normalized inputs once and uses a fused optimizer step.
-    has_conv = any(isinstance(m, torch.nn.Conv2d) for m in create_model(model_name).modules())
+                        out: Path, device: torch.device) -> tuple[float, float, str]:
+    """(train, eval) images/s of cnnlab's trainer and its precision; epoch 1 is warm-up, epoch 2 is timed."""
+    # Best settings: the memory layout and precision of the model's fast recipe (measured per model:
+    # channels-last where oneDNN is faster with it, bf16 where the device computes it natively and the
+    # model is large enough for it to pay). The trainer itself keeps the data on the device, prepares
+    # inputs once for the fully-connected nets and fuses the optimizer step.
+    fast = recipe_values(model_name, "fast")
     config = TrainConfig(
         model=model_name, dataset="mnist", epochs=2, batch_size=batch_size, lr=lr, momentum=momentum,
         normalize="0.1307,0.3081", limit_train=steps * batch_size, progress=False, out=str(out),
-        channels_last=has_conv,
+        channels_last=fast["channels_last"], precision=fast["precision"], device=device.type,
     )
     result = train(config, data=data)
     train_rate = result.history[-1]["images_per_s"]
-    batches = Batches(data.test_images, data.test_labels, config.eval_batch_size,
+    batches = Batches(data.test_images.to(device), data.test_labels.to(device), config.eval_batch_size,
                       build_transform(config, data.spec, train=False), shuffle=False)
-    evaluate(result.model, batches, 10)  # warm-up
+    precision = resolve_precision(device, config.precision)
+    autocast = lambda: autocast_context(device, precision)  # noqa: E731
+    evaluate(result.model, batches, 10, autocast, config.channels_last)  # warm-up
+    synchronize(device)
     start = time.perf_counter()
-    evaluate(result.model, batches, 10)
-    return train_rate, len(data.test_labels) / (time.perf_counter() - start)
+    evaluate(result.model, batches, 10, autocast, config.channels_last)
+    synchronize(device)
+    return train_rate, len(data.test_labels) / (time.perf_counter() - start), precision
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def main() -> int:
@@ -138,8 +144,10 @@ def main() -> int:
     parser.add_argument("--data-dir", help="folder with mnist/ (the IDX .gz files); synthetic data if absent")
     parser.add_argument("--steps", type=int, default=300, help="timed training steps per side")
     parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--device", default="auto", help="auto|cpu|cuda: both sides train there")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "throughput.md"))
     args = parser.parse_args()
+    device = pick_device(args.device)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,24 +158,25 @@ def main() -> int:
         for name in args.models:
             recipe = model_info(name).reference_recipe
             batch, lr, momentum = recipe["batch_size"], recipe["lr"], recipe.get("momentum", 0.0)
-            a_train, a_eval = tutorial_images_per_s(root, name, batch, lr, momentum, args.steps)
-            b_train, b_eval = cnnlab_images_per_s(data, name, batch, lr, momentum, args.steps + WARMUP,
-                                                  Path(tmp) / f"run-{name}")
-            rows.append((name, batch, a_train, b_train, b_train / a_train, a_eval, b_eval, b_eval / a_eval))
-            print(f"{name:15s} batch {batch:4d}  train {a_train:9,.0f} -> {b_train:9,.0f} img/s ({b_train / a_train:5.1f}x)  "
+            a_train, a_eval = tutorial_images_per_s(root, name, batch, lr, momentum, args.steps, device)
+            b_train, b_eval, precision = cnnlab_images_per_s(data, name, batch, lr, momentum, args.steps + WARMUP,
+                                                             Path(tmp) / f"run-{name}", device)
+            rows.append((name, batch, precision, a_train, b_train, b_train / a_train, a_eval, b_eval, b_eval / a_eval))
+            print(f"{name:15s} batch {batch:4d} {precision}  train {a_train:9,.0f} -> {b_train:9,.0f} img/s ({b_train / a_train:5.1f}x)  "
                   f"eval {a_eval:9,.0f} -> {b_eval:9,.0f} img/s ({b_eval / a_eval:5.1f}x)", flush=True)
 
     lines = [
         "# Training throughput: tutorial DataLoader loop (a) vs cnnlab (b)",
         "",
-        f"Machine: {machine()}. Data: {kind}. {args.steps} timed steps per side after {WARMUP} warm-up steps.",
+        f"Machine: {describe(device)}. Device: {device}. Data: {kind}. {args.steps} timed steps per side after "
+        f"{WARMUP} warm-up steps. (a) trains in fp32; (b)'s precision is in its column.",
         f"Command: `python benchmarks/throughput.py {' '.join(sys.argv[1:])}`",
         "",
-        "| model | batch | train img/s (a) | train img/s (b) | ratio | eval img/s (a) | eval img/s (b) | ratio |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | batch | (b) precision | train img/s (a) | train img/s (b) | ratio | eval img/s (a) | eval img/s (b) | ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {n} | {b} | {at:,.0f} | {bt:,.0f} | {r:.1f}x | {ae:,.0f} | {be:,.0f} | {re:.1f}x |"
-              for n, b, at, bt, r, ae, be, re in rows]
+    lines += [f"| {n} | {b} | {p} | {at:,.0f} | {bt:,.0f} | {r:.1f}x | {ae:,.0f} | {be:,.0f} | {re:.1f}x |"
+              for n, b, p, at, bt, r, ae, be, re in rows]
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.output}")

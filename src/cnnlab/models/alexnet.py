@@ -74,7 +74,8 @@ model_infos = {
         reference_result="≈88% test acc (Fashion-MNIST, 10 epochs)",
         fast_recipe=recipe("fashion-mnist", epochs=5, batch_size=128, lr=0.05, momentum=0.9, nesterov=True,
                            weight_decay=5e-4, schedule="onecycle", resize=65, augment=True,
-                           normalize="dataset", model_options={"batch_norm": True}),
+                           normalize="dataset", model_options={"batch_norm": True}, channels_last=True,
+                           precision="auto"),
     ),
 }
 

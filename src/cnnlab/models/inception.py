@@ -161,7 +161,7 @@ model_infos = {
                                 normalize="0.1307,0.3081"),
         reference_result="accuracy curve reaches ~98-99% (MNIST, 10 epochs)",
         fast_recipe=recipe("mnist", epochs=3, batch_size=128, lr=0.003, optimizer="adam", momentum=0.9,
-                           schedule="onecycle", normalize="dataset"),
+                           schedule="onecycle", normalize="dataset", channels_last=True, precision="auto"),
     ),
     "googlenet": ModelInfo(
         name="googlenet", family="inception", paper=_PAPER,
@@ -172,7 +172,8 @@ model_infos = {
         reference_result="≈89-90% test acc (Fashion-MNIST, 10 epochs)",
         fast_recipe=recipe("fashion-mnist", epochs=5, batch_size=128, lr=0.05, momentum=0.9, nesterov=True,
                            weight_decay=5e-4, schedule="onecycle", resize=64, augment=True,
-                           normalize="dataset", model_options={"batch_norm": True}),
+                           normalize="dataset", model_options={"batch_norm": True}, channels_last=True,
+                           precision="auto"),
     ),
 }
 

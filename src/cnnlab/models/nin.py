@@ -84,7 +84,7 @@ _MIN_SIZE = 67
 def _fast_recipe() -> dict:
     return recipe("fashion-mnist", epochs=5, batch_size=128, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
                   schedule="onecycle", resize=_MIN_SIZE, augment=True, normalize="dataset",
-                  model_options={"batch_norm": True})
+                  model_options={"batch_norm": True}, channels_last=True, precision="auto")
 
 
 model_infos = {

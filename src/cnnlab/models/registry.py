@@ -25,7 +25,7 @@ from cnnlab.errors import CnnlabError, did_you_mean, unknown_choice
 RECIPE_KEYS = (
     "dataset", "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
     "schedule", "warmup_epochs", "label_smoothing", "resize", "augment", "normalize", "init", "seed",
-    "model_options", "channels_last",
+    "model_options", "channels_last", "precision",
 )
 
 # What a recipe means when it does not say: plain SGD, no schedule, no regularisation, no resize.
@@ -33,7 +33,7 @@ RECIPE_KEYS = (
 _PLAIN = {
     "optimizer": "sgd", "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant",
     "warmup_epochs": 0.0, "label_smoothing": 0.0, "resize": None, "augment": False, "normalize": "dataset",
-    "init": "default", "model_options": {},
+    "init": "default", "model_options": {}, "channels_last": False, "precision": "fp32",
 }
 
 

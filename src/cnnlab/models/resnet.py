@@ -121,7 +121,7 @@ model_infos = {
                                 normalize="0.1307,0.3081"),
         reference_result="~99% test acc (MNIST, 10 epochs)",
         fast_recipe=recipe("mnist", epochs=3, batch_size=128, lr=0.003, optimizer="adam", momentum=0.9,
-                           schedule="onecycle", normalize="dataset"),
+                           schedule="onecycle", normalize="dataset", channels_last=True, precision="auto"),
     ),
     "resnet18": ModelInfo(
         name="resnet18", family="resnet", paper=_PAPER,
@@ -131,7 +131,8 @@ model_infos = {
         reference_recipe=recipe("fashion-mnist", epochs=10, batch_size=256, lr=0.05, resize=96, normalize="none"),
         reference_result="≈90-91% test acc (Fashion-MNIST, 10 epochs)",
         fast_recipe=recipe("fashion-mnist", epochs=5, batch_size=128, lr=0.05, momentum=0.9, nesterov=True,
-                           weight_decay=5e-4, schedule="onecycle", resize=64, augment=True, normalize="dataset"),
+                           weight_decay=5e-4, schedule="onecycle", resize=64, augment=True, normalize="dataset",
+                           channels_last=True, precision="auto"),
     ),
 }
 

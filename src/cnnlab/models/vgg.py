@@ -78,7 +78,8 @@ model_infos = {
         reference_result="≈91-92% test acc (Fashion-MNIST, width 4, 10 epochs)",
         fast_recipe=recipe("fashion-mnist", epochs=5, batch_size=128, lr=0.05, momentum=0.9, nesterov=True,
                            weight_decay=5e-4, schedule="onecycle", resize=64, augment=True,
-                           normalize="dataset", model_options={"width": 4, "batch_norm": True}),
+                           normalize="dataset", model_options={"width": 4, "batch_norm": True}, channels_last=True,
+                           precision="auto"),
     ),
 }
 

@@ -19,7 +19,7 @@ from cnnlab.errors import CnnlabError, did_you_mean, unknown_choice
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 RECIPES = ("fast", "reference", "none")
 DEFAULT_RECIPE = "fast"  # what the CLI and train(**options) start from when --recipe is not given
 
@@ -59,7 +59,8 @@ class TrainConfig:
         None, "start from the model's recipe: fast (CPU-friendly, the CLI's default) | reference (as published) | "
         "none (plain defaults); see `cnnlab recipes`")
     device: str = _opt("auto", "device: " + "|".join(DEVICES) + " (auto: cuda, then mps, then cpu)")
-    precision: str = _opt("fp32", "compute precision: " + "|".join(PRECISIONS) + " (autocast)")
+    precision: str = _opt("fp32", "compute precision: " + "|".join(PRECISIONS) + " (autocast; auto: bf16 where the "
+                          "device computes it natively, i.e. CUDA or a CPU with AVX-512 BF16/AMX, else fp32)")
     channels_last: bool = _opt(False, "use channels-last memory format")
     compile: bool = _opt(False, "torch.compile the model")
     seed: int = _opt(0, "random seed (init, order, augmentation, dropout)")

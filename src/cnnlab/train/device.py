@@ -22,6 +22,17 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """'auto' -> bf16 where the device computes it natively (CUDA, a CPU with AVX-512 BF16 or AMX), else fp32."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu" and torch.backends.mkldnn.is_available():
+        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    return "fp32"
+
+
 def autocast_context(device: torch.device, precision: str):
     """torch.autocast for bf16/fp16, nothing for fp32."""
     if precision == "fp32":

@@ -22,7 +22,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import count_macs, create_model, model_info
 from cnnlab.train import checkpoint as ckpt
 from cnnlab.train.config import TrainConfig, resolve_config
-from cnnlab.train.device import autocast_context, make_grad_scaler, pick_device, set_determinism
+from cnnlab.train.device import autocast_context, make_grad_scaler, pick_device, resolve_precision, set_determinism
 from cnnlab.train.distributed import (
     DistInfo, all_reduce_sum, init_distributed, launched_by_torchrun, local_device, max_across_ranks, shutdown,
 )
@@ -187,8 +187,9 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
     model = model.to(device, memory_format=memory_format)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, len(train_batches))
-    scaler = make_grad_scaler(device, config.precision)
-    autocast = functools.partial(autocast_context, device, config.precision)
+    precision = resolve_precision(device, config.precision)
+    scaler = make_grad_scaler(device, precision)
+    autocast = functools.partial(autocast_context, device, precision)
     params = sum(p.numel() for p in model.parameters())
 
     # ---- resume: model, optimizer, schedule, position, partial-epoch sums, RNG ----------
@@ -208,6 +209,7 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
     if main:
         meta = provenance(str(device), argv)
         meta["world_size"] = dist_info.world_size
+        meta["precision"] = precision
         write_json(run_dir / "config.json", {"config": config.to_dict(), **meta})
     tensorboard = None
     if config.tensorboard and main:
@@ -218,6 +220,7 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
     history = _read_history(run_dir) if checkpoint and main else []
     say(f"training {config.model} ({params:,} params) on {config.dataset} "
         f"[{len(train_images):,} train / {len(test_images):,} test] with {device}"
+        + (f" ({precision})" if precision != "fp32" else "")
         + (f" x {dist_info.world_size} processes" if dist_info.enabled else ""))
 
     net = model
@@ -365,6 +368,7 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
         "macs": count_macs(model, input_size, spec.channels) if main else None,
         "input_size": input_size,
         "device": str(device),
+        "precision": precision,
         "world_size": dist_info.world_size,
         "target_reached": target_reached,
     }
