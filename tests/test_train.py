@@ -72,10 +72,13 @@ def test_config_file_repeats_the_run(trained_run, tmp_path):
     assert again == 0
     a = json.loads((first.run_dir / "summary.json").read_text())
     b = json.loads((tmp_path / "again" / "summary.json").read_text())
-    assert a["final_test_acc"] == b["final_test_acc"]
+    assert a["final_test_acc"] == pytest.approx(b["final_test_acc"], abs=0.01 if torch.cuda.is_available() else 0)
     w1 = load_checkpoint(first.run_dir)["model"]
     w2 = load_checkpoint(tmp_path / "again")["model"]
-    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    if torch.cuda.is_available():  # cuDNN picks non-deterministic kernels: equal up to float noise
+        assert all(torch.allclose(w1[k], w2[k], atol=1e-3) for k in w1)
+    else:
+        assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
 def test_atomic_checkpoint_survives_a_crash_during_write(tmp_path, monkeypatch):
@@ -166,7 +169,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
             yield step, (x * float("nan") if self.shuffle and step == 2 else x), y
 
     monkeypatch.setattr(Batches, "iterate", poisoned)
-    with pytest.raises(NonFiniteLoss, match="epoch 2, step 2"):
+    # The CPU checks every step; CUDA every few steps (a host sync), then at the latest at the epoch's end.
+    with pytest.raises(NonFiniteLoss, match="epoch 2" if torch.cuda.is_available() else "epoch 2, step 2"):
         train(resume=first.run_dir, epochs=2)
     state = load_checkpoint(first.run_dir)
     assert state["epoch"] == 1 and all(torch.isfinite(t).all() for t in state["model"].values())
@@ -346,3 +350,19 @@ def test_target_accuracy_stops_early(tmp_path):
     reached = result.summary["target_reached"]
     assert reached["epoch"] == 1 and reached["test_acc"] >= 0.2
     assert result.summary["epochs"] == 1
+
+
+def test_resume_with_more_epochs_replans_the_onecycle_schedule(tmp_path, capsys):
+    first = train(quick(tmp_path, epochs=1, schedule="onecycle", limit_train=512))  # peak lr 0.005
+    resumed = train(resume=first.run_dir, epochs=3)  # before the fix: "Tried to step 9 times", a traceback
+    assert "re-planned for 3 epochs" in capsys.readouterr().out
+    lrs = [row["lr"] for row in resumed.history]
+    # The one-epoch cycle had ended low; the 3-epoch cycle is still high after epoch 2, then ends low.
+    assert len(lrs) == 3 and lrs[0] < 0.1 * 0.005 and lrs[1] > 0.2 * 0.005 and lrs[2] < 0.1 * 0.005
+    assert all(torch.isfinite(t).all() for t in load_checkpoint(first.run_dir)["model"].values())
+
+
+def test_resume_past_the_last_epoch_is_refused(tmp_path, capsys):
+    run = train(quick(tmp_path, epochs=2, limit_train=256)).run_dir
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    assert "has already finished all 2 epochs; pass --epochs N with N > 2" in capsys.readouterr().err

@@ -34,6 +34,8 @@ from cnnlab.train.rundir import MetricsLog, default_run_dir, prepare_run_dir, pr
 
 # On CUDA a finiteness check is a host sync, so it runs every few steps; on the CPU it is free.
 CHECK_EVERY_CUDA = 25
+# The options that shape the learning-rate schedule: a resume that changes one re-plans it.
+SCHEDULE_KEYS = ("epochs", "limit_train", "schedule", "lr", "warmup_epochs", "step_size", "gamma")
 
 
 class TrainingInterrupted(CnnlabError):
@@ -185,9 +187,11 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
     model = model.to(device, memory_format=memory_format)
-    optimizer = build_optimizer(model, config)
-    scheduler = build_scheduler(optimizer, config, len(train_batches))
     precision = resolve_precision(device, config.precision)
+    # fp16's GradScaler with the fused SGD step turned losses into NaN within a few steps (measured on
+    # CUDA and CPU, torch 2.11 and 2.14); the unfused step skips overflowing steps as it should.
+    optimizer = build_optimizer(model, config, fused=precision != "fp16")
+    scheduler = build_scheduler(optimizer, config, len(train_batches))
     scaler = make_grad_scaler(device, precision)
     autocast = functools.partial(autocast_context, device, precision)
     params = sum(p.numel() for p in model.parameters())
@@ -198,9 +202,13 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
     if checkpoint:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
         scaler.load_state_dict(checkpoint["scaler"])
         start_epoch, start_step = checkpoint["epoch"], checkpoint["step"]
+        if all(checkpoint["config"].get(key) == getattr(config, key) for key in SCHEDULE_KEYS):
+            scheduler.load_state_dict(checkpoint["scheduler"])
+        else:  # e.g. --epochs raised: the schedule is planned anew for the new length, from the step reached
+            _fast_forward(scheduler, start_epoch * len(train_batches) + start_step)
+            say(f"the {config.schedule} learning-rate schedule is re-planned for {config.epochs} epochs")
         best_acc, best_epoch = checkpoint["best_acc"], checkpoint["best_epoch"]
         epoch_sums = checkpoint.get("epoch_sums")
         ckpt.set_rng_states(checkpoint["rng"])
@@ -407,10 +415,20 @@ def _check_compatible(checkpoint: dict[str, Any], config: TrainConfig) -> None:
                 f"cannot resume {checkpoint['path']}: it was trained with {key}={saved.get(key)!r}, "
                 f"not {getattr(config, key)!r}; drop that option or start a new run"
             )
-    if checkpoint["epoch"] >= config.epochs and checkpoint["step"] == 0:
-        raise CnnlabError(
-            f"{checkpoint['path']} has already finished all {config.epochs} epochs; pass --epochs N (more) to train on"
-        )
+    if checkpoint["epoch"] >= config.epochs:
+        done = f"finished all {checkpoint['epoch']} epochs" if checkpoint["step"] == 0 else \
+            f"stopped in epoch {checkpoint['epoch'] + 1}"
+        raise CnnlabError(f"{checkpoint['path']} has already {done}; pass --epochs N with N > {checkpoint['epoch']} to train on")
+
+
+def _fast_forward(scheduler, steps: int) -> None:
+    """Put a freshly built scheduler at optimizer step `steps` (every schedule here is closed-form in the step)."""
+    import warnings
+
+    scheduler.last_epoch = steps - 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()": no step is skipped here
+        scheduler.step()
 
 
 def _read_history(run_dir: Path) -> list[dict[str, Any]]:

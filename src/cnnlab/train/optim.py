@@ -9,8 +9,8 @@ from torch import nn
 from cnnlab.train.config import TrainConfig, parse_init
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer, fused (one kernel for all parameters) where this torch has it for the device.
+def build_optimizer(model: nn.Module, config: TrainConfig, fused: bool = True) -> torch.optim.Optimizer:
+    """The optimizer, fused (one kernel for all parameters) where asked and this torch has it for the device.
 
     For the small nets, the per-parameter loop of the default step costs more than the maths.
     """
@@ -23,6 +23,8 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     else:
         kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
         options = dict(lr=config.lr, betas=(config.momentum, 0.999), weight_decay=config.weight_decay)
+    if not fused:
+        return kind(params, **options)
     try:
         return kind(params, fused=True, **options)
     except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device or dtype
