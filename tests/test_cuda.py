@@ -25,7 +25,8 @@ def test_auto_device_trains_on_the_gpu_in_bf16(tmp_path):
 @pytest.mark.parametrize("options", [{"precision": "fp16"}, {"precision": "fp32", "channels_last": True},
                                      {"compile": True}])
 def test_precisions_and_fast_paths_learn(tmp_path, options):
-    result = train(model="convnet", recipe="fast", out=str(tmp_path / "run"), **SAMPLE, **options)
+    # 4 epochs: the sample gives only 16 steps an epoch; fp32 and fp16 both reach 93-94% then (on a CPU).
+    result = train(model="convnet", recipe="fast", out=str(tmp_path / "run"), **{**SAMPLE, "epochs": 4}, **options)
     assert result.summary["final_test_acc"] > 0.85, options
 
 
