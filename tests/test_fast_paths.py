@@ -1,10 +1,13 @@
 """The fast paths (channels-last, bf16 autocast, torch.compile) must give what the plain fp32 path gives."""
+import json
+
 import pytest
 import torch
 
 from cnnlab.models import create_model
 from cnnlab.train import train
 from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train.device import resolve_precision
 
 SAMPLE = dict(dataset="mnist-sample", recipe="none", optimizer="sgd", lr=0.05, momentum=0.9, batch_size=64,
               limit_train=512, limit_test=200, epochs=1, progress=False, seed=3)
@@ -72,3 +75,20 @@ def test_every_zoo_model_predicts_alike_in_channels_last():
             plain = model(x)
             fast = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
         torch.testing.assert_close(fast, plain, rtol=1e-3, atol=1e-4, msg=name)
+
+
+def test_precision_auto_is_bf16_only_on_a_cpu_that_computes_it_natively(tmp_path):
+    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert resolve_precision(torch.device("cpu"), "auto") == ("bf16" if native else "fp32")
+    assert resolve_precision(torch.device("cuda"), "auto") == "fp32"  # measured slower for the small nets on a GPU
+    assert resolve_precision(torch.device("cpu"), "fp32") == "fp32"
+    # The fast recipe asks for auto; the run records what it resolved to.
+    result = train(model="fast-cnn", dataset="mnist-sample", epochs=1, limit_train=256, progress=False, device="cpu",
+                   out=str(tmp_path / "run"))
+    assert result.config.precision == "auto"
+    expected = "bf16" if native else "fp32"
+    assert result.summary["precision"] == expected
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == expected
+    reference = train(model="fast-cnn", recipe="reference", dataset="mnist-sample", epochs=1, limit_train=256,
+                      progress=False, device="cpu", out=str(tmp_path / "reference"))
+    assert reference.summary["precision"] == "fp32"  # a reference recipe computes as published

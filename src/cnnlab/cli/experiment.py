@@ -15,7 +15,7 @@ def register(subparsers) -> None:
         description="Train each model on images as stored and with every image's pixels reordered by one fixed "
         "seeded permutation (the same for train, test, every model and seed), over several seeds; print the "
         "table (mean ± std accuracy, and the drop) and write results.csv, table.md, permutation.png, "
-        "accuracy.png and experiment.json. Reference: mlp-tiny 88%% -> 85%%, cnn-tiny 96%% -> 80%% on MNIST.")
+        "accuracy.png and experiment.json. Reference: mlp-tiny 88% -> 85%, cnn-tiny 96% -> 80% on MNIST.")
     permutation.add_argument("--models", nargs="+", default=["mlp-tiny", "cnn-tiny"], metavar="MODEL",
                              help="models to compare (default: mlp-tiny cnn-tiny, nearly equal parameter counts)")
     permutation.add_argument("--dataset", default="mnist", help="dataset (default: mnist)")

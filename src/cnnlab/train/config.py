@@ -59,8 +59,8 @@ class TrainConfig:
         None, "start from the model's recipe: fast (CPU-friendly, the CLI's default) | reference (as published) | "
         "none (plain defaults); see `cnnlab recipes`")
     device: str = _opt("auto", "device: " + "|".join(DEVICES) + " (auto: cuda, then mps, then cpu)")
-    precision: str = _opt("fp32", "compute precision: " + "|".join(PRECISIONS) + " (autocast; auto: bf16 where the "
-                          "device computes it natively, i.e. CUDA or a CPU with AVX-512 BF16/AMX, else fp32)")
+    precision: str = _opt("fp32", "compute precision: " + "|".join(PRECISIONS) + " (autocast; auto: bf16 on a CPU "
+                          "that computes it natively, AVX-512 BF16 or AMX, else fp32)")
     channels_last: bool = _opt(False, "use channels-last memory format")
     compile: bool = _opt(False, "torch.compile the model")
     seed: int = _opt(0, "random seed (init, order, augmentation, dropout)")
