@@ -21,19 +21,17 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from cnnlab.errors import CnnlabError
     from cnnlab.models import list_models, model_info
-    from cnnlab.train.config import recipe_values
 
     names = list_models(args.pattern)
     if not names:
         raise CnnlabError(f"no model matches {args.pattern!r}; see `cnnlab models`")
     rows = [model_info(n) for n in names]
     if args.format == "json":
-        print(json.dumps([{"model": i.name, "reference": recipe_values(i.name, "reference"),
-                           "fast": recipe_values(i.name, "fast"),
+        print(json.dumps([{"model": i.name, "reference": i.reference_recipe, "fast": i.fast_recipe,
                            "reference_result": i.reference_result} for i in rows], indent=2))
         return 0
     for info in rows:
         print(f"{info.name}  — expect: {info.reference_result}")
-        print(f"  reference: {_describe(recipe_values(info.name, 'reference'))}")
-        print(f"  fast:      {_describe(recipe_values(info.name, 'fast'))}")
+        print(f"  reference: {_describe(info.reference_recipe)}")
+        print(f"  fast:      {_describe(info.fast_recipe)}")
     return 0
