@@ -337,7 +337,7 @@ def test_unknown_layer_is_one_line_listing_the_conv_layers(runs, tmp_path, capsy
 @pytest.mark.parametrize("args, message", [
     (["filters", "--layer", "features.1"], "has no kernels to show; layers with filters in convnet: features.0,"),
     (["features", "--index", "500"], "--index 500 is out of range: the mnist-sample test split has 500 images (0..499)"),
-    (["features", "--image", "missing.png"], "no such image file"),
+    (["features", "--image", "missing.png"], "image 'missing.png' does not exist"),
     (["mistakes", "--top", "0"], "--top must be a positive integer, got 0"),
 ])
 def test_bad_inputs_are_one_line_errors(runs, tmp_path, capsys, args, message):

@@ -313,6 +313,8 @@ def test_predict_rejects_a_non_image(trained_run, tmp_path, capsys):
     bad.write_text("hello")
     code, err = _error_of(capsys, ["predict", str(trained_run.run_dir), str(bad)])
     assert code == 2 and "cannot read" in err
+    code, err = _error_of(capsys, ["predict", str(trained_run.run_dir), str(tmp_path)])
+    assert code == 2 and f"image {str(tmp_path)!r} is not a regular file" in err
 
 
 def test_readme_quick_start_trains(tmp_path):

@@ -43,7 +43,8 @@ def load_images(paths: list[str | Path], channels: int, size: int, invert: bool 
     batches, names = [], []
     for path in map(Path, paths):
         if not path.is_file():
-            raise CnnlabError(f"no such image file: {str(path)!r}")
+            what = "is not a regular file" if path.exists() else "does not exist"
+            raise CnnlabError(f"image {str(path)!r} {what}; give PNG/JPEG files or .npy arrays")
         if path.suffix.lower() == ".npy":
             try:
                 array = np.load(path, allow_pickle=False)
