@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tables import write_table
+
 
 def run(model: str, nproc: int, data_dir: str | None, out: Path, epochs: int, batch: int) -> tuple[float, float]:
     command = [sys.executable, "-m", "cnnlab", "train", model, "--dataset", "mnist", "--recipe", "none",
@@ -48,8 +50,7 @@ def main() -> int:
             line = f"| {model} | {one:,.0f} | {many:,.0f} | {many / one:.2f}x | {wall_one:.0f} / {wall_many:.0f} |"
             print(line, flush=True)
             lines.append(line)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text("\n".join(lines) + "\n")
+    write_table(args.output, lines)
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from machine import describe
+from tables import describe_machine, write_table
 
 from cnnlab.data.catalog import get_spec
 from cnnlab.models import create_model, list_models
@@ -70,7 +70,7 @@ def main() -> int:
     device = pick_device(args.device)
 
     lines = ["# Fast paths: training images/s per precision and memory layout", "",
-             f"Machine: {describe(device)}. Batch {args.batch_size}; input size and model options of each fast "
+             f"Machine: {describe_machine(device)}. Batch {args.batch_size}; input size and model options of each fast "
              f"recipe; best of two runs per mode. Command: `python benchmarks/fast_paths.py {' '.join(sys.argv[1:])}`",
              "", "| model | " + " | ".join(MODES) + " | fast recipe uses |", "|---" * (len(MODES) + 2) + "|"]
     for name in args.models:
@@ -81,9 +81,7 @@ def main() -> int:
         chosen = f"{fast['precision']}{' channels-last' if fast['channels_last'] else ''}"
         lines.append(f"| {name} | " + " | ".join(f"{r:,.0f}" for r in rates.values()) + f" | {chosen} |")
         print(lines[-1], flush=True)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.output}")
+    write_table(args.output, lines)
     return 0
 
 

@@ -13,6 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tables import write_table
+
 
 def peak_rss_mb(command: list[str]) -> float:
     """Peak RSS of `command`, run as the only child of a fresh interpreter (RUSAGE_CHILDREN is a max over all)."""
@@ -42,8 +44,7 @@ def main() -> int:
             line = f"| {model} | {args.epochs} | {mb:,.0f} | {'ok' if mb <= 1024 else 'OVER'} (≤ 1,024) |"
             print(line, flush=True)
             lines.append(line)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text("\n".join(lines) + "\n")
+    write_table(args.output, lines)
     return 0
 
 

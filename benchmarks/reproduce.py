@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from tables import write_table
+
 from cnnlab.errors import CnnlabError
 from cnnlab.models import list_models, model_info
 from cnnlab.train import resolve_config, train
@@ -56,8 +58,7 @@ def main() -> int:
                f"{'; '.join(changes) or 'none'} | {seconds:,.0f} s |")
         print(row, flush=True)
         lines.append(row)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text("\n".join(lines) + "\n")
+    write_table(args.output, lines)
     return 0
 
 

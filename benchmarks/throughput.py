@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from machine import describe
+from tables import describe_machine, write_table
 
 from cnnlab.data import Dataset
 from cnnlab.data.batches import Batches
@@ -168,7 +168,7 @@ def main() -> int:
     lines = [
         "# Training throughput: tutorial DataLoader loop (a) vs cnnlab (b)",
         "",
-        f"Machine: {describe(device)}. Device: {device}. Data: {kind}. {args.steps} timed steps per side after "
+        f"Machine: {describe_machine(device)}. Device: {device}. Data: {kind}. {args.steps} timed steps per side after "
         f"{WARMUP} warm-up steps. (a) trains in fp32; (b)'s precision is in its column.",
         f"Command: `python benchmarks/throughput.py {' '.join(sys.argv[1:])}`",
         "",
@@ -177,9 +177,7 @@ def main() -> int:
     ]
     lines += [f"| {n} | {b} | {p} | {at:,.0f} | {bt:,.0f} | {r:.1f}x | {ae:,.0f} | {be:,.0f} | {re:.1f}x |"
               for n, b, p, at, bt, r, ae, be, re in rows]
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.output}")
+    write_table(args.output, lines)
     return 0
 
 

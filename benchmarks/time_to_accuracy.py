@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import describe
+from tables import describe_machine, write_table
 
 # dataset -> (target test accuracy, epochs of the schedule: the fast recipe's own when None)
 TARGETS = {"mnist": (0.992, None), "fashion-mnist": (0.91, 3)}
@@ -53,7 +53,7 @@ def main() -> int:
     lines = ["# Time to accuracy", "",
              f"`cnnlab train {args.model} --recipe fast --target-acc T`, one fresh process per seed; wall time from "
              "process start (imports and data loading included) to the end of the epoch whose test accuracy first "
-             "reached T.", f"Machine: {describe('cuda' if 'cuda' in args.extra else 'cpu')}.", f"Command: `python benchmarks/time_to_accuracy.py {' '.join(sys.argv[1:])}`", "",
+             "reached T.", f"Machine: {describe_machine('cuda' if 'cuda' in args.extra else 'cpu')}.", f"Command: `python benchmarks/time_to_accuracy.py {' '.join(sys.argv[1:])}`", "",
              "| dataset | target | seeds | median s | min s | max s | epochs | best acc per seed |", "|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         for dataset in args.datasets:
@@ -74,8 +74,7 @@ def main() -> int:
             lines.append(f"| {dataset} | {target:.1%} | {args.seeds} | {median:.1f} | {min(times):.1f} | "
                          f"{max(times):.1f} | {'/'.join(map(str, epochs))} | {', '.join(accs)}"
                          + ("" if len(finite) == len(times) else " (inf: a seed missed the target)") + " |")
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text("\n".join(lines) + "\n")
+    write_table(args.output, lines)
     print("\n".join(lines))
     return 0
 

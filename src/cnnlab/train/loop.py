@@ -5,7 +5,6 @@ import contextlib
 import functools
 import math
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
