@@ -368,3 +368,12 @@ def test_resume_past_the_last_epoch_is_refused(tmp_path, capsys):
     run = train(quick(tmp_path, epochs=2, limit_train=256)).run_dir
     assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
     assert "has already finished all 2 epochs; pass --epochs N with N > 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("schedule", ["constant", "onecycle"])
+def test_resume_with_a_new_lr_uses_it(tmp_path, schedule):
+    first = train(quick(tmp_path, epochs=1, schedule=schedule, limit_train=256, lr=0.005))
+    resumed = train(resume=first.run_dir, epochs=3, lr=0.05)
+    peak = max(row["lr"] for row in resumed.history[1:])
+    assert peak > 0.005  # the new plan's lr, not the checkpoint's
+    assert peak <= 0.05 + 1e-12

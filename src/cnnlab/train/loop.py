@@ -206,7 +206,7 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
         if all(checkpoint["config"].get(key) == getattr(config, key) for key in SCHEDULE_KEYS):
             scheduler.load_state_dict(checkpoint["scheduler"])
         else:  # e.g. --epochs raised: the schedule is planned anew for the new length, from the step reached
-            _fast_forward(scheduler, start_epoch * len(train_batches) + start_step)
+            scheduler = _replan(optimizer, config, len(train_batches), start_epoch * len(train_batches) + start_step)
             say(f"the {config.schedule} learning-rate schedule is re-planned for {config.epochs} epochs")
         best_acc, best_epoch = checkpoint["best_acc"], checkpoint["best_epoch"]
         epoch_sums = checkpoint.get("epoch_sums")
@@ -421,14 +421,21 @@ def _check_compatible(checkpoint: dict[str, Any], config: TrainConfig) -> None:
         raise CnnlabError(f"{checkpoint['path']} has already {done}; pass --epochs N with N > {checkpoint['epoch']} to train on")
 
 
-def _fast_forward(scheduler, steps: int) -> None:
-    """Put a freshly built scheduler at optimizer step `steps` (every schedule here is closed-form in the step)."""
+def _replan(optimizer, config: TrainConfig, steps_per_epoch: int, steps_done: int):
+    """A scheduler for `config` standing at optimizer step `steps_done` (every schedule here is closed-form
+    in the step). The loaded optimizer state carries the old plan's lr keys: the new plan sets its own."""
     import warnings
 
-    scheduler.last_epoch = steps - 1
+    for group in optimizer.param_groups:
+        group["lr"] = config.lr
+        for key in ("initial_lr", "max_lr", "min_lr"):
+            group.pop(key, None)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
+    scheduler.last_epoch = steps_done - 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()": no step is skipped here
         scheduler.step()
+    return scheduler
 
 
 def _read_history(run_dir: Path) -> list[dict[str, Any]]:
