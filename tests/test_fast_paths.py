@@ -60,9 +60,9 @@ def test_training_on_a_fast_path_ends_near_the_plain_run(tmp_path, option):
     plain = train(model="convnet", out=str(tmp_path / "plain"), **SAMPLE)
     fast = train(model="convnet", out=str(tmp_path / "fast"), **SAMPLE, **option)
     tolerance = 1e-4 if "channels_last" in option else 0.05
-    for name, weight in load_checkpoint(tmp_path / "plain")["model"].items():
-        torch.testing.assert_close(load_checkpoint(tmp_path / "fast")["model"][name], weight,
-                                   rtol=tolerance, atol=tolerance, msg=name)
+    plain_weights, fast_weights = (load_checkpoint(tmp_path / run)["model"] for run in ("plain", "fast"))
+    for name, weight in plain_weights.items():
+        torch.testing.assert_close(fast_weights[name], weight, rtol=tolerance, atol=tolerance, msg=name)
     assert abs(fast.summary["final_test_acc"] - plain.summary["final_test_acc"]) <= 0.03
 
 
