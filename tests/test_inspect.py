@@ -351,7 +351,7 @@ def test_bad_inputs_are_one_line_errors(runs, tmp_path, capsys, args, message):
     (["--target", "12"], "--target 12 is out of range: the run has 10 classes (0..9)"),
     (["--method", "saliency", "--layer", "features.0"], "--layer chooses Grad-CAM's layer; --method saliency"),
     (["--layer", "head"], "--layer 'head' outputs (1, 10), not a (N, C, H, W) feature map"),
-    (["--layer", "features.1"], None),  # any layer with a spatial output will do (a ReLU here): exit 0
+    (["--layer", "features.1"], None),  # any layer with a spatial output will do (a max-pool here): exit 0
 ])
 def test_saliency_options_are_checked(runs, tmp_path, capsys, args, message):
     pytest.importorskip("captum")

@@ -223,6 +223,34 @@ def test_convnet_default_init_is_gaussian_001_with_zero_bias():
             assert torch.count_nonzero(module.bias) == 0
 
 
+def _relu_before_pool(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose (MaxPool2d, ReLU) pairs run in the other order."""
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            for a, b in zip(names, names[1:]):
+                if isinstance(module._modules[a], nn.MaxPool2d) and isinstance(module._modules[b], nn.ReLU):
+                    module._modules[a], module._modules[b] = module._modules[b], module._modules[a]
+    return model
+
+
+@pytest.mark.parametrize("name", ["cnn-tiny", "convnet", "resnet-mini"])
+def test_pooling_before_relu_is_the_reference_function_and_gradient(name):
+    torch.manual_seed(0)
+    model = create_model(name)
+    reference = _relu_before_pool(model)
+    assert [type(m) for m in model.features][:3] == [nn.Conv2d, nn.MaxPool2d, nn.ReLU]  # the cheaper order
+    assert [type(m) for m in reference.features][:3] == [nn.Conv2d, nn.ReLU, nn.MaxPool2d]
+    x = torch.randn(8, 1, 28, 28)
+    y = torch.randint(0, 10, (8,))
+    for net in (model, reference):
+        F.cross_entropy(net(x), y).backward()
+    assert torch.equal(model(x), reference(x))
+    for (name_a, a), (name_b, b) in zip(model.named_parameters(), reference.named_parameters()):
+        assert name_a == name_b and torch.equal(a.grad, b.grad), name_a
+
+
 def test_defaults_reproduce_the_reference_layers():
     alexnet = meta_model("alexnet")
     convs = [m for m in alexnet.modules() if isinstance(m, nn.Conv2d)]
