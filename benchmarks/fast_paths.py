@@ -29,11 +29,13 @@ MODES = {"fp32": (False, False), "fp32 channels-last": (True, False), "bf16": (F
 LARGE = {"alexnet", "vgg11", "googlenet", "resnet18", "nin", "nin-single"}
 
 
-def images_per_s(name: str, device: torch.device, steps: int, batch: int, channels_last: bool, bf16: bool) -> float:
+def images_per_s(name: str, device: torch.device, steps: int, batch: int, channels_last: bool, bf16: bool,
+                 model_options: dict | None = None, size: int | None = None) -> float:
+    """A plain training step's images/s on random inputs; model options and input size default to the fast recipe's."""
     fast = recipe_values(name, "fast")
-    size = fast["resize"] or get_spec(fast["dataset"]).image_size
+    size = size or fast["resize"] or get_spec(fast["dataset"]).image_size
     torch.manual_seed(0)
-    model = create_model(name, **fast["model_options"]).to(device)
+    model = create_model(name, **(fast["model_options"] if model_options is None else model_options)).to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

@@ -2,7 +2,9 @@
 
 (a) the tutorial way: torchvision `datasets.MNIST` + `Compose([ToTensor(), Normalize()])` +
     `DataLoader(shuffle=True)` with default workers, a plain forward/backward/step loop;
-(b) cnnlab's trainer (`cnnlab.train.train`) with its default fast path for the device.
+(b) cnnlab's trainer (`cnnlab.train.train`) with its best settings for the device: the precision
+    (fp32, or bf16 where `--precision auto` picks it) and memory layout (NCHW or channels-last) that a
+    short probe of each finds fastest for this model and batch size, before the timed run.
 
 Same model, batch size (the model's reference recipe), optimizer and number of steps. The
 first steps of each side are warm-up and not timed. Usage:
@@ -24,6 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from fast_paths import images_per_s
 from tables import describe_machine, write_table
 
 from cnnlab.data import Dataset
@@ -34,8 +37,7 @@ from cnnlab.train.evaluate import evaluate
 from cnnlab.train.preprocess import build_transform
 from cnnlab.models import create_model, model_info
 from cnnlab.train import TrainConfig, train
-from cnnlab.train.config import recipe_values
-from cnnlab.train.device import autocast_context, pick_device, resolve_precision
+from cnnlab.train.device import autocast_context, pick_device, resolve_precision, tune_cpu_allocator
 
 MODELS = ["mlp-tiny", "cnn-tiny", "convnet", "lenet", "inception-mini", "resnet-mini"]
 WARMUP = 20
@@ -107,31 +109,48 @@ def tutorial_files_as_dataset(root: Path) -> Dataset:
                    arrays["t10k-images-idx3"][:, None], arrays["t10k-labels-idx1"].long(), str(raw))
 
 
+def best_settings(model_name: str, batch_size: int, device: torch.device, steps: int = 30) -> tuple[str, bool]:
+    """(precision, channels_last) of the fastest training step for this model, batch and device.
+
+    Each candidate is probed twice on random inputs (the better run kept); which one wins depends on the
+    model, its options and the batch (e.g. lenet without BatchNorm is fastest channels-last, with BatchNorm
+    in NCHW), so a per-model recipe value alone would not always be the best setting.
+    """
+    if device.type == "cpu":
+        tune_cpu_allocator()  # probe under the allocator settings the trainer runs with
+    precisions = sorted({"fp32", resolve_precision(device, "auto")})
+    has_conv = any(isinstance(m, torch.nn.Conv2d) for m in create_model(model_name).modules())
+    layouts = (False, True) if has_conv else (False,)  # a memory layout means nothing to a fully-connected net
+    probes = {(precision, channels_last): max(images_per_s(model_name, device, steps, batch_size, channels_last,
+                                                           precision == "bf16", model_options={}, size=28)
+                                              for _ in range(2))
+              for precision in precisions for channels_last in layouts}
+    return max(probes, key=probes.get)
+
+
 def cnnlab_images_per_s(data: Dataset, model_name: str, batch_size: int, lr: float, momentum: float, steps: int,
                         out: Path, device: torch.device) -> tuple[float, float, str]:
-    """(train, eval) images/s of cnnlab's trainer and its precision; epoch 1 is warm-up, epoch 2 is timed."""
-    # Best settings: the memory layout and precision of the model's fast recipe (measured per model:
-    # channels-last where oneDNN is faster with it, bf16 where the device computes it natively and the
-    # model is large enough for it to pay). The trainer itself keeps the data on the device, prepares
-    # inputs once for the fully-connected nets and fuses the optimizer step.
-    fast = recipe_values(model_name, "fast")
+    """(train, eval) images/s of cnnlab's trainer and its settings; epoch 1 is warm-up, epoch 2 is timed."""
+    # The trainer itself keeps the data on the device, prepares inputs once for the fully-connected nets
+    # and fuses the optimizer step; the probe picks the precision and memory layout.
+    precision, channels_last = best_settings(model_name, batch_size, device)
     config = TrainConfig(
         model=model_name, dataset="mnist", epochs=2, batch_size=batch_size, lr=lr, momentum=momentum,
         normalize="0.1307,0.3081", limit_train=steps * batch_size, progress=False, out=str(out),
-        channels_last=fast["channels_last"], precision=fast["precision"], device=device.type,
+        channels_last=channels_last, precision=precision, device=device.type,
     )
     result = train(config, data=data)
     train_rate = result.history[-1]["images_per_s"]
     batches = Batches(data.test_images.to(device), data.test_labels.to(device), config.eval_batch_size,
                       build_transform(config, data.spec, train=False), shuffle=False)
-    precision = resolve_precision(device, config.precision)
     autocast = lambda: autocast_context(device, precision)  # noqa: E731
     evaluate(result.model, batches, 10, autocast, config.channels_last)  # warm-up
     synchronize(device)
     start = time.perf_counter()
     evaluate(result.model, batches, 10, autocast, config.channels_last)
     synchronize(device)
-    return train_rate, len(data.test_labels) / (time.perf_counter() - start), precision
+    settings = f"{precision}{', channels-last' if channels_last else ''}"
+    return train_rate, len(data.test_labels) / (time.perf_counter() - start), settings
 
 
 def synchronize(device: torch.device) -> None:
@@ -155,24 +174,33 @@ def main() -> int:
         if kind != "mnist":
             print("real MNIST not found: using same-shape synthetic data", file=sys.stderr)
         data = tutorial_files_as_dataset(root)
+        # Every (a) runs before the first (b): cnnlab's trainer tunes this process's allocator
+        # (tune_cpu_allocator), and the tutorial loop must not profit from that.
+        tutorial = {}
+        for name in args.models:
+            recipe = model_info(name).reference_recipe
+            tutorial[name] = tutorial_images_per_s(root, name, recipe["batch_size"], recipe["lr"],
+                                                   recipe.get("momentum", 0.0), args.steps, device)
+            print(f"{name:15s} (a) train {tutorial[name][0]:9,.0f} img/s  eval {tutorial[name][1]:9,.0f} img/s", flush=True)
         for name in args.models:
             recipe = model_info(name).reference_recipe
             batch, lr, momentum = recipe["batch_size"], recipe["lr"], recipe.get("momentum", 0.0)
-            a_train, a_eval = tutorial_images_per_s(root, name, batch, lr, momentum, args.steps, device)
-            b_train, b_eval, precision = cnnlab_images_per_s(data, name, batch, lr, momentum, args.steps + WARMUP,
-                                                             Path(tmp) / f"run-{name}", device)
-            rows.append((name, batch, precision, a_train, b_train, b_train / a_train, a_eval, b_eval, b_eval / a_eval))
-            print(f"{name:15s} batch {batch:4d} {precision}  train {a_train:9,.0f} -> {b_train:9,.0f} img/s ({b_train / a_train:5.1f}x)  "
+            a_train, a_eval = tutorial[name]
+            b_train, b_eval, settings = cnnlab_images_per_s(data, name, batch, lr, momentum, args.steps + WARMUP,
+                                                            Path(tmp) / f"run-{name}", device)
+            rows.append((name, batch, settings, a_train, b_train, b_train / a_train, a_eval, b_eval, b_eval / a_eval))
+            print(f"{name:15s} batch {batch:4d} {settings:20s}  train {a_train:9,.0f} -> {b_train:9,.0f} img/s ({b_train / a_train:5.1f}x)  "
                   f"eval {a_eval:9,.0f} -> {b_eval:9,.0f} img/s ({b_eval / a_eval:5.1f}x)", flush=True)
 
     lines = [
         "# Training throughput: tutorial DataLoader loop (a) vs cnnlab (b)",
         "",
         f"Machine: {describe_machine(device)}. Device: {device}. Data: {kind}. {args.steps} timed steps per side after "
-        f"{WARMUP} warm-up steps. (a) trains in fp32; (b)'s precision is in its column.",
+        f"{WARMUP} warm-up steps. (a) trains in fp32 NCHW; (b) in the precision and layout a short probe found "
+        "fastest (its column).",
         f"Command: `python benchmarks/throughput.py {' '.join(sys.argv[1:])}`",
         "",
-        "| model | batch | (b) precision | train img/s (a) | train img/s (b) | ratio | eval img/s (a) | eval img/s (b) | ratio |",
+        "| model | batch | (b) settings | train img/s (a) | train img/s (b) | ratio | eval img/s (a) | eval img/s (b) | ratio |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [f"| {n} | {b} | {p} | {at:,.0f} | {bt:,.0f} | {r:.1f}x | {ae:,.0f} | {be:,.0f} | {re:.1f}x |"

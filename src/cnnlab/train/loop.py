@@ -21,7 +21,9 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import count_macs, create_model, model_info
 from cnnlab.train import checkpoint as ckpt
 from cnnlab.train.config import TrainConfig, resolve_config
-from cnnlab.train.device import autocast_context, make_grad_scaler, pick_device, resolve_precision, set_determinism
+from cnnlab.train.device import (
+    autocast_context, make_grad_scaler, pick_device, resolve_precision, set_determinism, tune_cpu_allocator,
+)
 from cnnlab.train.distributed import (
     DistInfo, all_reduce_sum, init_distributed, launched_by_torchrun, local_device, max_across_ranks, shutdown,
 )
@@ -125,6 +127,8 @@ def train(
     device = pick_device(config.device)
     dist_info = init_distributed(device, config.backend)
     device = local_device(device, dist_info)
+    if device.type == "cpu":
+        tune_cpu_allocator()  # reuse each step's freed buffers instead of faulting in fresh pages
     together = False
     try:
         result = _run(config, checkpoint, device, dist_info, argv, data)
