@@ -17,7 +17,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
 
 # The CUDA path: tests/test_cuda.py runs only here; the trainer's tests run on the GPU too (device auto).
-CNNLAB_TEST_DATA="$data" timeout 240 "$python" -m pytest -q -p no:cacheprovider \
+CNNLAB_TEST_DATA="$data" timeout 420 "$python" -m pytest -q -p no:cacheprovider \
     tests/test_cuda.py tests/test_fast_paths.py tests/test_train.py 2>&1 | tee "$results/gpu-tests.log" | tail -25
 
 "$python" benchmarks/throughput.py --data-dir "$data" --device cuda --output "$results/throughput-gpu.md"

@@ -1,4 +1,4 @@
-"""Training and evaluation throughput: the tutorial loop vs cnnlab's trainer, in one process run.
+"""Training and evaluation throughput: the tutorial loop vs cnnlab's trainer, side by side in one run.
 
 (a) the tutorial way: torchvision `datasets.MNIST` + `Compose([ToTensor(), Normalize()])` +
     `DataLoader(shuffle=True)` with default workers, a plain forward/backward/step loop;
@@ -7,9 +7,10 @@
     short probe of each finds fastest for this model and batch size, before the timed run.
 
 Same model, batch size (the model's reference recipe), optimizer and number of steps. The
-first steps of each side are warm-up and not timed. Usage:
+first steps of each side are warm-up and not timed. Each measurement runs in a fresh worker
+process, (a) and (b) in turn, so neither inherits the other's process state. Usage:
 
-    python benchmarks/throughput.py [--data-dir ../shared/datasets] [--steps 300] [--models ...] [--device cuda]
+    python benchmarks/throughput.py [--data-dir ../shared/datasets] [--steps 300] [--rounds 2] [--models ...] [--device cuda]
 
 Writes the table to benchmarks/results/throughput.md (with the machine description).
 """
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -109,7 +112,7 @@ def tutorial_files_as_dataset(root: Path) -> Dataset:
                    arrays["t10k-images-idx3"][:, None], arrays["t10k-labels-idx1"].long(), str(raw))
 
 
-def best_settings(model_name: str, batch_size: int, device: torch.device, steps: int = 30) -> tuple[str, bool]:
+def best_settings(model_name: str, batch_size: int, device: torch.device, steps: int = 40) -> tuple[str, bool]:
     """(precision, channels_last) of the fastest training step for this model, batch and device.
 
     Each candidate is probed twice on random inputs (the better run kept); which one wins depends on the
@@ -158,36 +161,65 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def measure(args: argparse.Namespace) -> dict:
+    """One side for one model, in this (fresh) process: the worker the main process starts."""
+    device = pick_device(args.device)
+    root = Path(args.root)
+    recipe = model_info(args.model).reference_recipe
+    batch, lr, momentum = recipe["batch_size"], recipe["lr"], recipe.get("momentum", 0.0)
+    if args.side == "a":
+        train_rate, eval_rate = tutorial_images_per_s(root, args.model, batch, lr, momentum, args.steps, device)
+        return {"train": train_rate, "eval": eval_rate}
+    with tempfile.TemporaryDirectory() as tmp:
+        train_rate, eval_rate, settings = cnnlab_images_per_s(tutorial_files_as_dataset(root), args.model, batch, lr,
+                                                              momentum, args.steps + WARMUP, Path(tmp) / "run", device)
+    return {"train": train_rate, "eval": eval_rate, "settings": settings}
+
+
+def run_side(side: str, name: str, root: Path, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--side", side, "--model", name, "--root", str(root),
+               "--steps", str(args.steps), "--device", args.device]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{name} ({side}) failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="folder with mnist/ (the IDX .gz files); synthetic data if absent")
     parser.add_argument("--steps", type=int, default=300, help="timed training steps per side")
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda: both sides train there")
+    parser.add_argument("--rounds", type=int, default=2, help="(a), (b) pairs per model; each side keeps its best")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "throughput.md"))
+    parser.add_argument("--side", choices=("a", "b"), help=argparse.SUPPRESS)  # worker mode: one measurement
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.side:
+        print(json.dumps(measure(args)))
+        return 0
     device = pick_device(args.device)
 
+    # Each measurement runs in a fresh process, (a) and (b) in turn: neither side inherits the other's
+    # state (cnnlab's trainer tunes its process's allocator), and a machine that drifts in speed over
+    # minutes weighs on both sides alike.
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root, kind = tutorial_root(args.data_dir, Path(tmp))
         if kind != "mnist":
             print("real MNIST not found: using same-shape synthetic data", file=sys.stderr)
-        data = tutorial_files_as_dataset(root)
-        # Every (a) runs before the first (b): cnnlab's trainer tunes this process's allocator
-        # (tune_cpu_allocator), and the tutorial loop must not profit from that.
-        tutorial = {}
         for name in args.models:
-            recipe = model_info(name).reference_recipe
-            tutorial[name] = tutorial_images_per_s(root, name, recipe["batch_size"], recipe["lr"],
-                                                   recipe.get("momentum", 0.0), args.steps, device)
-            print(f"{name:15s} (a) train {tutorial[name][0]:9,.0f} img/s  eval {tutorial[name][1]:9,.0f} img/s", flush=True)
-        for name in args.models:
-            recipe = model_info(name).reference_recipe
-            batch, lr, momentum = recipe["batch_size"], recipe["lr"], recipe.get("momentum", 0.0)
-            a_train, a_eval = tutorial[name]
-            b_train, b_eval, settings = cnnlab_images_per_s(data, name, batch, lr, momentum, args.steps + WARMUP,
-                                                            Path(tmp) / f"run-{name}", device)
+            tutorial, ours = [], []
+            for _ in range(args.rounds):
+                tutorial.append(run_side("a", name, root, args))
+                ours.append(run_side("b", name, root, args))
+            a = max(tutorial, key=lambda r: r["train"])
+            b = max(ours, key=lambda r: r["train"])
+            a_train, a_eval = a["train"], max(r["eval"] for r in tutorial)
+            b_train, b_eval, settings = b["train"], max(r["eval"] for r in ours), b["settings"]
+            batch = model_info(name).reference_recipe["batch_size"]
             rows.append((name, batch, settings, a_train, b_train, b_train / a_train, a_eval, b_eval, b_eval / a_eval))
             print(f"{name:15s} batch {batch:4d} {settings:20s}  train {a_train:9,.0f} -> {b_train:9,.0f} img/s ({b_train / a_train:5.1f}x)  "
                   f"eval {a_eval:9,.0f} -> {b_eval:9,.0f} img/s ({b_eval / a_eval:5.1f}x)", flush=True)
@@ -196,8 +228,9 @@ def main() -> int:
         "# Training throughput: tutorial DataLoader loop (a) vs cnnlab (b)",
         "",
         f"Machine: {describe_machine(device)}. Device: {device}. Data: {kind}. {args.steps} timed steps per side after "
-        f"{WARMUP} warm-up steps. (a) trains in fp32 NCHW; (b) in the precision and layout a short probe found "
-        "fastest (its column).",
+        f"{WARMUP} warm-up steps, each side in a fresh process, {args.rounds} rounds of (a) then (b), the best "
+        "of each side kept. (a) trains in fp32 NCHW; (b) in the precision and layout a short probe found fastest "
+        "(its column).",
         f"Command: `python benchmarks/throughput.py {' '.join(sys.argv[1:])}`",
         "",
         "| model | batch | (b) settings | train img/s (a) | train img/s (b) | ratio | eval img/s (a) | eval img/s (b) | ratio |",
