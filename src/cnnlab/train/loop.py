@@ -6,6 +6,7 @@ import functools
 import math
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -428,8 +429,6 @@ def _check_compatible(checkpoint: dict[str, Any], config: TrainConfig) -> None:
 def _replan(optimizer, config: TrainConfig, steps_per_epoch: int, steps_done: int):
     """A scheduler for `config` standing at optimizer step `steps_done` (every schedule here is closed-form
     in the step). The loaded optimizer state carries the old plan's lr keys: the new plan sets its own."""
-    import warnings
-
     for group in optimizer.param_groups:
         group["lr"] = config.lr
         for key in ("initial_lr", "max_lr", "min_lr"):
