@@ -127,3 +127,24 @@ def test_prepared_inputs_equal_per_batch_transform():
         assert torch.equal(y1, y2) and torch.allclose(x1, x2, atol=1e-6)
     # augmentation draws per batch, so it is never prepared
     assert Batches(images, labels, 16, BatchTransform(augment=True), augment=True).prepared is None
+
+
+@pytest.mark.parametrize("prepare", [False, True])
+def test_each_batch_pairs_its_images_with_their_labels(prepare):
+    images, _ = fake_images(50)
+    labels = torch.arange(50)  # label = sample id
+    transform = BatchTransform(mean=(0.1307,), std=(0.3081,))
+    batches = Batches(images, labels, 16, transform, seed=1, prepare=prepare)
+    for _, x, y in collect(batches):
+        assert torch.equal(x, transform(images[y]))
+
+
+def test_normalize_is_per_channel_and_exact():
+    images, _ = fake_images(4, c=3, size=8)
+    mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+    x = BatchTransform(mean=mean, std=std)(images)
+    scaled = images.float() / 255
+    expected = (scaled - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    assert torch.equal(x, expected)
+    for c in range(3):  # the one-channel path (scalars) gives the same values as the tensor path
+        assert torch.equal(BatchTransform(mean=mean[c:c + 1], std=std[c:c + 1])(images[:, c:c + 1]), expected[:, c:c + 1])
