@@ -29,9 +29,12 @@ MODES = {"fp32": (False, False), "fp32 channels-last": (True, False), "bf16": (F
 LARGE = {"alexnet", "vgg11", "googlenet", "resnet18", "nin", "nin-single"}
 
 
-def images_per_s(name: str, device: torch.device, steps: int, batch: int, channels_last: bool, bf16: bool,
-                 model_options: dict | None = None, size: int | None = None) -> float:
-    """A plain training step's images/s on random inputs; model options and input size default to the fast recipe's."""
+def training_step(name: str, device: torch.device, batch: int, channels_last: bool, bf16: bool,
+                  model_options: dict | None = None, size: int | None = None):
+    """A plain forward/backward/SGD step on fixed random inputs, as a function of no arguments.
+
+    Model options and input size default to the model's fast recipe's.
+    """
     fast = recipe_values(name, "fast")
     size = size or fast["resize"] or get_spec(fast["dataset"]).image_size
     torch.manual_seed(0)
@@ -49,6 +52,13 @@ def images_per_s(name: str, device: torch.device, steps: int, batch: int, channe
         loss.backward()
         optimizer.step()
 
+    return step
+
+
+def images_per_s(name: str, device: torch.device, steps: int, batch: int, channels_last: bool, bf16: bool,
+                 model_options: dict | None = None, size: int | None = None) -> float:
+    """A plain training step's images/s on random inputs (see `training_step`)."""
+    step = training_step(name, device, batch, channels_last, bf16, model_options, size)
     for _ in range(3):
         step()
     if device.type == "cuda":

@@ -20,12 +20,11 @@ import tempfile
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from fast_paths import images_per_s
+from fast_paths import images_per_s, training_step
 from tables import describe_machine, write_table
 from throughput import MODELS, best_settings, run_side, tutorial_root
 
-from cnnlab.models import create_model, model_info
+from cnnlab.models import model_info
 from cnnlab.train.device import pick_device, tune_cpu_allocator
 
 # profiler op names -> the kind of work they are (first match wins); the rest is "other"
@@ -36,20 +35,7 @@ KINDS = {"conv": ("convolution",), "pool": ("pool",), "linear": ("addmm", "aten:
 
 def step_shares(name: str, batch: int, channels_last: bool, bf16: bool, steps: int) -> dict[str, float]:
     """Share of a training step's self CPU time per kind of op (torch.profiler), at batch `batch`."""
-    torch.manual_seed(0)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = create_model(name).to(memory_format=memory_format)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
-    x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=memory_format)
-    y = torch.randint(0, 10, (batch,))
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(x).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    step = training_step(name, torch.device("cpu"), batch, channels_last, bf16, {}, 28)
     for _ in range(5):
         step()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
