@@ -55,19 +55,23 @@ def training_step(name: str, device: torch.device, batch: int, channels_last: bo
     return step
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so a timer around it measures the work itself."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def images_per_s(name: str, device: torch.device, steps: int, batch: int, channels_last: bool, bf16: bool,
                  model_options: dict | None = None, size: int | None = None) -> float:
     """A plain training step's images/s on random inputs (see `training_step`)."""
     step = training_step(name, device, batch, channels_last, bf16, model_options, size)
     for _ in range(3):
         step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     return steps * batch / (time.perf_counter() - start)
 
 

@@ -25,7 +25,7 @@ from tables import describe_machine, write_table
 from throughput import MODELS, best_settings, run_side, tutorial_root
 
 from cnnlab.models import model_info
-from cnnlab.train.device import pick_device, tune_cpu_allocator
+from cnnlab.train.device import pick_device
 
 # profiler op names -> the kind of work they are (first match wins); the rest is "other"
 KINDS = {"conv": ("convolution",), "pool": ("pool",), "linear": ("addmm", "aten::mm", "linear"),
@@ -63,10 +63,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root, kind = tutorial_root(args.data_dir, Path(tmp))
         for name in args.models:
-            tutorial = run_side("a", name, root, args)["train"]  # a fresh process, before this one tunes its allocator
-            tune_cpu_allocator()
+            tutorial = run_side("a", name, root, args)["train"]  # in a fresh process, as in throughput.py
             batch = model_info(name).reference_recipe["batch_size"]
-            precision, channels_last = best_settings(name, batch, device)
+            precision, channels_last = best_settings(name, batch, device)  # also tunes this process's allocator
             bf16 = precision == "bf16"
             rate = max(images_per_s(name, device, args.steps, batch, channels_last, bf16, {}, 28) for _ in range(2))
             big = max(images_per_s(name, device, max(2, args.steps // 8), 8 * batch, channels_last, bf16, {}, 28)

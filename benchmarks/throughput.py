@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from fast_paths import images_per_s
+from fast_paths import images_per_s, synchronize
 from tables import describe_machine, write_table
 
 from cnnlab.data import Dataset
@@ -154,11 +154,6 @@ def cnnlab_images_per_s(data: Dataset, model_name: str, batch_size: int, lr: flo
     synchronize(device)
     settings = f"{precision}{', channels-last' if channels_last else ''}"
     return train_rate, len(data.test_labels) / (time.perf_counter() - start), settings
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def measure(args: argparse.Namespace) -> dict:

@@ -52,10 +52,10 @@ class BasicBlock(nn.Module):
 
 # ---- models -------------------------------------------------------------------------
 class ResNetMini(nn.Module):
-    """conv(1->16,5), ReLU, maxpool 2, Residual(16), conv(16->32,5), ReLU, maxpool 2, Residual(32), fc(512->10).
+    """conv(1->16,5), maxpool 2, ReLU, Residual(16), conv(16->32,5), maxpool 2, ReLU, Residual(32), fc(512->10).
 
-    The modules pool before the ReLU: ReLU is monotone, so the two orders compute the same outputs
-    and gradients, and the ReLU then runs on a quarter of the values.
+    The tutorial applies the ReLU before the pool: ReLU is monotone, so the two orders compute the same
+    outputs and gradients, and pooling first runs the ReLU on a quarter of the values.
     """
 
     def __init__(self, in_channels: int, num_classes: int):
