@@ -29,9 +29,9 @@ MODES = {"fp32": (False, False), "fp32 channels-last": (True, False), "bf16": (F
 LARGE = {"alexnet", "vgg11", "googlenet", "resnet18", "nin", "nin-single"}
 
 
-def training_step(name: str, device: torch.device, batch: int, channels_last: bool, bf16: bool,
-                  model_options: dict | None = None, size: int | None = None):
-    """A plain forward/backward/SGD step on fixed random inputs, as a function of no arguments.
+def model_and_inputs(name: str, device: torch.device, batch: int, channels_last: bool,
+                     model_options: dict | None = None, size: int | None = None):
+    """(model, x, y): the model, seeded, and one fixed random batch, in the given memory layout.
 
     Model options and input size default to the model's fast recipe's.
     """
@@ -41,12 +41,15 @@ def training_step(name: str, device: torch.device, batch: int, channels_last: bo
     model = create_model(name, **(fast["model_options"] if model_options is None else model_options)).to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(batch, 1, size, size, device=device).contiguous(memory_format=memory_format)
     y = torch.randint(0, 10, (batch,), device=device)
+    return model, x, y
 
+
+def sgd_step(model, x: torch.Tensor, y: torch.Tensor, bf16: bool, optimizer: torch.optim.Optimizer):
+    """A forward/backward/optimizer step of `model` (any callable) on (x, y), as a function of no arguments."""
     def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = F.cross_entropy(model(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -55,16 +58,21 @@ def training_step(name: str, device: torch.device, batch: int, channels_last: bo
     return step
 
 
+def training_step(name: str, device: torch.device, batch: int, channels_last: bool, bf16: bool,
+                  model_options: dict | None = None, size: int | None = None):
+    """A plain forward/backward/SGD step on fixed random inputs (see `model_and_inputs`)."""
+    model, x, y = model_and_inputs(name, device, batch, channels_last, model_options, size)
+    return sgd_step(model, x, y, bf16, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work, so a timer around it measures the work itself."""
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def images_per_s(name: str, device: torch.device, steps: int, batch: int, channels_last: bool, bf16: bool,
-                 model_options: dict | None = None, size: int | None = None) -> float:
-    """A plain training step's images/s on random inputs (see `training_step`)."""
-    step = training_step(name, device, batch, channels_last, bf16, model_options, size)
+def step_rate(step, steps: int, batch: int, device: torch.device) -> float:
+    """Images/s of `step` over `steps` timed calls, after 3 untimed ones."""
     for _ in range(3):
         step()
     synchronize(device)
@@ -73,6 +81,13 @@ def images_per_s(name: str, device: torch.device, steps: int, batch: int, channe
         step()
     synchronize(device)
     return steps * batch / (time.perf_counter() - start)
+
+
+def images_per_s(name: str, device: torch.device, steps: int, batch: int, channels_last: bool, bf16: bool,
+                 model_options: dict | None = None, size: int | None = None) -> float:
+    """A plain training step's images/s on random inputs (see `training_step`)."""
+    step = training_step(name, device, batch, channels_last, bf16, model_options, size)
+    return step_rate(step, steps, batch, device)
 
 
 def main() -> int:
