@@ -33,12 +33,11 @@ OPTIONS = ["foreach SGD", "for-loop SGD", "1 thread", "native conv", "TorchScrip
            "bf16 weights"]
 
 
-def option_steps(name: str, batch: int, channels_last: bool, bf16: bool) -> dict[str, tuple]:
+def option_steps(name: str, device: torch.device, batch: int, channels_last: bool, bf16: bool,
+                 threads: int) -> dict[str, tuple]:
     """{option: (step, threads, context)} for side (b)'s step ("(b)") and each option that applies."""
-    device = torch.device("cpu")
     recipe = model_info(name).reference_recipe
     sgd = dict(lr=recipe["lr"], momentum=recipe.get("momentum", 0.0))
-    threads = torch.get_num_threads()
 
     def build(option: str):
         model, x, y = model_and_inputs(name, device, batch, channels_last, {}, 28)
@@ -49,7 +48,7 @@ def option_steps(name: str, batch: int, channels_last: bool, bf16: bool) -> dict
         optimizer = torch.optim.SGD(model.parameters(), **sgd, **impl)
         forward = model
         if option == "TorchScript trace":
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 forward = torch.jit.trace(model, x, check_trace=False)
         elif option == "torch.compile":
             forward = torch.compile(model)
@@ -64,13 +63,12 @@ def option_steps(name: str, batch: int, channels_last: bool, bf16: bool) -> dict
     return steps
 
 
-def measure(name: str, steps: int, rounds: int) -> tuple[str, int, dict[str, float], dict[str, float]]:
+def measure(name: str, device: torch.device, steps: int, rounds: int) -> tuple[str, int, dict, dict]:
     """(settings, batch, best images/s per option, seconds of each option's first 3 steps)."""
-    device = torch.device("cpu")
     batch = model_info(name).reference_recipe["batch_size"]
     precision, channels_last = best_settings(name, batch, device)  # also tunes this process's allocator
-    candidates = option_steps(name, batch, channels_last, precision == "bf16")
     threads = torch.get_num_threads()
+    candidates = option_steps(name, device, batch, channels_last, precision == "bf16", threads)
     first, best = {}, dict.fromkeys(candidates, 0.0)
     for option, (step, n_threads, context) in candidates.items():
         torch.set_num_threads(n_threads)
@@ -112,7 +110,7 @@ def main() -> int:
         "|---" * (4 + len(OPTIONS)) + "|",
     ]
     for name in args.models:
-        settings, batch, best, first = measure(name, args.steps, args.rounds)
+        settings, batch, best, first = measure(name, device, args.steps, args.rounds)
         cells = []
         for option in OPTIONS:
             if option not in best:
