@@ -18,7 +18,7 @@ from tables import write_table
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models import list_models, model_info
-from cnnlab.train import resolve_config, train
+from cnnlab.training import resolve_config, train
 
 
 def main() -> int:

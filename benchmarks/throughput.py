@@ -2,7 +2,7 @@
 
 (a) the tutorial way: torchvision `datasets.MNIST` + `Compose([ToTensor(), Normalize()])` +
     `DataLoader(shuffle=True)` with default workers, a plain forward/backward/step loop;
-(b) cnnlab's trainer (`cnnlab.train.train`) with its best settings for the device: the precision
+(b) cnnlab's trainer (`cnnlab.training.train`) with its best settings for the device: the precision
     (fp32, or bf16 where `--precision auto` picks it) and memory layout (NCHW or channels-last) that a
     short probe of each finds fastest for this model and batch size, before the timed run.
 
@@ -36,11 +36,11 @@ from cnnlab.data import Dataset
 from cnnlab.data.batches import Batches
 from cnnlab.data.catalog import get_spec
 from cnnlab.data.idx import encode_idx, read_idx
-from cnnlab.train.evaluate import evaluate
-from cnnlab.train.preprocess import build_transform
+from cnnlab.runs.evaluate import evaluate
+from cnnlab.data.preprocess import build_transform
 from cnnlab.models import create_model, model_info
-from cnnlab.train import TrainConfig, train
-from cnnlab.train.device import autocast_context, pick_device, resolve_precision, tune_cpu_allocator
+from cnnlab.training import TrainConfig, train
+from cnnlab.training.device import autocast_context, pick_device, resolve_precision, tune_cpu_allocator
 
 MODELS = ["mlp-tiny", "cnn-tiny", "convnet", "lenet", "inception-mini", "resnet-mini"]
 WARMUP = 20

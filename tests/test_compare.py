@@ -12,7 +12,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.experiments import format_leaderboard, leaderboard, plot_leaderboard, read_run
 from cnnlab.experiments.plots import compare_figure
 from cnnlab.experiments.runs import write_experiment_file
-from cnnlab.train import TrainConfig, train
+from cnnlab.training import TrainConfig, train
 
 TINY = dict(dataset="mnist-sample", limit_train=320, limit_test=200, progress=False, recipe="reference")
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from cnnlab.train import train
+from cnnlab.training import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cnnlab.cli.main import main
-from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
 

@@ -15,7 +15,7 @@ from cnnlab.data.transforms import invert_permutation, make_permutation, permute
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments import parse_settings, read_run, run_permutation, run_sweep
 from cnnlab.experiments.sweep import grid_points
-from cnnlab.train.restore import load_trained
+from cnnlab.runs.load import load_run
 
 TINY = dict(dataset="mnist-sample", limit_train=320, limit_test=200, progress=False)
 MODELS = ("mlp-tiny", "cnn-tiny")
@@ -87,7 +87,7 @@ def test_one_permutation_for_every_run_and_it_inverts(permutation):
     inverse = torch.tensor(recorded["inverse"])
     assert torch.equal(perm[inverse], torch.arange(784)) and torch.equal(inverse, invert_permutation(perm))
     for run in sorted((out / "runs").iterdir()):
-        used = load_trained(run).preprocessing()["permutation"]  # what the trainer itself applied
+        used = load_run(run).preprocessing()["permutation"]  # what the trainer itself applied
         if "permuted" in run.name:
             assert used == recorded["permutation"], run.name
         else:
@@ -190,8 +190,8 @@ def test_sweep_continues_where_it_stopped(tmp_path, capsys):
 
 def test_an_interrupted_run_is_resumed_not_restarted(tmp_path):
     from cnnlab.experiments import ensure_run
-    from cnnlab.train import resolve_config
-    from cnnlab.train.checkpoint import load_checkpoint, save_atomic
+    from cnnlab.training import resolve_config
+    from cnnlab.training.checkpoint import load_checkpoint, save_atomic
 
     config = resolve_config({"model": "mlp-tiny", "epochs": 2, "recipe": "reference", "out": str(tmp_path / "run"),
                              **TINY})

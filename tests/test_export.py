@@ -13,8 +13,8 @@ from cnnlab.data import get_spec, load_dataset
 from cnnlab.data.transforms import make_permutation
 from cnnlab.export import export_model, open_exported, read_metadata, verification_images, verify_export
 from cnnlab.export.sidecar import EXTRA_FILE
-from cnnlab.train import train
-from cnnlab.train.restore import load_trained
+from cnnlab.training import train
+from cnnlab.runs.load import load_run
 
 # The tests load and save TorchScript themselves; torch.jit's deprecation notice is not news here.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
@@ -77,7 +77,7 @@ def test_onnx_export_cli_verifies_and_writes_sidecar(convnet_run, capsys):
     embedded = json.loads({p.key: p.value for p in model.metadata_props}["cnnlab"])
     assert embedded["preprocessing"] == pre and embedded["opset"] == sidecar["opset"]
     # Independently of verify_export: onnxruntime agrees with the checkpoint's model on real test images.
-    trained = load_trained(convnet_run)
+    trained = load_run(convnet_run)
     images = load_dataset("mnist-sample").test_images[:5]
     x = trained.transform()(images)
     with torch.inference_mode():
@@ -101,7 +101,7 @@ def test_torchscript_dynamic_batch_carries_the_permutation(mlp_permuted_run, tmp
     extra = {EXTRA_FILE: ""}
     module = torch.jit.load(str(tmp_path / "mlp.pt"), _extra_files=extra)
     assert json.loads(extra[EXTRA_FILE])["preprocessing"] == meta["preprocessing"]
-    trained = load_trained(mlp_permuted_run)
+    trained = load_run(mlp_permuted_run)
     x = trained.transform()(load_dataset("mnist-sample").test_images[:7])
     with torch.inference_mode():
         torch.testing.assert_close(module(x), trained.model(x), atol=1e-5, rtol=1e-5)
@@ -146,7 +146,7 @@ def test_corrupted_onnx_fails_verification(convnet_run, tmp_path):
     from onnx import numpy_helper
 
     result = export_model(convnet_run, "onnx", tmp_path / "model.onnx")
-    trained = load_trained(convnet_run)
+    trained = load_run(convnet_run)
     assert verify_export(result.path, trained).passed
     model = onnx.load(str(result.path))
     weights = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))  # the classifier's weight
@@ -161,7 +161,7 @@ def test_corrupted_onnx_fails_verification(convnet_run, tmp_path):
 
 def test_corrupted_torchscript_fails_verification(convnet_run, tmp_path):
     result = export_model(convnet_run, "torchscript", tmp_path / "model.pt")
-    trained = load_trained(convnet_run)
+    trained = load_run(convnet_run)
     module = torch.jit.load(str(result.path))
     with torch.no_grad():
         next(module.parameters()).add_(0.5)  # the first conv's weights
@@ -246,7 +246,7 @@ def test_bad_options_are_one_line_errors(convnet_run, tmp_path, capsys):
 
 
 def test_verification_images_fall_back_when_the_dataset_is_missing(convnet_run):
-    trained = load_trained(convnet_run)
+    trained = load_run(convnet_run)
     images, source = verification_images(trained, 16)
     assert images.shape == (16, 1, 28, 28) and source == "16 test images of mnist-sample"
     # Full MNIST is not on this (isolated, offline) machine: its embedded sample stands in.

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from cnnlab.models import create_model
-from cnnlab.train import train
-from cnnlab.train.checkpoint import load_checkpoint
-from cnnlab.train.device import resolve_precision
+from cnnlab.training import train
+from cnnlab.training.checkpoint import load_checkpoint
+from cnnlab.training.device import resolve_precision
 
 SAMPLE = dict(dataset="mnist-sample", recipe="none", optimizer="sgd", lr=0.05, momentum=0.9, batch_size=64,
               limit_train=512, limit_test=200, epochs=1, progress=False, seed=3)
@@ -104,7 +104,7 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 # after tune_cpu_allocator (glibc's mallinfo2().hblks counts the live mmapped blocks).
 _HBLKS_SCRIPT = """
 import ctypes, torch
-from cnnlab.train.device import tune_cpu_allocator
+from cnnlab.training.device import tune_cpu_allocator
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
@@ -130,7 +130,7 @@ def test_cpu_allocator_tuning_keeps_step_sized_buffers_in_the_heap():
 
 def test_training_on_the_cpu_tunes_the_allocator(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr("cnnlab.train.loop.tune_cpu_allocator", lambda: calls.append(1) or True)
+    monkeypatch.setattr("cnnlab.training.loop.tune_cpu_allocator", lambda: calls.append(1) or True)
     train(model="mlp-tiny", dataset="mnist-sample", epochs=1, limit_train=64, progress=False, device="cpu",
           out=str(tmp_path / "run"))
     assert calls == [1]

@@ -18,8 +18,8 @@ from cnnlab.inspect.grid import grid_figure_pixels, grid_shape
 from cnnlab.inspect.inputs import model_view, to_unpermuted, unpermuted_view
 from cnnlab.inspect.layers import default_feature_layers
 from cnnlab.models import create_model, list_models, model_info
-from cnnlab.train import TrainConfig, train
-from cnnlab.train.restore import load_trained
+from cnnlab.training import TrainConfig, train
+from cnnlab.runs.load import load_run
 
 HAS_CAPTUM = importlib.util.find_spec("captum") is not None
 
@@ -45,7 +45,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("inspect-runs")
     with pytest.MonkeyPatch.context() as patch:
         # The run's own figures are not under test here and take most of a tiny run's time.
-        patch.setattr("cnnlab.train.figures.write_run_figures", lambda *args, **kwargs: [], raising=False)
+        patch.setattr("cnnlab.figures.run.write_run_figures", lambda *args, **kwargs: [], raising=False)
         return {
             "convnet": _train(tmp, "convnet"),
             "lenet": _train(tmp, "lenet"),
@@ -77,7 +77,7 @@ def test_first_layer_filters_grid(runs, tmp_path, capsys, case, filters):
 
 
 def test_first_layer_tiles_are_each_filter_scaled_by_its_largest_weight(runs):
-    trained = load_trained(runs["convnet"])
+    trained = load_run(runs["convnet"])
     tiles = filter_tiles(trained.model, "features.0", (1, 28, 28))
     weight = trained.model.features[0].weight.detach()[:, 0]
     expected = weight / weight.abs().amax((1, 2), keepdim=True)
@@ -87,7 +87,7 @@ def test_first_layer_tiles_are_each_filter_scaled_by_its_largest_weight(runs):
 
 
 def test_deeper_layer_is_a_filter_by_input_channel_table(runs, tmp_path):
-    trained = load_trained(runs["convnet"])
+    trained = load_run(runs["convnet"])
     second = conv_layers(trained.model)[1]
     tiles = filter_tiles(trained.model, second, (1, 28, 28))
     assert (tiles.rows, tiles.cols, tiles.matrix) == (16, 8, True)
@@ -106,7 +106,7 @@ def test_permuted_mlp_shows_templates_and_unpermuted_templates(runs, tmp_path):
 
 
 def test_unpermuting_restores_the_original_pixel_order(runs):
-    trained = load_trained(runs["mlp-permuted"])
+    trained = load_run(runs["mlp-permuted"])
     x = torch.rand(3, 1, 28, 28)
     scrambled = permute_pixels(x, trained.transform().permutation)
     assert not torch.equal(scrambled, x)
@@ -114,7 +114,7 @@ def test_unpermuting_restores_the_original_pixel_order(runs):
 
 
 def test_resized_permuted_run_maps_back_to_the_image(runs):
-    trained = load_trained(runs["cnn-permuted-resized"])
+    trained = load_run(runs["cnn-permuted-resized"])
     digit = trained_test_image(trained, 0)
     seen = model_view(trained, digit)
     assert seen.shape == (1, 1, 30, 30)
@@ -131,7 +131,7 @@ def test_resized_permuted_run_maps_back_to_the_image(runs):
 
 def test_feature_maps_have_the_layers_channels(runs, tmp_path, capsys):
     code, lines, _ = run_cli(["inspect", runs["convnet"], "features", "--index", "3", "-o", tmp_path], capsys)
-    trained = load_trained(runs["convnet"])
+    trained = load_run(runs["convnet"])
     convs = conv_layers(trained.model)
     assert code == 0
     assert lines == [str(tmp_path / "features-test3-input.png")] + [str(tmp_path / f"features-test3-{c}.png") for c in convs]
@@ -152,7 +152,7 @@ def trained_test_image(trained, index: int) -> torch.Tensor:
 
 
 def test_features_of_an_image_file_and_chosen_layers(runs, tmp_path):
-    trained = load_trained(runs["lenet"])
+    trained = load_run(runs["lenet"])
     picture = trained_test_image(trained, 0)[0, 0].numpy()
     Image.fromarray(255 - picture).save(tmp_path / "digit.png")  # dark on light, as drawn on paper
     paths = inspect_features(runs["lenet"], image=tmp_path / "digit.png", layers=["features.1", "classifier.0"],
@@ -169,7 +169,7 @@ def test_permuted_resized_run_features(runs, tmp_path):
                                        "features-test0-features.3.png"]
     width, _ = png_size(paths[0])
     assert width > 1.6 * png_size(tmp_path / "features-test0-features.0.png")[1] / 2  # two panels: seen and un-permuted
-    trained = load_trained(runs["cnn-permuted-resized"])
+    trained = load_run(runs["cnn-permuted-resized"])
     _, [first] = feature_maps(trained.model, trained.transform()(trained_test_image(trained, 0)), ["features.0"])
     assert first.shape == (1, 6, 26, 26)  # 30x30 input, 5x5 conv
 
@@ -233,7 +233,7 @@ def test_gradcam_puts_the_attribution_in_the_deciding_quadrant(quadrant):
 
 def test_saliency_figures_for_predicted_and_target_class(runs, tmp_path, capsys):
     pytest.importorskip("captum")
-    trained = load_trained(runs["convnet"])
+    trained = load_run(runs["convnet"])
     code, lines, _ = run_cli(["inspect", runs["convnet"], "saliency", "--index", "0", "1", "-o", tmp_path], capsys)
     assert code == 0 and lines == [str(tmp_path / "saliency-gradcam-test0.png"), str(tmp_path / "saliency-gradcam-test1.png")]
     one_row = png_size(Path(lines[0]))
@@ -288,7 +288,7 @@ def test_mistakes_grid_and_confused_pairs(runs, tmp_path, capsys):
     assert code == 0 and "test images wrong" in lines[0]
     assert lines[-2:] == [str(tmp_path / "a" / "mistakes.png"), str(tmp_path / "a" / "confused-pairs.png")]
     mistakes, paths = inspect_mistakes(runs["convnet"], top=16, out=tmp_path / "b", device="cpu")
-    trained = load_trained(runs["convnet"])
+    trained = load_run(runs["convnet"])
     images = torch.stack([trained_test_image(trained, int(i))[0] for i in mistakes.indices])
     with torch.no_grad():
         probs = trained.model(trained.transform()(images)).softmax(1)
@@ -327,7 +327,7 @@ def test_default_output_is_the_runs_inspect_folder(runs, capsys):
 def test_unknown_layer_is_one_line_listing_the_conv_layers(runs, tmp_path, capsys, args, message):
     if args[0] == "saliency":
         pytest.importorskip("captum")
-    trained = load_trained(runs["convnet"])
+    trained = load_run(runs["convnet"])
     code, out, err = run_cli(["inspect", runs["convnet"], *args, "-o", tmp_path], capsys)
     assert code == 2 and out == []
     assert err.count("\n") == 1 and err.startswith("cnnlab: error: ") and message in err

@@ -328,7 +328,7 @@ def test_checked_models_copy_and_pickle():
 
 @pytest.mark.parametrize("name", ALL)
 def test_metadata_is_complete_and_consistent(name):
-    from cnnlab.train.config import TrainConfig
+    from cnnlab.training.config import TrainConfig
 
     info = model_info(name)
     assert info.name == name and info.family and info.paper and info.reference_result

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from cnnlab.errors import CnnlabError
-from cnnlab.train import plots
-from cnnlab.train.plots import (
+from cnnlab.figures import plots
+from cnnlab.figures.plots import (
     per_class_accuracy,
     plot_confusion,
     plot_curves,

@@ -15,7 +15,7 @@ from cnnlab.cli.main import main
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments import run_permutation
 from cnnlab.report import build_report
-from cnnlab.train import TrainConfig, train
+from cnnlab.training import TrainConfig, train
 
 TINY = dict(dataset="mnist-sample", limit_train=320, limit_test=200, progress=False)
 EVIL = "<script>alert(1)</script>"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cnnlab.errors import CnnlabError
-from cnnlab.train.tensorboard import SCALARS, TensorBoardLogger, require_tensorboard
+from cnnlab.training.tensorboard import SCALARS, TensorBoardLogger, require_tensorboard
 
 CLASSES = [str(i) for i in range(10)]
 

@@ -14,9 +14,9 @@ import torch
 
 from cnnlab.cli.main import main
 from cnnlab.data.batches import Batches
-from cnnlab.train import NonFiniteLoss, TrainConfig, TrainingInterrupted, train
-from cnnlab.train.checkpoint import load_checkpoint, save_atomic
-from cnnlab.train.rundir import METRIC_COLUMNS
+from cnnlab.training import NonFiniteLoss, TrainConfig, TrainingInterrupted, train
+from cnnlab.training.checkpoint import load_checkpoint, save_atomic
+from cnnlab.training.rundir import METRIC_COLUMNS
 
 SAMPLE = dict(dataset="mnist-sample", progress=False)
 
@@ -195,7 +195,7 @@ def test_plain_progress_when_not_a_terminal(tmp_path, capsys):
 
 
 def test_recipe_reference_fills_in_the_published_set_up(tmp_path):
-    from cnnlab.train import resolve_config
+    from cnnlab.training import resolve_config
 
     config = resolve_config({"model": "mlp-tiny", "recipe": "reference"})
     assert (config.batch_size, config.lr, config.momentum, config.optimizer, config.epochs) == (64, 0.01, 0.5, "sgd", 1)
@@ -205,7 +205,7 @@ def test_recipe_reference_fills_in_the_published_set_up(tmp_path):
 
 
 def test_yaml_config_and_flags_override(tmp_path):
-    from cnnlab.train import resolve_config
+    from cnnlab.training import resolve_config
 
     path = tmp_path / "c.yaml"
     path.write_text("model: lenet\nepochs: 7\nlr: 0.3\n")

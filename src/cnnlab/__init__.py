@@ -2,7 +2,7 @@
 
     >>> import cnnlab
     >>> model = cnnlab.create_model("lenet")
-    >>> result = cnnlab.train(cnnlab.TrainConfig(model="convnet", dataset="mnist-sample", epochs=1))
+    >>> result = cnnlab.training(cnnlab.TrainConfig(model="convnet", dataset="mnist-sample", epochs=1))
 """
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ _EXPORTS = {
     "count_macs": "cnnlab.models",
     "load_dataset": "cnnlab.data",
     "list_datasets": "cnnlab.data",
-    "TrainConfig": "cnnlab.train",
-    "train": "cnnlab.train",
+    "TrainConfig": "cnnlab.training",
+    "train": "cnnlab.training",
+    "load_run": "cnnlab.runs",
+    "LoadedRun": "cnnlab.runs",
     "export_model": "cnnlab.export",
     "CnnlabError": "cnnlab.errors",
 }

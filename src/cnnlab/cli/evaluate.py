@@ -21,8 +21,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.train.assess import evaluate_run
-    from cnnlab.train.plots import plot_confusion
+    from cnnlab.runs.assess import evaluate_run
+    from cnnlab.figures.plots import plot_confusion
 
     report = evaluate_run(args.run, args.dataset, args.data_dir, args.checkpoint, args.limit_test, device=args.device)
     result, classes = report.result, report.trained.classes

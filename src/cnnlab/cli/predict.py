@@ -21,7 +21,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.errors import CnnlabError
-    from cnnlab.train.predict import predict_files
+    from cnnlab.runs.predict import predict_files
 
     if args.top_k < 1:
         raise CnnlabError(f"--top-k must be a positive integer, got {args.top_k}")

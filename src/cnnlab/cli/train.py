@@ -29,7 +29,7 @@ def _parser_type(type_name: str):
 
 def add_config_flags(parser: argparse.ArgumentParser, skip: set[str] = frozenset()) -> None:
     """One flag per TrainConfig field; unset flags stay absent from the namespace (so layers below show through)."""
-    from cnnlab.train.config import TrainConfig
+    from cnnlab.training.config import TrainConfig
 
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
@@ -64,7 +64,7 @@ def register(subparsers) -> None:
 
 
 def explicit_options(args: argparse.Namespace) -> dict:
-    from cnnlab.train.config import TrainConfig
+    from cnnlab.training.config import TrainConfig
 
     options = {name: getattr(args, name) for name in TrainConfig.field_names() if name in vars(args) and name != "model"}
     if args.model:
@@ -73,9 +73,9 @@ def explicit_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.train import resolve_config, train
-    from cnnlab.train.checkpoint import load_checkpoint
-    from cnnlab.train.config import TrainConfig
+    from cnnlab.training import resolve_config, train
+    from cnnlab.training.checkpoint import load_checkpoint
+    from cnnlab.training.config import TrainConfig
 
     options = explicit_options(args)
     if not (args.model or args.resume or args.config_file):
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_config(options, args.config_file, base=base)  # bad input fails here, once, before any launch
     argv = sys.argv[1:] if args.argv is None else args.argv
     if args.nproc != 1:
-        from cnnlab.train.launch import launch_local
+        from cnnlab.training.launch import launch_local
 
         return launch_local(args.nproc, argv)
     train(config, resume=checkpoint, argv=["cnnlab", *argv])

@@ -123,10 +123,10 @@ def _write_permutation(out_dir: Path, dataset: str, permutation_seed: int, image
     """permutation.json and permutation.png; returns the permutation the trainer will use."""
     from cnnlab.data.catalog import get_spec
     from cnnlab.data.transforms import invert_permutation, make_permutation, permute_pixels
-    from cnnlab.train.rundir import write_json
+    from cnnlab.training.rundir import write_json
 
     spec = get_spec(dataset)
-    # The same call the trainer makes (cnnlab.train.preprocess.pixel_permutation), so the record is exact.
+    # The same call the trainer makes (cnnlab.data.preprocess.pixel_permutation), so the record is exact.
     permutation = make_permutation(spec.image_size * spec.image_size, permutation_seed)
     write_json(out_dir / "permutation.json", {
         "seed": permutation_seed,

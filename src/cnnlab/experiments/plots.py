@@ -1,6 +1,6 @@
 """Figures of experiments: permuted images, grouped accuracy bars, and the comparison of many runs.
 
-Like `cnnlab.train.plots`, figures are matplotlib `Figure`s on an Agg canvas, never pyplot.
+Like `cnnlab.figures.plots`, figures are matplotlib `Figure`s on an Agg canvas, never pyplot.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from cnnlab.errors import CnnlabError
-from cnnlab.train.plots import save_figure
+from cnnlab.figures.plots import save_figure
 
 MAX_LABELLED_POINTS = 40  # more point labels than this only hide the points
 LOG_SPAN = 3.0  # a log x axis only when the values span more than this factor

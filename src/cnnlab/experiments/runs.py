@@ -1,6 +1,6 @@
 """Run folders as experiments see them: read one back, or train it unless it is already complete.
 
-Every experiment is a set of ordinary `cnnlab.train.train` runs, one folder each. A folder with
+Every experiment is a set of ordinary `cnnlab.training.train` runs, one folder each. A folder with
 `summary.json` (status "complete") is done and skipped; one with a checkpoint from the same config
 is resumed; anything else is trained from the start. So an interrupted experiment, re-run with the
 same output folder, continues where it stopped.
@@ -59,7 +59,7 @@ def _read_json_file(path: Path) -> dict[str, Any] | None:
 
 def read_run(path: str | Path) -> RunRecord:
     """Read a run folder without loading any model; never raises for a bad folder."""
-    from cnnlab.train.rundir import read_metrics
+    from cnnlab.training.rundir import read_metrics
 
     path = Path(path)
     if not path.exists():
@@ -138,7 +138,7 @@ def now_iso() -> str:
 
 def write_experiment_file(out_dir: Path, info: dict[str, Any]) -> None:
     """experiment.json: what an experiment folder holds (kind, title, runs, figures, summary table)."""
-    from cnnlab.train.rundir import write_json
+    from cnnlab.training.rundir import write_json
 
     write_json(Path(out_dir) / EXPERIMENT_FILE, info)
 
@@ -166,7 +166,7 @@ def _differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
 
 def _resumable(run_dir: Path, config_values: dict[str, Any]) -> bool:
     """Whether run_dir's last checkpoint is a partial run of this very config, in this very folder."""
-    from cnnlab.train.checkpoint import load_checkpoint
+    from cnnlab.training.checkpoint import load_checkpoint
 
     try:
         checkpoint = load_checkpoint(run_dir, "last.pt")
@@ -200,7 +200,7 @@ def ensure_run(config, log: Callable[[str], None] = print) -> tuple[RunRecord, s
 
     Returns the run's record and what happened: "skipped", "resumed" or "trained".
     """
-    from cnnlab.train import train
+    from cnnlab.training import train
 
     record = check_not_conflicting(config)
     run_dir = Path(config.out)

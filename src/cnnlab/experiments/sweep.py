@@ -43,7 +43,7 @@ class GridResult:
 
 
 def _field_types() -> dict[str, str]:
-    from cnnlab.train.config import TrainConfig
+    from cnnlab.training.config import TrainConfig
 
     return {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
 
@@ -133,7 +133,7 @@ def plan_grid(out_dir: Path, points: Sequence[GridPoint], common: dict[str, Any]
     Everything is resolved (so validated) and checked against complete runs already in the folder
     before anything is written or trained: a typo fails at once, not after an hour of training.
     """
-    from cnnlab.train import resolve_config
+    from cnnlab.training import resolve_config
 
     names = [p.name for p in points]
     if len(set(names)) != len(names):  # internal: grid names must be unique or runs would overwrite each other
@@ -175,7 +175,7 @@ def run_sweep(
     `common` holds TrainConfig values shared by every run (dataset, data_dir, epochs, recipe,
     limit_train, limit_test, progress, ...); `settings` maps option names to lists of values to try.
     """
-    from cnnlab.train.config import check_keys
+    from cnnlab.training.config import check_keys
 
     check_keys(common, "option")
     for key in _GRID_KEYS:

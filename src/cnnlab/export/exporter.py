@@ -20,7 +20,7 @@ from cnnlab.export.deps import ONNX_WRITE, require
 from cnnlab.export.runtime import DEFAULT_NAMES, check_format, format_of
 from cnnlab.export.sidecar import build_metadata, write_sidecar
 from cnnlab.export.verify import DEFAULT_ATOL, DEFAULT_COUNT, Verification, verify_export
-from cnnlab.train.restore import TrainedModel, load_trained
+from cnnlab.runs.load import LoadedRun, load_run
 
 
 class VerificationFailed(CnnlabError):
@@ -38,7 +38,7 @@ class ExportResult:
     verification: Verification
 
 
-def default_output(trained: TrainedModel, format: str) -> Path:
+def default_output(trained: LoadedRun, format: str) -> Path:
     """RUN/export/model.onnx|model.pt, RUN being the folder that holds the checkpoint's checkpoints/."""
     checkpoint = Path(trained.checkpoint["path"])
     run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
@@ -65,7 +65,7 @@ def _make_readable(*paths: Path) -> None:
         os.chmod(path, 0o666 & ~umask)
 
 
-def _write(trained: TrainedModel, format: str, path: Path, metadata: dict[str, Any], dynamic_batch: bool,
+def _write(trained: LoadedRun, format: str, path: Path, metadata: dict[str, Any], dynamic_batch: bool,
            opset: int | None) -> None:
     channels, size = metadata["input"]["shape"][1], trained.input_size
     # A dynamic batch is traced at 2: torch.export would specialise a batch of 1 into the graph.
@@ -96,7 +96,7 @@ def export_model(source: str | Path, format: str | None = None, output: str | Pa
         require(ONNX_WRITE, "ONNX export")  # before any work, so a missing package is the first thing said
     if verify_count < 1:
         raise CnnlabError(f"verify_count must be a positive integer, got {verify_count}")
-    trained = load_trained(source, which)
+    trained = load_run(source, which)
     path = Path(output) if output else default_output(trained, format)
     if path.is_dir():
         raise CnnlabError(f"-o {str(path)!r} is a folder; give a file name such as {path / DEFAULT_NAMES[format]}")

@@ -7,7 +7,7 @@ from typing import Any
 from cnnlab.export.deps import ONNX_RUN, require
 from cnnlab.export.runtime import open_exported, read_metadata
 from cnnlab.export.sidecar import transform_from_preprocessing
-from cnnlab.train.predict import load_images, top_k
+from cnnlab.runs.predict import load_images, top_k
 
 
 def predict_exported(path: str | Path, images: list[str | Path], k: int = 3, invert: bool = False) -> list[dict[str, Any]]:

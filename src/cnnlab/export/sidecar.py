@@ -15,8 +15,8 @@ import torch
 import cnnlab
 from cnnlab.data.transforms import BatchTransform
 from cnnlab.errors import CnnlabError
-from cnnlab.train.checkpoint import write_text_atomic
-from cnnlab.train.restore import TrainedModel
+from cnnlab.training.checkpoint import write_text_atomic
+from cnnlab.runs.load import LoadedRun
 
 METADATA_VERSION = 1
 METADATA_KEY = "cnnlab"  # ONNX metadata_props key
@@ -31,7 +31,7 @@ def sidecar_path(model_path: str | Path) -> Path:
     return model_path.with_name(model_path.name + ".json")
 
 
-def build_metadata(trained: TrainedModel, format: str, file_name: str, batch: int | None,
+def build_metadata(trained: LoadedRun, format: str, file_name: str, batch: int | None,
                    opset: int | None = None) -> dict[str, Any]:
     """Plain-JSON description of an export of `trained` (`batch` None: any batch size)."""
     pre = trained.preprocessing()

@@ -16,7 +16,7 @@ from cnnlab.data import DATASETS, load_dataset
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.export.deps import ONNX_RUN, require
 from cnnlab.export.runtime import ExportedModel, format_of, open_exported
-from cnnlab.train.restore import TrainedModel
+from cnnlab.runs.load import LoadedRun
 
 DEFAULT_COUNT = 32  # images per verification batch
 DEFAULT_ATOL = 1e-4  # allowed |difference| per unit of the largest |score| (at least 1)
@@ -47,7 +47,7 @@ def _spread(count: int, total: int) -> torch.Tensor:
     return torch.linspace(0, total - 1, min(count, total)).round().long().unique()
 
 
-def verification_images(trained: TrainedModel, count: int = DEFAULT_COUNT, seed: int = 0) -> tuple[torch.Tensor, str]:
+def verification_images(trained: LoadedRun, count: int = DEFAULT_COUNT, seed: int = 0) -> tuple[torch.Tensor, str]:
     """uint8 test images of the run's dataset and where they came from.
 
     A dataset missing on this machine falls back to the embedded sample of the
@@ -93,7 +93,7 @@ def compare(reference: torch.Tensor, exported: torch.Tensor, atol: float = DEFAU
 
 
 @torch.inference_mode()
-def verify_export(path: str | Path, trained: TrainedModel, *, format: str | None = None,
+def verify_export(path: str | Path, trained: LoadedRun, *, format: str | None = None,
                   images: torch.Tensor | None = None, count: int = DEFAULT_COUNT,
                   atol: float = DEFAULT_ATOL) -> Verification:
     """Run the exported file and `trained.model` on the same preprocessed images and compare the scores.

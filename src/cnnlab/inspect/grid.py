@@ -3,7 +3,7 @@
 A layer can have hundreds of kernels or feature maps; one `imshow` of a mosaic is
 fast where hundreds of subplots are not. The figure has a fixed size per grid
 (`grid_figure_pixels`), so a PNG's size tells how many rows and columns it holds.
-Like `cnnlab.train.plots`, figures use matplotlib's `Figure` on an Agg canvas, never pyplot.
+Like `cnnlab.figures.plots`, figures use matplotlib's `Figure` on an Agg canvas, never pyplot.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cnnlab.train import plots
+from cnnlab.figures import plots
 
 DPI = 100
 PAD = 1  # pixels of background between tiles

@@ -1,6 +1,6 @@
 """What to look at: test images or image files, as the model saw them and (for permuted runs) un-permuted.
 
-A run's preprocessing is scale, permute pixels, resize, normalize (`cnnlab.train.preprocess`).
+A run's preprocessing is scale, permute pixels, resize, normalize (`cnnlab.data.preprocess`).
 "As the model saw it" is that chain without the normalization, so pictures stay in [0, 1];
 "un-permuted" is the same without the permutation. Maps computed in the model's input
 space (Grad-CAM, saliency, first-layer templates) go back to the original pixel order
@@ -47,7 +47,7 @@ def load_inputs(trained, indices: Sequence[int] | None = None, images: Sequence[
     if bool(indices) == bool(images):
         raise CnnlabError("give either --index N (a test image of the run's dataset) or --image FILE, not both or neither")
     if images:
-        from cnnlab.train.predict import load_images
+        from cnnlab.runs.predict import load_images
 
         pixels, names = load_images(list(images), trained.spec.channels, trained.spec.image_size, invert)
         return InspectInput(pixels, None, names, [_tag(n) for n in names])

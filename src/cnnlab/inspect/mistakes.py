@@ -55,7 +55,7 @@ def find_mistakes(trained, top: int = TOP, pairs: int = PAIRS, data_dir: str | N
     """Evaluate the run's model on its test split; returns the mistakes and the test images (uint8)."""
     from cnnlab.data.batches import Batches
     from cnnlab.inspect.inputs import load_test_split
-    from cnnlab.train.evaluate import predict_probabilities
+    from cnnlab.runs.evaluate import predict_probabilities
 
     if top < 1:
         raise CnnlabError(f"--top must be a positive integer, got {top}")
@@ -102,7 +102,7 @@ def write_mistakes(trained, out_dir: str | Path, top: int = TOP, pairs: int = PA
                    limit_test: int | None = None, device: str | torch.device = "cpu") -> tuple[Mistakes, list[Path]]:
     """mistakes.png (+ mistakes-unpermuted.png for a permuted run) and confused-pairs.png; none when there are no mistakes."""
     from cnnlab.inspect.inputs import is_permuted, model_view, unpermuted_view
-    from cnnlab.train.plots import plot_samples
+    from cnnlab.figures.plots import plot_samples
 
     mistakes, images = find_mistakes(trained, top, pairs, data_dir, limit_test, device)
     out_dir, classes, name = Path(out_dir), trained.classes, trained.config.model

@@ -1,7 +1,7 @@
 """Inspection of a run folder or checkpoint: load it once, write PNGs, return their paths.
 
 These are what `cnnlab inspect` and the HTML report call. Each takes a run folder, a
-checkpoint file or an already loaded `TrainedModel`, and writes into RUN_DIR/inspect/
+checkpoint file or an already loaded `LoadedRun`, and writes into RUN_DIR/inspect/
 unless given another folder.
 """
 from __future__ import annotations
@@ -17,10 +17,10 @@ REPORT_EXAMPLES = 4  # Grad-CAM examples in a run's HTML report
 
 
 def open_run(run, which: str = "best", device: str | torch.device = "cpu"):
-    """A TrainedModel from a run folder or checkpoint (a TrainedModel passes through)."""
-    from cnnlab.train.restore import TrainedModel, load_trained
+    """A LoadedRun from a run folder or checkpoint (a LoadedRun passes through)."""
+    from cnnlab.runs.load import LoadedRun, load_run
 
-    return run if isinstance(run, TrainedModel) else load_trained(run, which, device)
+    return run if isinstance(run, LoadedRun) else load_run(run, which, device)
 
 
 def output_dir(run, trained, out: str | Path | None = None) -> Path:
@@ -34,7 +34,7 @@ def output_dir(run, trained, out: str | Path | None = None) -> Path:
         # RUN/checkpoints/best.pt -> RUN/inspect; a loose checkpoint -> its folder's inspect/
         folder = path.parent.parent if path.parent.name == "checkpoints" else path.parent
         return folder / "inspect"
-    return Path(trained.run_dir) / "inspect"
+    return trained.run_dir / "inspect"
 
 
 def inspect_filters(run, layer: str | None = None, out: str | Path | None = None, which: str = "best",
@@ -82,7 +82,7 @@ def inspect_mistakes(run, top: int = 32, pairs: int = 10, out: str | Path | None
                      data_dir: str | None = None, limit_test: int | None = None, device: str = "cpu"):
     """(Mistakes, paths): the most confident test mistakes and the most confused class pairs."""
     from cnnlab.inspect.mistakes import write_mistakes
-    from cnnlab.train.device import pick_device
+    from cnnlab.training.device import pick_device
 
     torch_device = pick_device(device)
     trained = open_run(run, which, torch_device)

@@ -1,6 +1,6 @@
 """What a report shows about one run beyond its files: the test confusion matrix and the misclassified images.
 
-Uses the run's own model and preprocessing (`load_trained`) on the test split it was trained with.
+Uses the run's own model and preprocessing (`load_run`) on the test split it was trained with.
 Whatever cannot be computed (no checkpoint, data not found) becomes a note, never an error:
 a report of ten runs should not fail because one of them crashed.
 """
@@ -47,7 +47,7 @@ class DatasetCache:
 
 
 def png_bytes(plot, *args, **kwargs) -> bytes:
-    """Run a `cnnlab.train.plots.plot_*` function into a temporary file and return the PNG's bytes."""
+    """Run a `cnnlab.figures.plots.plot_*` function into a temporary file and return the PNG's bytes."""
     with tempfile.TemporaryDirectory(prefix="cnnlab-report-") as folder:
         path = Path(folder) / "figure.png"
         plot(*args, path=path, **kwargs)
@@ -58,12 +58,12 @@ def analyse_run(run_dir: str | Path, datasets: DatasetCache, data_dir: str | Non
                 max_images: int = 32) -> RunAnalysis:
     """Evaluate the run's `which` checkpoint on its test split; collect up to `max_images` mistakes."""
     from cnnlab.data.batches import Batches
-    from cnnlab.train.evaluate import evaluate, predict_probabilities
-    from cnnlab.train.plots import plot_samples
-    from cnnlab.train.restore import load_trained
+    from cnnlab.runs.evaluate import evaluate, predict_probabilities
+    from cnnlab.figures.plots import plot_samples
+    from cnnlab.runs.load import load_run
 
     try:
-        trained = load_trained(run_dir, which)
+        trained = load_run(run_dir, which)
         config = trained.config
         data = datasets.get(config.dataset, data_dir or config.data_dir)
     except CnnlabError as err:

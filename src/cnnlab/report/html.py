@@ -139,7 +139,7 @@ def _per_class_table(analysis: RunAnalysis) -> str:
 
 
 def _curves_section(record: RunRecord) -> str:
-    from cnnlab.train.plots import plot_curves
+    from cnnlab.figures.plots import plot_curves
 
     shown = file_figure(record.path / "curves.png", "Loss and accuracy per epoch (train and test)")
     if not shown and record.history:  # an incomplete run has metrics but no figure yet
@@ -164,7 +164,7 @@ def _num(value: Any, pattern: str = "{:.4f}") -> str:
 
 
 def _confusion_section(record: RunRecord, analysis: RunAnalysis) -> str:
-    from cnnlab.train.plots import plot_confusion, plot_per_class
+    from cnnlab.figures.plots import plot_confusion, plot_per_class
 
     shown = file_figure(record.path / "confusion.png", "Test confusion matrix (rows: true, columns: predicted)")
     if not shown and analysis.confusion is not None:
@@ -376,7 +376,7 @@ def build_report(
     `checkpoint` ("last": the final epoch, matching the run's figures; or "best") is the model whose
     test predictions give the per-class table and the misclassified images.
     """
-    from cnnlab.train.checkpoint import write_text_atomic
+    from cnnlab.training.checkpoint import write_text_atomic
 
     if checkpoint not in ("last", "best"):
         raise CnnlabError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data.batches import Batches
-from cnnlab.train.distributed import DistInfo, all_reduce_sum
+from cnnlab.training.distributed import DistInfo, all_reduce_sum
 
 
 @dataclass

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 
 from cnnlab.data.transforms import BatchTransform, make_permutation
-from cnnlab.train.config import TrainConfig, parse_normalize
+from cnnlab.training.config import TrainConfig, parse_normalize
 
 
 def normalization(config: TrainConfig, dataset_mean, dataset_std) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:

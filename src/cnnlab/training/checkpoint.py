@@ -81,6 +81,16 @@ def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return unwrap_model(model).state_dict()
 
 
+def run_dir_of(checkpoint_file: str | Path) -> Path:
+    """The run folder a checkpoint file belongs to: the folder above its checkpoints/, else the one it is in.
+
+    Derived from where the file *is*, so a moved or copied run stays self-contained; the `run_dir`
+    stored inside a checkpoint is informational only and never decides where anything is written.
+    """
+    file = Path(checkpoint_file).absolute()
+    return file.parent.parent if file.parent.name == "checkpoints" else file.parent
+
+
 def find_checkpoint(path: str | Path, name: str = "last.pt") -> Path:
     """A checkpoint file from a run folder (its checkpoints/`name`) or a .pt path."""
     path = Path(path)

@@ -3,7 +3,7 @@
 A thin wrapper over `torch.utils.tensorboard.SummaryWriter` (tensorboard is an optional
 extra). The training loop stays the one place that decides what happens each epoch:
 it calls `log_epoch` with the metrics row it already has. Figures come from
-`cnnlab.train.plots`, rendered to pixels on an Agg canvas, so TensorBoard shows the
+`cnnlab.figures.plots`, rendered to pixels on an Agg canvas, so TensorBoard shows the
 same pictures as the run folder's PNGs.
 """
 from __future__ import annotations
@@ -83,7 +83,7 @@ class TensorBoardLogger:
             if value is not None and math.isfinite(float(value)):
                 self.writer.add_scalar(tag, float(value), epoch)
         if confusion is not None:
-            from cnnlab.train.plots import _confusion_figure
+            from cnnlab.figures.plots import _confusion_figure
 
             names = list(classes) if classes is not None else [str(i) for i in range(len(confusion))]
             fig = _confusion_figure(confusion, names, f"Test confusion matrix, epoch {epoch}")
@@ -96,7 +96,7 @@ class TensorBoardLogger:
     @staticmethod
     def _image_grid(images, classes, labels, predicted, probs, epoch: int) -> np.ndarray:
         if labels is not None and predicted is not None and classes is not None:
-            from cnnlab.train.plots import _samples_figure
+            from cnnlab.figures.plots import _samples_figure
 
             fig = _samples_figure(images, labels, predicted, list(classes), probs, IMAGE_COLUMNS,
                                   f"Test samples after epoch {epoch}: predicted (true)")

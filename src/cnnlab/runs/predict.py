@@ -88,9 +88,9 @@ def top_k(probabilities: torch.Tensor, classes: list[str], names: list[str], k: 
 @torch.inference_mode()
 def predict_files(path: str | Path, images: list[str | Path], k: int = 3, invert: bool = False, which: str = "best") -> list[dict[str, Any]]:
     """Top-k predictions of the run's model for image files, with the run's preprocessing."""
-    from cnnlab.train.restore import load_trained
+    from cnnlab.runs.load import load_run
 
-    trained = load_trained(path, which)
+    trained = load_run(path, which)
     pixels, names = load_images(images, trained.spec.channels, trained.spec.image_size, invert)
     probabilities = trained.model(trained.transform()(pixels)).float().softmax(1)
     return top_k(probabilities, trained.classes, names, k)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.train.plots import plot_confusion, plot_curves, plot_per_class, plot_samples
+from cnnlab.figures.plots import plot_confusion, plot_curves, plot_per_class, plot_samples
 
 SAMPLE_COUNT = 32
 

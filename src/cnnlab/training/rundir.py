@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.train.checkpoint import write_text_atomic
+from cnnlab.training.checkpoint import write_text_atomic
 
 METRIC_COLUMNS = [
     "epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_seconds", "images_per_s",

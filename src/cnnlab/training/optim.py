@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from cnnlab.train.config import TrainConfig, parse_init
+from cnnlab.training.config import TrainConfig, parse_init
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig, fused: bool = True) -> torch.optim.Optimizer:

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cnnlab.errors import CnnlabError
-from cnnlab.train import evaluate
+from cnnlab.runs import evaluate
 
 DPI = 110
 WRONG, RIGHT = "#d62728", "#1a7f37"  # red for mistakes, dark green for correct predictions

@@ -9,14 +9,14 @@ from cnnlab.data import load_dataset
 from cnnlab.data.batches import Batches
 from cnnlab.data.catalog import get_spec
 from cnnlab.errors import CnnlabError
-from cnnlab.train.device import pick_device
-from cnnlab.train.evaluate import EvalResult, evaluate
-from cnnlab.train.restore import TrainedModel, load_trained
+from cnnlab.training.device import pick_device
+from cnnlab.runs.evaluate import EvalResult, evaluate
+from cnnlab.runs.load import LoadedRun, load_run
 
 
 @dataclass
 class EvalReport:
-    trained: TrainedModel
+    trained: LoadedRun
     dataset: str
     result: EvalResult
 
@@ -45,7 +45,7 @@ def evaluate_run(
 ) -> EvalReport:
     """Evaluate the run's model on the test split of `dataset` (default: the one it was trained on)."""
     torch_device = pick_device(device)
-    trained = load_trained(path, which, torch_device)
+    trained = load_run(path, which, torch_device)
     name = dataset or trained.config.dataset
     spec = get_spec(name)
     if spec.channels != trained.spec.channels or len(spec.classes) != len(trained.classes):

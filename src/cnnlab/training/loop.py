@@ -20,19 +20,19 @@ from cnnlab.data.batches import Batches
 from cnnlab.data.catalog import get_spec
 from cnnlab.errors import CnnlabError
 from cnnlab.models import count_macs, create_model, model_info
-from cnnlab.train import checkpoint as ckpt
-from cnnlab.train.config import TrainConfig, resolve_config
-from cnnlab.train.device import (
+from cnnlab.training import checkpoint as ckpt
+from cnnlab.training.config import TrainConfig, resolve_config
+from cnnlab.training.device import (
     autocast_context, make_grad_scaler, pick_device, resolve_precision, set_determinism, tune_cpu_allocator,
 )
-from cnnlab.train.distributed import (
+from cnnlab.training.distributed import (
     DistInfo, all_reduce_sum, init_distributed, launched_by_torchrun, local_device, max_across_ranks, shutdown,
 )
-from cnnlab.train.evaluate import EvalResult, evaluate
-from cnnlab.train.optim import build_optimizer, build_scheduler, initialize_weights
-from cnnlab.train.preprocess import build_transform
-from cnnlab.train.progress import Progress
-from cnnlab.train.rundir import MetricsLog, default_run_dir, prepare_run_dir, provenance, read_json, write_json
+from cnnlab.runs.evaluate import EvalResult, evaluate
+from cnnlab.training.optim import build_optimizer, build_scheduler, initialize_weights
+from cnnlab.data.preprocess import build_transform
+from cnnlab.training.progress import Progress
+from cnnlab.training.rundir import MetricsLog, default_run_dir, prepare_run_dir, provenance, read_json, write_json
 
 # On CUDA a finiteness check is a host sync, so it runs every few steps; on the CPU it is free.
 CHECK_EVERY_CUDA = 25
@@ -159,7 +159,7 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
             f"{input_size}x{input_size}; drop --resize or pass --resize {info.default_input_size}"
         )
     if config.tensorboard:
-        from cnnlab.train.tensorboard import require_tensorboard
+        from cnnlab.training.tensorboard import require_tensorboard
 
         require_tensorboard()  # fail before anything is written
     run_dir = Path(checkpoint["run_dir"]) if checkpoint else Path(config.out or default_run_dir(config.model, config.dataset))
@@ -225,7 +225,7 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
         write_json(run_dir / "config.json", {"config": config.to_dict(), **meta})
     tensorboard = None
     if config.tensorboard and main:
-        from cnnlab.train.tensorboard import TensorBoardLogger
+        from cnnlab.training.tensorboard import TensorBoardLogger
 
         tensorboard = TensorBoardLogger(run_dir, config.to_dict(), purge_step=start_epoch + 1 if checkpoint else None)
     metrics = MetricsLog(run_dir / "metrics.csv", resume_after_epoch=start_epoch if checkpoint else None) if main else None
@@ -349,7 +349,7 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
             if main:
                 metrics.append(row)
             if tensorboard is not None:
-                from cnnlab.train.figures import sample_predictions
+                from cnnlab.figures.run import sample_predictions
 
                 images, truth, predicted, confidence = sample_predictions(model, test_batches, 16, config.channels_last)
                 tensorboard.log_epoch(epoch + 1, row, final_eval.confusion if test_acc is not None else None,
@@ -388,7 +388,7 @@ def _run(config: TrainConfig, checkpoint, device: torch.device, dist_info: DistI
     if main:
         write_json(run_dir / "summary.json", summary)
         if final_eval is not None:
-            from cnnlab.train.figures import write_run_figures  # matplotlib: imported only when drawing
+            from cnnlab.figures.run import write_run_figures  # matplotlib: imported only when drawing
 
             write_run_figures(run_dir, history, final_eval, model, test_batches, spec.classes, config)
         acc = summary["final_test_acc"]
@@ -442,7 +442,7 @@ def _replan(optimizer, config: TrainConfig, steps_per_epoch: int, steps_done: in
 
 
 def _read_history(run_dir: Path) -> list[dict[str, Any]]:
-    from cnnlab.train.rundir import read_metrics
+    from cnnlab.training.rundir import read_metrics
 
     path = run_dir / "metrics.csv"
     return read_metrics(path) if path.exists() else []
