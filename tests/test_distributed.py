@@ -95,5 +95,5 @@ def test_ctrl_c_under_two_processes_then_resume(tmp_path):
 def test_a_failing_rank_reports_once(tmp_path):
     result = cli("train", "mlp-tiny", "--dataset", "mnist-sample", "--lr", "-1", "--nproc", "2", "--out", str(tmp_path / "r"))
     assert result.returncode == 2
-    assert result.stderr.count("cnnlab: error: --lr must be a positive number") == 1
+    assert result.stderr.count("cnnlab: error: --lr must be a finite positive number") == 1
     assert "Traceback" not in result.stderr

@@ -118,7 +118,7 @@ def test_cli_rerun_skips_complete_runs_and_prints_the_table(permutation, capsys)
 
 def test_rerun_with_other_settings_refuses_to_mix_runs(permutation):
     info_before = (permutation.out_dir / "experiment.json").read_text()
-    with pytest.raises(CnnlabError, match="already holds a complete run with other settings: epochs=1"):
+    with pytest.raises(CnnlabError, match="holds another experiment .*epochs=1"):
         run_permutation(MODELS, seeds=SEEDS, permutation_seed=7, out=permutation.out_dir, log=quiet,
                         **{**TINY, "epochs": 2})
     assert (permutation.out_dir / "experiment.json").read_text() == info_before  # checked before writing
@@ -176,6 +176,8 @@ def test_sweep_continues_where_it_stopped(tmp_path, capsys):
     assert second.actions == ["skipped", "trained", "trained", "skipped"]
     assert untouched.stat().st_mtime_ns == stamp
     assert all(r.complete for r in second.records)
+    kept = list((out / "runs").glob("mlp-tiny-lr=0.05-seed0.incomplete-*"))  # the crashed run is kept, not overwritten
+    assert len(kept) == 1 and (kept[0] / "checkpoints" / "last.pt").is_file()
 
     # The CLI on the same folder: nothing left to train; ends with the leaderboard.
     code = main(["sweep", "--models", "mlp-tiny", "--seeds", "2", "--set", "lr=0.01,0.05", "--dataset",

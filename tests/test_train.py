@@ -22,7 +22,7 @@ SAMPLE = dict(dataset="mnist-sample", progress=False)
 
 
 def quick(tmp_path, name="run", **options):
-    values = dict(model="convnet", epochs=2, batch_size=64, optimizer="adam", lr=0.005, momentum=0.9,
+    values = dict(model="convnet", recipe="none", epochs=2, batch_size=64, optimizer="adam", lr=0.005, momentum=0.9,
                   out=str(tmp_path / name), **SAMPLE)
     values.update(options)
     return TrainConfig(**values)
@@ -186,11 +186,15 @@ def test_nan_loss_exit_code_from_cli(tmp_path, capsys):
 def test_plain_progress_when_not_a_terminal(tmp_path, capsys):
     assert main(["train", "mlp-tiny", "--dataset", "mnist-sample", "--epochs", "2", "--out", str(tmp_path / "r")]) == 0
     out, err = capsys.readouterr()
-    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ") and "train loss" in line]
     assert len(epoch_lines) == 2
     for line in epoch_lines:
         for part in ("train loss", "acc", "test loss", "lr", "img/s"):
             assert part in line
+    # A log is not silent within an epoch: a line every ~10% of it (16 steps: every 2nd), none after the last step.
+    step_lines = [line for line in out.splitlines() if " step " in line]
+    assert [line.split()[3] for line in step_lines[:8]] == [f"{s}/16" for s in range(2, 16, 2)] + ["2/16"]
+    assert all("loss" in line and "img/s" in line for line in step_lines)
     assert "\r" not in out + err
 
 
@@ -225,8 +229,8 @@ def _error_of(capsys, argv):
         (["train", "convnett"], "did you mean 'convnet'"),
         (["train", "convnet", "--dataset", "mnits"], "unknown dataset 'mnits'"),
         (["train", "convnet", "--optimizer", "adagrad"], "unknown --optimizer 'adagrad'"),
-        (["train", "convnet", "--lr", "0"], "--lr must be a positive number"),
-        (["train", "convnet", "--lr", "-1"], "--lr must be a positive number"),
+        (["train", "convnet", "--lr", "0"], "--lr must be a finite positive number"),
+        (["train", "convnet", "--lr", "-1"], "--lr must be a finite positive number"),
         (["train", "convnet", "--epochs", "0"], "--epochs must be a positive integer"),
         (["train", "convnet", "--batch-size", "-4"], "--batch-size must be a positive integer"),
         (["train", "convnet", "--config", "/nonexistent/c.yaml"], "cannot read config file"),

@@ -19,12 +19,17 @@ def register(subparsers) -> None:
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     parser.add_argument("--plot", metavar="FILE",
                         help="also write a figure: accuracy vs time and vs params, and all test-accuracy curves")
+    parser.add_argument("--overwrite", action="store_true", help="replace the --plot file if it exists")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.experiments.compare import format_leaderboard, leaderboard, plot_leaderboard
 
+    if args.plot:
+        from cnnlab.files import check_output
+
+        check_output(args.plot, args.overwrite, flag="--plot")
     board = leaderboard(args.runs, args.sort)
     print(format_leaderboard(board, args.format))
     if args.plot:

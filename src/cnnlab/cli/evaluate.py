@@ -17,16 +17,19 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
     parser.add_argument("-o", "--output", help="confusion matrix PNG (default RUN/eval/confusion-<dataset>.png)")
     parser.add_argument("--format", choices=["table", "json"], default="table")
+    parser.add_argument("--overwrite", action="store_true", help="replace the confusion matrix PNG if it exists")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.runs.assess import evaluate_run
     from cnnlab.figures.plots import plot_confusion
+    from cnnlab.files import check_output
 
     report = evaluate_run(args.run, args.dataset, args.data_dir, args.checkpoint, args.limit_test, device=args.device)
     result, classes = report.result, report.trained.classes
     output = Path(args.output) if args.output else report.trained.run_dir / "eval" / f"confusion-{report.dataset}.png"
+    check_output(output, args.overwrite)
     if output.parent.exists() or not args.output:
         output.parent.mkdir(parents=True, exist_ok=True)
     plot_confusion(result.confusion, classes, output, title=f"{report.trained.config.model} on {report.dataset} (test)")

@@ -23,6 +23,7 @@ def register(subparsers) -> None:
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best", help="which checkpoint of a run folder")
     parser.add_argument("--verify-images", type=int, default=32, metavar="N",
                         help="test images to verify the export on (default 32)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier export at that path")
     parser.set_defaults(func=run)
 
 
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.verify_images < 1:
         raise CnnlabError(f"--verify-images must be a positive integer, got {args.verify_images}")
     result = export_model(args.run, args.format, args.output, which=args.checkpoint, dynamic_batch=args.dynamic_batch,
-                          opset=args.opset, verify_count=args.verify_images)
+                          opset=args.opset, verify_count=args.verify_images, overwrite=args.overwrite)
     meta = result.metadata
     shape = "x".join(str(d) for d in meta["input"]["shape"])
     opset = f", opset {meta['opset']}" if "opset" in meta else ""

@@ -8,7 +8,22 @@ def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-o", "--output", metavar="DIR", help="folder for the PNGs (default RUN_DIR/inspect)")
     common.add_argument("--checkpoint", choices=["best", "last"], default="best", help="which checkpoint of a run folder")
+    common.add_argument("--overwrite", action="store_true", help="replace figures an earlier inspect wrote there")
     return common
+
+
+def _overwriting(handler):
+    """Run `handler` with --overwrite deciding whether existing figures may be replaced."""
+    import functools
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        from cnnlab.files import overwriting
+
+        with overwriting(args.overwrite):
+            return handler(args)
+
+    return run
 
 
 def _input_options(parser: argparse.ArgumentParser, many: bool) -> None:
@@ -81,6 +96,7 @@ def _print(paths) -> int:
     return 0
 
 
+@_overwriting
 def run_filters(args: argparse.Namespace) -> int:
     from cnnlab.inspect.run import inspect_filters
 
@@ -89,6 +105,7 @@ def run_filters(args: argparse.Namespace) -> int:
     return _print(inspect_filters(args.run, args.layer, args.output, args.checkpoint, args.max_filters, args.max_channels))
 
 
+@_overwriting
 def run_features(args: argparse.Namespace) -> int:
     from cnnlab.inspect.run import inspect_features
 
@@ -96,6 +113,7 @@ def run_features(args: argparse.Namespace) -> int:
                                    args.invert, args.data_dir))
 
 
+@_overwriting
 def run_saliency(args: argparse.Namespace) -> int:
     from cnnlab.inspect.run import inspect_saliency
 
@@ -103,6 +121,7 @@ def run_saliency(args: argparse.Namespace) -> int:
                                    args.checkpoint, args.invert, args.data_dir))
 
 
+@_overwriting
 def run_mistakes(args: argparse.Namespace) -> int:
     from cnnlab.inspect.run import inspect_mistakes
 

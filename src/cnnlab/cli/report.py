@@ -20,6 +20,7 @@ def register(subparsers) -> None:
     parser.add_argument("--misclassified", type=int, default=32, metavar="N",
                         help="misclassified test images shown per run (default: 32; 0: none)")
     parser.add_argument("--title", help="report title")
+    parser.add_argument("--overwrite", action="store_true", help="replace the HTML file if it exists")
     parser.set_defaults(func=run)
 
 
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.report.html import build_report
 
     path = build_report(args.paths, args.output, data_dir=args.data_dir, checkpoint=args.checkpoint,
-                        misclassified=args.misclassified, title=args.title,
+                        misclassified=args.misclassified, title=args.title, overwrite=args.overwrite,
                         log=lambda message: print(message, file=sys.stderr))
     print(f"report: {path}")
     return 0

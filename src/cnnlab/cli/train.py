@@ -27,13 +27,13 @@ def _parser_type(type_name: str):
     return {"int": int, "float": float, "str": str, "dict": _json_object}[base]
 
 
-def add_config_flags(parser: argparse.ArgumentParser, skip: set[str] = frozenset()) -> None:
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; unset flags stay absent from the namespace (so layers below show through)."""
     from cnnlab.training.config import TrainConfig
 
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
-        if f.name in _NOT_FLAGS or f.name in skip:
+        if f.name in _NOT_FLAGS:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
@@ -46,6 +46,21 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: set[str] = frozenset
                                 metavar=f.name.upper(), help=help_text)
 
 
+def as_flags(err: CnnlabError) -> CnnlabError:
+    """The library names parameters (`lr must be ...`, `resize=224`); on the command line they are flags."""
+    import re
+
+    from cnnlab.training.config import TrainConfig
+
+    message = str(err)
+    for name in sorted(set(TrainConfig.field_names()) - {"model", "dataset"}, key=len, reverse=True):
+        flag = "--" + name.replace("_", "-")
+        message = re.sub(rf"^{name} must\b", f"{flag} must", message)
+        message = re.sub(rf"^unknown {name} ", f"unknown {flag} ", message)
+        message = re.sub(rf"(?<![\w-]){name}=(?=\S)", f"{flag} ", message)
+    return type(err)(message) if type(err) is CnnlabError else err
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
@@ -56,7 +71,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("model", nargs="?", help="model name (see `cnnlab models`); optional with --resume/--config")
     parser.add_argument("--config", dest="config_file", metavar="FILE", help="YAML or JSON config (a run's config.json repeats it)")
-    parser.add_argument("--resume", metavar="RUN_DIR|CKPT", help="continue a run from its last checkpoint")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run in its own folder from its latest state (last.pt)")
     parser.add_argument("--nproc", type=int, default=1, metavar="N",
                         help="data-parallel processes on this machine (launches torchrun); default 1")
     add_config_flags(parser)
@@ -73,20 +88,28 @@ def explicit_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.training import resolve_config, train
-    from cnnlab.training.checkpoint import load_checkpoint
-    from cnnlab.training.config import TrainConfig
+    from cnnlab.training import train
+    from cnnlab.training.config import TrainConfig, load_config_file, resolve_config
+    from cnnlab.training.loop import resume_checkpoint
 
     options = explicit_options(args)
     if not (args.model or args.resume or args.config_file):
         raise CnnlabError("name a model to train, e.g. `cnnlab train convnet --dataset mnist-sample` (see `cnnlab models`)")
-    checkpoint = load_checkpoint(args.resume) if args.resume else None
-    base = TrainConfig.from_dict(checkpoint["config"]) if checkpoint else None
-    config = resolve_config(options, args.config_file, base=base)  # bad input fails here, once, before any launch
+    request = {**(load_config_file(args.config_file) if args.config_file else {}), **options}
+    checkpoint = resume_checkpoint(args.resume) if args.resume else None
+    if args.resume and "out" in options:
+        raise CnnlabError(f"--resume continues {args.resume} in its own folder; --out cannot move it "
+                          f"(to start a new run from its weights: --init-from {args.resume} --out DIR)")
+    if args.resume and args.config_file:
+        raise CnnlabError("--resume takes the run's own config; pass the options to change as flags, not --config")
+    try:  # bad input fails here, once, before any launch or folder
+        resolve_config(request, base=TrainConfig.from_dict(checkpoint["config"]) if checkpoint else None)
+    except CnnlabError as err:
+        raise as_flags(err) from None
     argv = sys.argv[1:] if args.argv is None else args.argv
     if args.nproc != 1:
         from cnnlab.training.launch import launch_local
 
         return launch_local(args.nproc, argv)
-    train(config, resume=checkpoint, argv=["cnnlab", *argv])
+    train(resume=checkpoint, argv=["cnnlab", *argv], **request)
     return 0

@@ -24,7 +24,8 @@ import torch
 
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments.plots import grouped_accuracy_figure, permutation_figure, save_figure
-from cnnlab.experiments.runs import RunRecord, now_iso, timestamped_dir, write_experiment_file
+from cnnlab.experiments.runs import RunRecord, claim_experiment_folder, now_iso, write_experiment_file
+from cnnlab.files import timestamped_dir, write_text_atomic
 from cnnlab.experiments.sweep import GridPoint, GridResult, plan_grid, run_grid
 
 CONDITIONS = ("ordered", "permuted")
@@ -123,7 +124,7 @@ def _write_permutation(out_dir: Path, dataset: str, permutation_seed: int, image
     """permutation.json and permutation.png; returns the permutation the trainer will use."""
     from cnnlab.data.catalog import get_spec
     from cnnlab.data.transforms import invert_permutation, make_permutation, permute_pixels
-    from cnnlab.training.rundir import write_json
+    from cnnlab.files import write_json
 
     spec = get_spec(dataset)
     # The same call the trainer makes (cnnlab.data.preprocess.pixel_permutation), so the record is exact.
@@ -202,9 +203,6 @@ def run_permutation(
                           "permutation_seed= and out= instead")
     out_dir = Path(out) if out else timestamped_dir("experiment-permutation")
     common = {"dataset": dataset, "data_dir": data_dir, "epochs": epochs, "recipe": recipe, **options}
-    configs = plan_grid(out_dir, points, common)
-    images, names = _example_images(dataset, data_dir)  # before writing anything: fails fast without the data
-    out_dir.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {
         "kind": "permutation", "status": "running", "created": now_iso(),
         "title": f"Pixel-permutation experiment: {', '.join(models)} on {dataset}",
@@ -212,13 +210,17 @@ def run_permutation(
         "permutation_seed": permutation_seed, "options": options,
         "runs": [f"runs/{p.name}" for p in points], "figures": ["permutation.png", "accuracy.png"],
     }
+    claim_experiment_folder(out_dir, info, ("models", "dataset", "epochs", "seeds", "recipe", "permutation_seed"))
+    configs = plan_grid(out_dir, points, common)
+    images, names = _example_images(dataset, data_dir)  # before writing anything: fails fast without the data
+    out_dir.mkdir(parents=True, exist_ok=True)
     write_experiment_file(out_dir, info)
     log(f"permutation experiment: {len(points)} runs in {out_dir} (re-run with -o {out_dir} to continue)")
     permutation = _write_permutation(out_dir, dataset, permutation_seed, images, names)
 
     records, actions = run_grid(points, configs, log)
     rows = _result_rows(points, records, out_dir)
-    (out_dir / "results.csv").write_text(_csv(rows))
+    write_text_atomic(out_dir / "results.csv", _csv(rows))
     cells = {(m, c): Cell(m, c, []) for m in models for c in CONDITIONS}
     for row in rows:
         cells[(row["model"], row["condition"])].accuracies.append(float(row["final_test_acc"]))
@@ -233,7 +235,7 @@ def run_permutation(
     heading = (f"Pixel permutation on {dataset}: final test accuracy, mean ± std over {seeds} seed(s); "
                f"recipe {recipe}, {epochs} epoch(s), permutation seed {permutation_seed}.")
     notes = "\n".join(f"- reference for {m}: {ref}" for m, ref in references.items() if ref)
-    (out_dir / "table.md").write_text(f"{heading}\n\n{result.markdown()}\n" + (f"\n{notes}\n" if notes else ""))
+    write_text_atomic(out_dir / "table.md", f"{heading}\n\n{result.markdown()}\n" + (f"\n{notes}\n" if notes else ""))
     save_figure(grouped_accuracy_figure(
         models, CONDITIONS, {k: c.mean for k, c in cells.items()}, {k: c.std for k, c in cells.items()},
         title=f"{dataset}: ordered vs permuted pixels (mean ± std, {seeds} seed(s))"), out_dir / "accuracy.png")

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import timestamped_dir
+
 
 COMPLETE, INCOMPLETE, NOT_A_RUN = "complete", "incomplete", "not a run"
 EXPERIMENT_FILE = "experiment.json"
@@ -124,6 +126,26 @@ def read_experiment(path: str | Path) -> dict[str, Any] | None:
     return _read_json_file(path / EXPERIMENT_FILE) if path.is_dir() else None
 
 
+def claim_experiment_folder(out_dir: Path, info: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """Refuse an experiment folder that holds anything but this very experiment (which a re-run continues).
+
+    `keys` are the entries of experiment.json that define the experiment; the rest (status, times) may differ.
+    """
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return
+    stored = read_experiment(out_dir)
+    if stored is None:
+        raise CnnlabError(f"-o {str(out_dir)!r} exists and is not an experiment folder; choose another -o")
+    wanted = json.loads(json.dumps({k: info.get(k) for k in ("kind", *keys)}, default=str))
+    different = [k for k, v in wanted.items() if stored.get(k) != v]
+    if different:
+        key = different[0]
+        raise CnnlabError(
+            f"-o {str(out_dir)!r} holds another experiment ({stored.get('kind')}, {key}={stored.get(key)!r}, not "
+            f"{wanted[key]!r}); re-run its own command to continue it, or choose another -o"
+        )
+
+
 def experiment_runs(path: str | Path) -> list[Path]:
     """The run folders an experiment folder lists (relative to it), or [] for any other path."""
     info = read_experiment(path)
@@ -138,20 +160,9 @@ def now_iso() -> str:
 
 def write_experiment_file(out_dir: Path, info: dict[str, Any]) -> None:
     """experiment.json: what an experiment folder holds (kind, title, runs, figures, summary table)."""
-    from cnnlab.training.rundir import write_json
+    from cnnlab.files import write_json
 
     write_json(Path(out_dir) / EXPERIMENT_FILE, info)
-
-
-def timestamped_dir(prefix: str, root: str | Path = "runs") -> Path:
-    """runs/<prefix>-<YYYYmmdd-HHMMSS>, with a suffix if that exists already."""
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(root) / f"{prefix}-{stamp}"
-    suffix = 1
-    while path.exists():
-        suffix += 1
-        path = Path(root) / f"{prefix}-{stamp}-{suffix}"
-    return path
 
 
 def safe_name(text: str) -> str:
@@ -165,16 +176,15 @@ def _differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
 
 
 def _resumable(run_dir: Path, config_values: dict[str, Any]) -> bool:
-    """Whether run_dir's last checkpoint is a partial run of this very config, in this very folder."""
+    """Whether run_dir's last checkpoint is a partial run of this very config."""
     from cnnlab.training.checkpoint import load_checkpoint
 
     try:
         checkpoint = load_checkpoint(run_dir, "last.pt")
     except CnnlabError:
         return False
-    same_folder = Path(str(checkpoint.get("run_dir", ""))).resolve() == run_dir.resolve()
     unfinished = checkpoint.get("epoch", 0) < config_values["epochs"] or checkpoint.get("step", 0) > 0
-    return same_folder and unfinished and not _differences(checkpoint.get("config", {}), config_values)
+    return unfinished and not _differences(checkpoint.get("config", {}), config_values)
 
 
 def check_not_conflicting(config) -> RunRecord:
@@ -207,9 +217,17 @@ def ensure_run(config, log: Callable[[str], None] = print) -> tuple[RunRecord, s
     wanted = config.to_dict()
     if record.complete:
         return record, "skipped"
+    from cnnlab.training.rundir import is_locked
+
+    if is_locked(run_dir):
+        raise CnnlabError(f"{run_dir} is being trained by another cnnlab process; wait for it to finish")
     if record.status == INCOMPLETE and _resumable(run_dir, wanted):
         log(f"resuming the interrupted run in {run_dir}")
         train(config, resume=run_dir)
         return read_run(run_dir), "resumed"
+    if record.status == INCOMPLETE:  # crashed past its last checkpoint: train again, keeping what it left
+        kept = timestamped_dir(f"{run_dir.name}.incomplete", run_dir.parent)
+        run_dir.rename(kept)
+        log(f"{run_dir} held an incomplete run that cannot be resumed; moved it to {kept} and training anew")
     train(config)
     return read_run(run_dir), "trained"

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.files import timestamped_dir, write_text_atomic
 from cnnlab.experiments.compare import Leaderboard, format_leaderboard, leaderboard, plot_leaderboard
 from cnnlab.experiments.runs import (
-    RunRecord, check_not_conflicting, ensure_run, now_iso, read_run, safe_name, timestamped_dir, write_experiment_file,
+    RunRecord, check_not_conflicting, claim_experiment_folder, ensure_run, now_iso, read_run, safe_name, write_experiment_file,
 )
 
 # Set by the grid itself (--models, --seeds, -o), so not accepted by --set.
@@ -184,19 +185,20 @@ def run_sweep(
     settings = settings or {}
     points = grid_points(models, seeds, settings)
     out_dir = Path(out) if out else timestamped_dir("sweep")
-    configs = plan_grid(out_dir, points, common)
-    out_dir.mkdir(parents=True, exist_ok=True)
     info = {
         "kind": "sweep", "title": f"Sweep over {', '.join(dict.fromkeys(models))}", "status": "running",
         "created": now_iso(), "models": list(dict.fromkeys(models)), "seeds": seeds, "settings": settings,
         "common": common, "runs": [f"runs/{p.name}" for p in points], "figures": [],
     }
+    claim_experiment_folder(out_dir, info, ("models", "seeds", "settings", "common"))
+    configs = plan_grid(out_dir, points, common)
+    out_dir.mkdir(parents=True, exist_ok=True)
     write_experiment_file(out_dir, info)
     log(f"sweep of {len(points)} runs in {out_dir} (re-run with -o {out_dir} to continue after an interruption)")
     records, actions = run_grid(points, configs, log)
     board = leaderboard([r.path for r in records], sort)
-    (out_dir / "results.csv").write_text(format_leaderboard(board, "csv") + "\n")
-    (out_dir / "table.md").write_text(format_leaderboard(board, "md") + "\n")
+    write_text_atomic(out_dir / "results.csv", format_leaderboard(board, "csv") + "\n")
+    write_text_atomic(out_dir / "table.md", format_leaderboard(board, "md") + "\n")
     figures = []
     if board.rows:
         plot_leaderboard(board, out_dir / "compare.png")

@@ -16,9 +16,10 @@ from typing import Any
 import torch
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import check_output, make_readable
 from cnnlab.export.deps import ONNX_WRITE, require
 from cnnlab.export.runtime import DEFAULT_NAMES, check_format, format_of
-from cnnlab.export.sidecar import build_metadata, write_sidecar
+from cnnlab.export.sidecar import build_metadata, sidecar_path, write_sidecar
 from cnnlab.export.verify import DEFAULT_ATOL, DEFAULT_COUNT, Verification, verify_export
 from cnnlab.runs.load import LoadedRun, load_run
 
@@ -39,10 +40,8 @@ class ExportResult:
 
 
 def default_output(trained: LoadedRun, format: str) -> Path:
-    """RUN/export/model.onnx|model.pt, RUN being the folder that holds the checkpoint's checkpoints/."""
-    checkpoint = Path(trained.checkpoint["path"])
-    run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-    return run / "export" / DEFAULT_NAMES[format]
+    """RUN/export/model.onnx|model.pt, RUN being the folder that holds the checkpoint, wherever it now is."""
+    return trained.run_dir / "export" / DEFAULT_NAMES[format]
 
 
 def resolve_format(format: str | None, output: str | Path | None) -> str:
@@ -55,14 +54,6 @@ def resolve_format(format: str | None, output: str | Path | None) -> str:
         raise CnnlabError(f"-o {str(output)!r} looks like a {implied} file but --format is {format}; "
                           f"name it {Path(output).stem}{'.onnx' if format == 'onnx' else '.pt'} or pass --format {implied}")
     return format
-
-
-def _make_readable(*paths: Path) -> None:
-    """Give files the permissions the umask allows (temp files are created private, 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in paths:
-        os.chmod(path, 0o666 & ~umask)
 
 
 def _write(trained: LoadedRun, format: str, path: Path, metadata: dict[str, Any], dynamic_batch: bool,
@@ -82,7 +73,7 @@ def _write(trained: LoadedRun, format: str, path: Path, metadata: dict[str, Any]
 
 def export_model(source: str | Path, format: str | None = None, output: str | Path | None = None, *,
                  which: str = "best", dynamic_batch: bool = False, opset: int | None = None,
-                 verify_count: int = DEFAULT_COUNT, atol: float = DEFAULT_ATOL) -> ExportResult:
+                 verify_count: int = DEFAULT_COUNT, atol: float = DEFAULT_ATOL, overwrite: bool = False) -> ExportResult:
     """Export the model of a run folder or checkpoint, verify the file, write `<file>.json` beside it.
 
     `format`: "onnx" | "torchscript" (default: from `output`'s suffix, else onnx). `output`: default
@@ -100,6 +91,8 @@ def export_model(source: str | Path, format: str | None = None, output: str | Pa
     path = Path(output) if output else default_output(trained, format)
     if path.is_dir():
         raise CnnlabError(f"-o {str(path)!r} is a folder; give a file name such as {path / DEFAULT_NAMES[format]}")
+    check_output(path, overwrite)
+    check_output(sidecar_path(path), overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = build_metadata(trained, format, path.name, None if dynamic_batch else 1)
 
@@ -116,7 +109,7 @@ def export_model(source: str | Path, format: str | None = None, output: str | Pa
                 f"tolerance {verification.tolerance:.3g})")
         sidecar = write_sidecar(path, {**metadata, "verification": verification.to_dict()})
         os.replace(tmp, path)
-        _make_readable(path, sidecar)
+        make_readable(path, sidecar)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -22,7 +22,7 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.export.deps import ONNX_WRITE, require
 from cnnlab.export.sidecar import INPUT_NAME, METADATA_KEY, OUTPUT_NAME
-from cnnlab.training.checkpoint import write_bytes_atomic
+from cnnlab.files import write_bytes_atomic
 
 MIN_OPSET = 7  # the oldest opset torch's legacy exporter writes
 DYNAMO_MIN_OPSET = 18  # the oldest the torch.export-based exporter writes

@@ -15,7 +15,7 @@ import torch
 import cnnlab
 from cnnlab.data.transforms import BatchTransform
 from cnnlab.errors import CnnlabError
-from cnnlab.training.checkpoint import write_text_atomic
+from cnnlab.files import write_text_atomic
 from cnnlab.runs.load import LoadedRun
 
 METADATA_VERSION = 1

@@ -18,7 +18,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.export.sidecar import EXTRA_FILE
-from cnnlab.training.checkpoint import write_bytes_atomic
+from cnnlab.files import write_bytes_atomic
 
 
 def write_torchscript(model: nn.Module, example: torch.Tensor, path: str | Path, metadata: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cnnlab.figures import plots
+from cnnlab.files import check_output
 
 DPI = 100
 PAD = 1  # pixels of background between tiles
@@ -130,7 +131,7 @@ def save_grid(tiles: torch.Tensor, path: str | Path, title: str, *, ncols: int |
         bar = fig.add_axes(((LEFT_IN + grid_w + 0.15) / w_in, BOTTOM_IN / h_in, 0.12 / w_in,
                             (h_in - TITLE_IN - BOTTOM_IN) / h_in))
         fig.colorbar(image, cax=bar).set_label(colorbar, fontsize=8)
-    path = Path(path)
+    path = check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=DPI)  # no bbox_inches="tight": the size stays exactly grid_figure_pixels
@@ -138,4 +139,4 @@ def save_grid(tiles: torch.Tensor, path: str | Path, title: str, *, ncols: int |
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    return plots.save_figure(fig, path, dpi=DPI)
+    return plots.save_figure(fig, check_output(path), dpi=DPI)

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import inside_checkpoints
 
 REPORT_EXAMPLES = 4  # Grad-CAM examples in a run's HTML report
 
@@ -23,18 +24,13 @@ def open_run(run, which: str = "best", device: str | torch.device = "cpu"):
     return run if isinstance(run, LoadedRun) else load_run(run, which, device)
 
 
-def output_dir(run, trained, out: str | Path | None = None) -> Path:
-    """`out`, or RUN_DIR/inspect: next to the checkpoints of the run the model came from."""
-    if out is not None:
-        return Path(out)
-    if isinstance(run, (str, Path)):
-        path = Path(run)
-        if path.is_dir():
-            return path / "inspect"
-        # RUN/checkpoints/best.pt -> RUN/inspect; a loose checkpoint -> its folder's inspect/
-        folder = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-        return folder / "inspect"
-    return trained.run_dir / "inspect"
+def output_dir(trained, out: str | Path | None = None) -> Path:
+    """`out`, or RUN_DIR/inspect: next to the checkpoints of the run the model came from, wherever it now is."""
+    folder = Path(out) if out is not None else trained.run_dir / "inspect"
+    if inside_checkpoints(folder / "x.png"):
+        raise CnnlabError(f"-o {str(folder)!r} is inside a run's checkpoints/ folder, which only training writes; "
+                          "choose another folder")
+    return folder
 
 
 def inspect_filters(run, layer: str | None = None, out: str | Path | None = None, which: str = "best",
@@ -43,7 +39,7 @@ def inspect_filters(run, layer: str | None = None, out: str | Path | None = None
     from cnnlab.inspect.filters import MAX_CHANNELS, MAX_FILTERS, write_filters
 
     trained = open_run(run, which)
-    grids = write_filters(trained, output_dir(run, trained, out), layer,
+    grids = write_filters(trained, output_dir(trained, out), layer,
                           max_filters=max_filters or MAX_FILTERS, max_channels=max_channels or MAX_CHANNELS)
     return [g.path for g in grids]
 
@@ -57,7 +53,7 @@ def inspect_features(run, index: int | None = None, image: str | Path | None = N
 
     trained = open_run(run, which)
     inputs = load_inputs(trained, None if index is None else [index], None if image is None else [image], invert, data_dir)
-    return write_features(trained, inputs, output_dir(run, trained, out), layers)
+    return write_features(trained, inputs, output_dir(trained, out), layers)
 
 
 def inspect_saliency(run, indices: Sequence[int] | None = None, images: Sequence[str | Path] | None = None,
@@ -75,7 +71,7 @@ def inspect_saliency(run, indices: Sequence[int] | None = None, images: Sequence
     check_method(method)
     trained = open_run(run, which)
     inputs = load_inputs(trained, indices, images, invert, data_dir)
-    return write_saliency(trained, inputs, output_dir(run, trained, out), method, target, layer)
+    return write_saliency(trained, inputs, output_dir(trained, out), method, target, layer)
 
 
 def inspect_mistakes(run, top: int = 32, pairs: int = 10, out: str | Path | None = None, which: str = "best",
@@ -86,7 +82,7 @@ def inspect_mistakes(run, top: int = 32, pairs: int = 10, out: str | Path | None
 
     torch_device = pick_device(device)
     trained = open_run(run, which, torch_device)
-    return write_mistakes(trained, output_dir(run, trained, out), top, pairs, data_dir, limit_test, torch_device)
+    return write_mistakes(trained, output_dir(trained, out), top, pairs, data_dir, limit_test, torch_device)
 
 
 def report_figures(run, out: str | Path | None = None, examples: int = REPORT_EXAMPLES, which: str = "best",
@@ -102,7 +98,7 @@ def report_figures(run, out: str | Path | None = None, examples: int = REPORT_EX
     from cnnlab.inspect.saliency import write_saliency
 
     trained = open_run(run, which)
-    folder = output_dir(run, trained, out)
+    folder = output_dir(trained, out)
     figures: dict[str, list[Path]] = {"filters": [], "gradcam": []}
     try:
         figures["filters"] = [g.path for g in write_filters(trained, folder)]

@@ -11,7 +11,6 @@ import datetime as _dt
 import html
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,12 +347,6 @@ def render_report(inputs: ReportInputs, analyses: Sequence[RunAnalysis], title: 
     )
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def default_report_path(paths: Sequence[str | Path]) -> Path:
     """DIR/report.html for one folder; report.html here for several."""
     if len(paths) == 1 and Path(paths[0]).is_dir():
@@ -370,18 +363,20 @@ def build_report(
     misclassified: int = 32,
     title: str | None = None,
     log: Callable[[str], None] = lambda message: None,
+    overwrite: bool = False,
 ) -> Path:
     """Write one self-contained HTML report of run folders and/or experiment folders; returns its path.
 
     `checkpoint` ("last": the final epoch, matching the run's figures; or "best") is the model whose
     test predictions give the per-class table and the misclassified images.
     """
-    from cnnlab.training.checkpoint import write_text_atomic
+    from cnnlab.files import check_output, make_readable, write_text_atomic
 
     if checkpoint not in ("last", "best"):
         raise CnnlabError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
     if misclassified < 0:
         raise CnnlabError(f"--misclassified must be 0 or more images, got {misclassified}")
+    out_path = check_output(Path(out) if out else default_report_path(paths), overwrite)  # before the work
     inputs = collect_inputs(paths)
     datasets = DatasetCache()
     analyses = []
@@ -394,11 +389,10 @@ def build_report(
         else:
             names, kind = [r.name for r in inputs.runs], "runs"
         title = "cnnlab report: " + (names[0] if len(names) == 1 else f"{len(names)} {kind}")
-    out_path = Path(out) if out else default_report_path(paths)
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out_path, render_report(inputs, analyses, title))
-        out_path.chmod(0o666 & ~_umask())  # the atomic temp file is private (0600); a report is for sharing
+        make_readable(out_path)  # a report is for sharing
     except OSError as err:
         raise CnnlabError(f"cannot write the report {str(out_path)!r}: {err.strerror}; choose another with -o FILE") from None
     return out_path

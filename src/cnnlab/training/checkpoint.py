@@ -7,8 +7,8 @@ metric sums, every RNG state and the resolved config.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import write_bytes_atomic
 
 CHECKPOINT_VERSION = 1
 
@@ -29,45 +30,6 @@ def save_atomic(obj: Any, path: str | Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     write_bytes_atomic(path, buffer.getvalue())
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode())
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -136,3 +98,70 @@ def set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+# The options that shape the learning-rate schedule: a resume that changes one re-plans it.
+SCHEDULE_KEYS = ("epochs", "schedule", "lr", "warmup_epochs", "step_size", "gamma")
+
+
+@dataclass
+class TrainState:
+    """Everything a run's checkpoint holds, and the one place its layout is written and read back."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps into epoch `epoch` (0 at an epoch boundary)
+    best_acc: float = -1.0
+    best_epoch: int | None = None
+    epoch_sums: dict[str, Any] | None = None  # partial-epoch sums of an interrupted epoch
+
+    def to_checkpoint(self, config, spec, epoch: int, step: int, sums: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "model": model_state(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            # without callables, so weights_only loading accepts it
+            "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if not callable(v)},
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "epoch_sums": sums,
+            "best_acc": self.best_acc,
+            "best_epoch": self.best_epoch,
+            "rng": rng_states(),
+            "config": config.to_dict(),
+            "run_dir": config.out,  # informational: where the run was written; never used to find it
+            "num_classes": len(spec.classes),
+            "in_channels": spec.channels,
+            "classes": list(spec.classes),
+        }
+
+    def restore(self, checkpoint: dict[str, Any], config, steps_per_epoch: int) -> bool:
+        """Continue from `checkpoint`; returns whether the lr schedule had to be re-planned for a changed config."""
+        from cnnlab.training.optim import build_scheduler
+
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.epoch, self.step = checkpoint["epoch"], checkpoint["step"]
+        self.best_acc, self.best_epoch = checkpoint["best_acc"], checkpoint["best_epoch"]
+        self.epoch_sums = checkpoint.get("epoch_sums")
+        set_rng_states(checkpoint["rng"])
+        if all(checkpoint["config"].get(key) == getattr(config, key) for key in SCHEDULE_KEYS):
+            self.scheduler.load_state_dict(checkpoint["scheduler"])
+            return False
+        # e.g. --epochs raised: plan anew for the new length, standing at the step reached (every schedule here is
+        # closed-form in the step). The loaded optimizer state carries the old plan's lr keys: the new plan sets its own.
+        for group in self.optimizer.param_groups:
+            group["lr"] = config.lr
+            for key in ("initial_lr", "max_lr", "min_lr"):
+                group.pop(key, None)
+        self.scheduler = build_scheduler(self.optimizer, config, steps_per_epoch)
+        self.scheduler.last_epoch = self.epoch * steps_per_epoch + self.step - 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()": no step is skipped here
+            self.scheduler.step()
+        return True

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,9 @@ class TrainConfig:
     compile: bool = _opt(False, "torch.compile the model")
     seed: int = _opt(0, "random seed (init, order, augmentation, dropout)")
     deterministic: bool = _opt(False, "use deterministic algorithms (bitwise-repeatable runs)")
-    out: str | None = _opt(None, "run folder (default runs/<model>-<dataset>-<timestamp>)")
+    out: str | None = _opt(None, "run folder, new or empty (default runs/<model>-<dataset>-<timestamp>)")
+    init_from: str | None = _opt(None, "start a new run from the weights of this run folder (its best.pt) or checkpoint file")
+    keep_checkpoints: str | None = _opt(None, "also keep checkpoints/epoch-NNN.pt after each epoch: all | N (the newest N)")
     limit_train: int | None = _opt(None, "use only the first N training images")
     limit_test: int | None = _opt(None, "use only the first N test images")
     eval_every: int = _opt(1, "evaluate on the test split every N epochs (and after the last)")
@@ -77,6 +81,14 @@ class TrainConfig:
     backend: str | None = _opt(None, "torch.distributed backend (default: nccl on CUDA, gloo on CPU)")
 
     # ---- resolution ----------------------------------------------------------------
+
+    def given(self) -> dict[str, Any]:
+        """The values this config was built with explicitly (all of them for a resolved config).
+
+        `train(TrainConfig(model="lenet", lr=0.1))` is a request like `train(model="lenet", lr=0.1)`: the
+        recipe fills in what was not given, even where a given value equals the field's default.
+        """
+        return {name: getattr(self, name) for name in self._given}
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -99,6 +111,7 @@ class TrainConfig:
         from cnnlab.data import list_datasets
         from cnnlab.models import list_models
 
+        check_types(dataclasses.asdict(self))
         if self.model not in list_models():
             raise unknown_choice("model", self.model, list_models())
         if self.dataset not in list_datasets():
@@ -106,30 +119,91 @@ class TrainConfig:
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("device", DEVICES), ("precision", PRECISIONS)):
             value = getattr(self, name)
             if value not in choices:
-                raise unknown_choice(f"--{name.replace('_', '-')}", value, choices)
+                raise unknown_choice(name, value, choices)
         if self.recipe is not None and self.recipe not in RECIPES:
             raise unknown_choice("recipe", self.recipe, RECIPES)
         for name in ("epochs", "batch_size", "eval_every", "eval_batch_size", "step_size"):
             if getattr(self, name) <= 0:
-                raise CnnlabError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise CnnlabError(f"--lr must be a positive number, got {self.lr}")
+                raise CnnlabError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.epochs > MAX_EPOCHS:
+            raise CnnlabError(f"epochs={self.epochs} is more than {MAX_EPOCHS:,}; is that a typo?")
+        for name in ("lr", "gamma"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise CnnlabError(f"{name} must be a finite positive number, got {getattr(self, name)}")
+        if self.resize is not None and self.resize > MAX_RESIZE:
+            raise CnnlabError(f"resize={self.resize} is more than {MAX_RESIZE} pixels a side")
+        if self.keep_checkpoints is not None and self.keep_checkpoints != "all" and not (
+                self.keep_checkpoints.isdigit() and int(self.keep_checkpoints) > 0):
+            raise CnnlabError(f"keep_checkpoints must be 'all' or a positive number, got {self.keep_checkpoints!r}")
         if self.target_acc is not None and not 0 < self.target_acc <= 1:
-            raise CnnlabError(f"--target-acc must be a fraction in (0, 1], got {self.target_acc}")
+            raise CnnlabError(f"target_acc must be a fraction in (0, 1], got {self.target_acc}")
         for name in ("momentum", "label_smoothing"):
             if not 0 <= getattr(self, name) < 1:
-                raise CnnlabError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
-        if self.weight_decay < 0 or self.warmup_epochs < 0:
-            raise CnnlabError("--weight-decay and --warmup-epochs must not be negative")
+                raise CnnlabError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("weight_decay", "warmup_epochs"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise CnnlabError(f"{name} must be a finite number, 0 or more, got {getattr(self, name)}")
         for name in ("resize", "limit_train", "limit_test"):
             value = getattr(self, name)
             if value is not None and value <= 0:
-                raise CnnlabError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+                raise CnnlabError(f"{name} must be a positive integer, got {value}")
         parse_normalize(self.normalize)
         parse_init(self.init)
         if not isinstance(self.model_options, dict):
-            raise CnnlabError(f"--model-options must be a JSON object, got {self.model_options!r}")
+            raise CnnlabError(f"model_options must be a JSON object, got {self.model_options!r}")
         return self
+
+
+MAX_EPOCHS = 100_000
+MAX_RESIZE = 2048
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "dict": (dict,)}
+
+
+def _remember_given(init):
+    """Wrap the dataclass __init__ so each config knows which fields it was given (see `given`)."""
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        object.__setattr__(self, "_given", tuple(names[: len(args)]) + tuple(kwargs))
+
+    __init__.__doc__ = init.__doc__
+    return __init__
+
+
+TrainConfig.__init__ = _remember_given(TrainConfig.__init__)
+
+
+def check_types(values: dict[str, Any]) -> None:
+    """Each value has its field's type (a config file's `epochs: "two"` or `batch_size: true` is one line)."""
+    fields = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    for name, value in values.items():
+        kind = fields[name].replace(" | None", "").strip()
+        if value is None and "None" in fields[name]:
+            continue
+        if not isinstance(value, _TYPES[kind]) or (isinstance(value, bool) and kind != "bool"):
+            if name == "keep_checkpoints" and isinstance(value, int) and not isinstance(value, bool):
+                continue  # `keep_checkpoints: 3` in YAML; normalised by the caller
+            raise CnnlabError(f"{name} must be {'a number' if kind == 'float' else 'an integer' if kind == 'int' else 'true or false' if kind == 'bool' else 'a ' + kind}, "
+                              f"got {value!r}")
+
+
+def check_memory(config: TrainConfig, spec) -> None:
+    """Refuse a batch and resize whose inputs alone would not fit in this machine's memory.
+
+    A rough floor: float32 inputs of the larger batch, times 8 for the activations of even a small net.
+    """
+    size = config.resize or spec.image_size
+    need = max(config.batch_size, config.eval_batch_size) * spec.channels * size * size * 4 * 8
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > have:
+        raise CnnlabError(
+            f"batches of {max(config.batch_size, config.eval_batch_size)} images at {size}x{size} need about "
+            f"{need / 2**30:.0f} GiB, more than this machine's {have / 2**30:.0f} GiB; lower resize or batch_size"
+        )
 
 
 def check_keys(values: dict[str, Any], source: str) -> None:
@@ -188,6 +262,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     # A run folder's config.json carries provenance beside the options; it is not configuration.
     values = dict(values.get("config", values))
     check_keys(values, f"config file {path.name}")
+    check_types(values)
+    # A config file says what to train, not where: repeating a run must never write into that run's folder.
+    values.pop("out", None)
     return values
 
 
@@ -203,8 +280,11 @@ def resolve_config(
     """
     overrides = dict(overrides or {})
     check_keys(overrides, "option")
+    check_types(overrides)
     file_values = load_config_file(config_file) if config_file else {}
     layered = {**file_values, **overrides}
+    if isinstance(layered.get("keep_checkpoints"), int):
+        layered["keep_checkpoints"] = str(layered["keep_checkpoints"])
     config = base or TrainConfig(recipe=DEFAULT_RECIPE)
     recipe = layered.get("recipe", None if base else config.recipe)
     if recipe is not None:

@@ -66,15 +66,6 @@ def max_across_ranks(value: int, device: torch.device, info: DistInfo) -> int:
     return int(tensor.item())
 
 
-def broadcast_object(obj, info: DistInfo):
-    """rank 0's value of `obj` on every rank."""
-    if not info.enabled:
-        return obj
-    holder = [obj]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
-
-
 def shutdown(info: DistInfo, together: bool) -> None:
     """Leave the process group. `together`: every rank got here on the same path, so wait for all of
     them first; a gloo rank that tears down while its peers still write the run folder can abort

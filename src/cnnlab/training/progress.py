@@ -1,26 +1,28 @@
-"""Progress display: a tqdm bar per epoch on a terminal, nothing extra in logs.
+"""Progress within an epoch: a tqdm bar on a terminal; in a log, a plain line every ~10% of an epoch or 30 s.
 
-The epoch summary line is printed by the loop either way, so a log file gets
-exactly one line per epoch.
+The loop reads its running sums from the device only when the `StepClock` says a report is due, and
+hands them here (and to steps.csv), so progress costs no extra host sync per step. The epoch summary
+line is printed by the loop either way.
 """
 from __future__ import annotations
 
 import sys
-import time
-
-# Reading the loss from the device is a sync: refresh the bar's numbers only this often.
-REFRESH_EVERY = 20
+from typing import Any
 
 
 class Progress:
-    def __init__(self, enabled: bool, steps_per_epoch: int, stream=None):
+    def __init__(self, enabled: bool, steps_per_epoch: int, stream=None, log=None):
         self.stream = stream or sys.stderr
-        self.enabled = enabled and self.stream.isatty()
+        self.log = log or sys.stdout
+        self.bar_enabled = enabled and self.stream.isatty()
+        self.lines_enabled = enabled and not self.bar_enabled
         self.steps_per_epoch = steps_per_epoch
         self.bar = None
+        self.epochs = 0
 
     def start_epoch(self, epoch: int, epochs: int, start_step: int) -> None:
-        if not self.enabled:
+        self.epochs = epochs
+        if not self.bar_enabled:
             return
         from tqdm.auto import tqdm
 
@@ -28,19 +30,20 @@ class Progress:
             total=self.steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{epochs}",
             file=self.stream, leave=False, dynamic_ncols=True, unit="step",
         )
-        self.start = time.perf_counter()
-        self.start_seen = None
 
-    def step(self, step: int, loss, correct, seen) -> None:
-        if self.bar is None:
-            return
-        self.bar.update(1)
-        if step % REFRESH_EVERY == 0 or step + 1 == self.steps_per_epoch:
-            seen_now = int(seen)
-            if self.start_seen is None:
-                self.start_seen, self.start = seen_now, time.perf_counter()
-            rate = (seen_now - self.start_seen) / max(time.perf_counter() - self.start, 1e-9)
-            self.bar.set_postfix(loss=f"{float(loss):.4f}", acc=f"{int(correct) / max(seen_now, 1):.2%}", img_s=f"{rate:,.0f}")
+    def step(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def report(self, live: dict[str, Any], steps_per_epoch: int) -> None:
+        """The running loss, accuracy and speed of the epoch so far (a steps.csv row)."""
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{live['loss']:.4f}", acc=f"{live['accuracy']:.2%}",
+                                 img_s=f"{live['images_per_s']:,.0f}")
+        elif self.lines_enabled and live["step"] < steps_per_epoch:  # the epoch line follows the last step
+            print(f"epoch {live['epoch']}/{self.epochs}  step {live['step']}/{steps_per_epoch}  "
+                  f"loss {live['loss']:.4f} acc {live['accuracy']:.2%}  {live['images_per_s']:,.0f} img/s",
+                  file=self.log, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -1,49 +1,135 @@
-"""The run folder: config.json, metrics.csv, summary.json, checkpoints/ and figures."""
+"""The run folder: owned by one run, locked while it trains, written only by rank 0.
+
+Layout: config.json, metrics.csv (one row per epoch), steps.csv (a row every few steps, for live
+curves), summary.json (at the end), checkpoints/ and figures. `RunFolder` opens a folder for a new
+run (refusing one that already holds a run) or for a resume, and holds an exclusive lock on
+`.lock` for the life of the run, so a second writer fails at once. `RunWriter` is everything the
+loop writes or prints; on other ranks it does nothing, so the loop never asks which rank it is.
+"""
 from __future__ import annotations
 
 import csv
-import datetime as _dt
-import json
 import os
 import platform
+import shutil
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.training.checkpoint import write_text_atomic
+from cnnlab.files import read_json, timestamped_dir, write_bytes_atomic, write_json, write_text_atomic
 
 METRIC_COLUMNS = [
     "epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_seconds", "images_per_s",
 ]
+STEP_COLUMNS = ["epoch", "step", "loss", "accuracy", "lr", "images_per_s", "elapsed"]
+LOCK_FILE = ".lock"
+# What a finished, interrupted or crashed run leaves in its folder: any of these means "a run is here".
+RUN_FILES = ("config.json", "metrics.csv", "steps.csv", "summary.json", "checkpoints")
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; a second writer is not detected there
+    fcntl = None
 
 
 def default_run_dir(model: str, dataset: str) -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path("runs") / f"{model}-{dataset}-{stamp}"
-    suffix = 1
-    while path.exists():  # two runs started in the same second get distinct folders
-        suffix += 1
-        path = Path("runs") / f"{model}-{dataset}-{stamp}-{suffix}"
-    return path
+    return timestamped_dir(f"{model}-{dataset}")
 
 
-def prepare_run_dir(path: Path) -> Path:
-    """Create the folder (and checkpoints/) or fail with one line when it cannot be written."""
+def holds_run(path: Path) -> list[str]:
+    """The run files present in `path` (empty when it holds no run)."""
+    return [name for name in RUN_FILES if (path / name).exists()]
+
+
+def is_locked(path: str | Path) -> bool:
+    """Whether a training process holds `path`'s lock right now (a running run)."""
+    if fcntl is None:
+        return False
     try:
-        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise CnnlabError(
-            f"cannot write the run folder {str(path)!r}: {err.strerror}; choose another with --out DIR"
-        ) from None
-    return path
+        fd = os.open(Path(path) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+class RunFolder:
+    """A run folder this process owns until `close()`: created (or reopened to resume) and locked."""
+
+    def __init__(self, path: str | Path, resume: bool):
+        self.path = Path(path)
+        self.created = not self.path.exists()
+        self.was_empty = self.created or not any(self.path.iterdir())
+        self._lock_fd = None
+        if not resume:
+            self._refuse_if_taken()  # before writing anything into a folder that is not ours
+        try:
+            (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+            self._lock()
+        except OSError as err:
+            self.discard_if_unused()
+            raise CnnlabError(
+                f"cannot write the run folder {str(self.path)!r}: {err.strerror}; choose another with --out DIR"
+            ) from None
+        if not resume:
+            self._refuse_if_taken()  # again under the lock: another run may have started in between
+
+    def _refuse_if_taken(self) -> None:
+        if not self.path.exists():
+            return
+        mine = {LOCK_FILE, "checkpoints"} if self._lock_fd is not None else set()
+        entries = [p.name for p in self.path.iterdir()
+                   if p.name not in mine and not (p.name == "checkpoints" and not any(p.iterdir()))]
+        if entries:
+            self.close()
+            present = [name for name in RUN_FILES if name in entries]
+            what = f"already holds a run ({', '.join(present)})" if present else "exists and is not empty"
+            hint = f"continue it with --resume {self.path}, or " if present else ""
+            raise CnnlabError(f"{str(self.path)!r} {what}; {hint}choose another --out")
+
+    def _lock(self) -> None:
+        self._lock_fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is None:
+            return
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise CnnlabError(
+                f"{str(self.path)!r} is in use by another cnnlab process (its training holds {LOCK_FILE}); "
+                "wait for it to finish, or choose another --out"
+            ) from None
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock; the empty .lock file stays (deleting it races a new locker)
+            self._lock_fd = None
+
+    def discard_if_unused(self) -> None:
+        """After a failure before the first checkpoint, leave no trace: remove what this run put in a folder
+        that was new or empty. A folder that held anything before is never touched."""
+        if not self.was_empty or any((self.path / "checkpoints").glob("*.pt")):
+            return
+        self.close()
+        if self.created:
+            shutil.rmtree(self.path, ignore_errors=True)
+        elif self.path.is_dir():
+            for entry in self.path.iterdir():
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
 
 
 def provenance(device: str, argv: list[str] | None) -> dict[str, Any]:
+    import datetime as _dt
+
     import torch
 
     from cnnlab import __version__
@@ -60,36 +146,101 @@ def provenance(device: str, argv: list[str] | None) -> dict[str, Any]:
     }
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+class RunWriter:
+    """Everything a run prints and writes into its folder; a silent no-op where `folder` is None (ranks > 0)."""
 
+    def __init__(self, folder: RunFolder | None):
+        self.folder = folder
+        self.enabled = folder is not None
+        self._metrics = None
+        self._steps = None
+        self.tensorboard = None
 
-def read_json(path: Path) -> dict[str, Any]:
-    with open(path) as f:
-        return json.load(f)
+    @property
+    def path(self) -> Path | None:
+        return self.folder.path if self.folder else None
 
+    def say(self, message: str) -> None:
+        if self.enabled:
+            print(message, flush=True)
 
-class MetricsLog:
-    """metrics.csv, appended row by row and flushed, so a crashed run keeps its history."""
-
-    def __init__(self, path: Path, resume_after_epoch: int | None = None):
-        self.path = path
-        rows = []
-        if resume_after_epoch is not None and path.exists():
+    def start(self, config_dict: dict[str, Any], meta: dict[str, Any], resume_after_epoch: int | None,
+              tensorboard: bool) -> list[dict[str, Any]]:
+        """config.json, metrics.csv and steps.csv (rows past the resumed checkpoint dropped); returns the history kept."""
+        if not self.enabled:
+            return []
+        write_json(self.path / "config.json", {"config": config_dict, **meta})
+        history = []
+        if resume_after_epoch is not None and (self.path / "metrics.csv").exists():
             # Rows written after the checkpoint we resume from would be repeated: drop them.
-            rows = [r for r in read_metrics(path) if r["epoch"] <= resume_after_epoch]
-        self._rewrite(rows)
+            history = [r for r in read_metrics(self.path / "metrics.csv") if r["epoch"] <= resume_after_epoch]
+        _write_rows(self.path / "metrics.csv", METRIC_COLUMNS, history)
+        kept_steps = []
+        if resume_after_epoch is not None and (self.path / "steps.csv").exists():
+            kept_steps = [r for r in _read_rows(self.path / "steps.csv") if r.get("epoch", 0) <= resume_after_epoch]
+        _write_rows(self.path / "steps.csv", STEP_COLUMNS, kept_steps)
+        self._metrics = open(self.path / "metrics.csv", "a", newline="")
+        self._steps = open(self.path / "steps.csv", "a", newline="")
+        if tensorboard:
+            from cnnlab.training.tensorboard import TensorBoardLogger
 
-    def _rewrite(self, rows: list[dict]) -> None:
-        lines = [",".join(METRIC_COLUMNS)]
-        lines += [",".join(_fmt(r.get(c)) for c in METRIC_COLUMNS) for r in rows]
-        write_text_atomic(self.path, "\n".join(lines) + "\n")
+            self.tensorboard = TensorBoardLogger(
+                self.path, config_dict, purge_step=resume_after_epoch + 1 if resume_after_epoch is not None else None)
+        return history
 
-    def append(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a", newline="") as f:
-            f.write(",".join(_fmt(row.get(c)) for c in METRIC_COLUMNS) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+    def epoch_row(self, row: dict[str, Any]) -> None:
+        """metrics.csv: appended, flushed and fsynced, so a crashed run keeps its history."""
+        if self._metrics is not None:
+            self._metrics.write(_csv_line(row, METRIC_COLUMNS))
+            self._metrics.flush()
+            os.fsync(self._metrics.fileno())
+
+    def step_row(self, row: dict[str, Any]) -> None:
+        """steps.csv: flushed (not fsynced: it is for live curves, and a lost tail costs nothing)."""
+        if self._steps is not None:
+            self._steps.write(_csv_line(row, STEP_COLUMNS))
+            self._steps.flush()
+
+    def checkpoint(self, name: str, state: dict[str, Any], keep: str | None = None) -> None:
+        """checkpoints/<name>, atomically; with `keep`, an epoch-boundary last.pt is also kept as epoch-NNN.pt
+        (all of them, or the newest `keep`)."""
+        if not self.enabled:
+            return
+        import io
+
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        folder = self.path / "checkpoints"
+        write_bytes_atomic(folder / name, buffer.getvalue())
+        if keep and name == "last.pt" and state["step"] == 0:
+            write_bytes_atomic(folder / f"epoch-{state['epoch']:03d}.pt", buffer.getvalue())
+            if keep != "all":
+                for old in sorted(folder.glob("epoch-[0-9][0-9][0-9]*.pt"))[: -int(keep)]:
+                    old.unlink()
+
+    def finish(self, summary: dict[str, Any], history, final_eval, model, test_batches, classes, config) -> None:
+        """summary.json, the figures, and the closing line."""
+        if not self.enabled:
+            return
+        write_json(self.path / "summary.json", summary)
+        if final_eval is not None:
+            from cnnlab.figures.run import write_run_figures  # matplotlib: imported only when drawing
+
+            write_run_figures(self.path, history, final_eval, model, test_batches, classes, config)
+        acc, best = summary["final_test_acc"], summary["best_test_acc"]
+        self.say(f"done: test accuracy {acc:.2%} (best {best:.2%} at epoch {summary['best_epoch']}); run folder {self.path}"
+                 if acc is not None else f"done; run folder {self.path}")
+
+    def close(self) -> None:
+        for f in (self._metrics, self._steps):
+            if f is not None:
+                f.close()
+        self._metrics = self._steps = None
+        if self.tensorboard is not None:
+            self.tensorboard.close()  # flush events of interrupted runs too
+            self.tensorboard = None
 
 
 def _fmt(value: Any) -> str:
@@ -100,11 +251,42 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """metrics.csv rows with numbers parsed ('' -> None)."""
+def _csv_line(row: dict[str, Any], columns: list[str]) -> str:
+    return ",".join(_fmt(row.get(c)) for c in columns) + "\n"
+
+
+def _write_rows(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    write_text_atomic(path, ",".join(columns) + "\n" + "".join(_csv_line(r, columns) for r in rows))
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    parsed = []
-    for row in rows:
-        parsed.append({k: (None if v in ("", None) else (int(v) if k in ("epoch", "step") else float(v))) for k, v in row.items()})
-    return parsed
+    return [{k: (None if v in ("", None) else (int(v) if k in ("epoch", "step") else float(v))) for k, v in row.items()}
+            for row in rows]
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """metrics.csv rows with numbers parsed ('' -> None)."""
+    return _read_rows(path)
+
+
+class StepClock:
+    """When to report progress within an epoch: every ~10% of it, or every 30 s, whichever comes first."""
+
+    def __init__(self, steps_per_epoch: int, seconds: float = 30.0):
+        self.every = max(1, -(-steps_per_epoch // 10))  # ceil: at most 10 reports an epoch
+        self.steps_per_epoch = steps_per_epoch
+        self.seconds = seconds
+        self.last = time.perf_counter()
+
+    def due(self, step: int) -> bool:
+        now = time.perf_counter()
+        if (step + 1) % self.every == 0 or step + 1 == self.steps_per_epoch or now - self.last >= self.seconds:
+            self.last = now
+            return True
+        return False
+
+
+__all__ = ["RunFolder", "RunWriter", "StepClock", "default_run_dir", "holds_run", "is_locked", "provenance",
+           "read_json", "read_metrics"]

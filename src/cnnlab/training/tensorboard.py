@@ -93,6 +93,14 @@ class TensorBoardLogger:
                                   dataformats="HWC")
         self.writer.flush()
 
+    def log_run_epoch(self, row: dict[str, Any], model, test_batches, final_eval, classes, channels_last: bool) -> None:
+        """`log_epoch` with what the loop has at the end of an epoch: 16 test predictions, mistakes first."""
+        from cnnlab.figures.run import sample_predictions
+
+        images, truth, predicted, confidence = sample_predictions(model, test_batches, 16, channels_last)
+        self.log_epoch(row["epoch"], row, final_eval.confusion if final_eval is not None else None, list(classes),
+                       images, labels=truth, predicted=predicted, probs=confidence)
+
     @staticmethod
     def _image_grid(images, classes, labels, predicted, probs, epoch: int) -> np.ndarray:
         if labels is not None and predicted is not None and classes is not None:
