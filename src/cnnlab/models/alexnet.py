@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.models.registry import ModelInfo, recipe, register_model
+from cnnlab.models.recipes import d2l_recipe, fast_recipe
+from cnnlab.models.registry import ModelInfo, register_model
 
 # ---- architecture table -------------------------------------------------------------
 # (out channels, kernel, stride, padding, then max-pool(3, 2)?)
@@ -48,14 +49,8 @@ class AlexNet(nn.Module):
             nn.Linear(HIDDEN, num_classes),
         )
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(x), 1))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
 # ---- metadata -----------------------------------------------------------------------
@@ -69,13 +64,11 @@ model_infos = {
             "dropout": "dropout rate after the two hidden linear layers (default 0.5)",
             "batch_norm": "add BatchNorm after each conv (default false)",
         },
-        reference_recipe=recipe("fashion-mnist", epochs=10, batch_size=128, lr=0.01, resize=224,
-                                init="xavier", normalize="none"),
+        num_params=46_764_746,
+        reference_recipe=d2l_recipe(batch_size=128, lr=0.01, resize=224, init="xavier"),
         reference_result="≈88% test acc (Fashion-MNIST, 10 epochs)",
-        fast_recipe=recipe("fashion-mnist", epochs=5, batch_size=128, lr=0.05, momentum=0.9, nesterov=True,
-                           weight_decay=5e-4, schedule="onecycle", resize=65, augment=True,
-                           normalize="dataset", model_options={"batch_norm": True}, channels_last=True,
-                           precision="auto"),
+        fast_recipe=fast_recipe("fashion-mnist", epochs=5, lr=0.05, resize=65, augment=True,
+                                model_options={"batch_norm": True}),
     ),
 }
 
