@@ -8,9 +8,9 @@ for which the last max-pool still sees a 3x3 window).
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
+from cnnlab.models.blocks import PooledMLPNet, conv_bn_relu
 from cnnlab.models.recipes import d2l_recipe, fast_recipe
 from cnnlab.models.registry import ModelInfo, register_model
 
@@ -28,29 +28,16 @@ HIDDEN = 4096
 
 
 # ---- model --------------------------------------------------------------------------
-class AlexNet(nn.Module):
+class AlexNet(PooledMLPNet):
     def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.5, batch_norm: bool = False):
-        super().__init__()
         layers: list[nn.Module] = []
         c_in = in_channels
         for c_out, kernel, stride, padding, pool in CONVS:
-            layers.append(nn.Conv2d(c_in, c_out, kernel, stride, padding))
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(c_out))
-            layers.append(nn.ReLU())
+            layers += conv_bn_relu(c_in, c_out, kernel, stride, padding, batch_norm)
             if pool:
                 layers.append(nn.MaxPool2d(3, 2))
             c_in = c_out
-        self.features = nn.Sequential(*layers)
-        self.avgpool = nn.AdaptiveAvgPool2d(POOLED_SIZE)
-        self.classifier = nn.Sequential(
-            nn.Linear(c_in * POOLED_SIZE * POOLED_SIZE, HIDDEN), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(HIDDEN, HIDDEN), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(HIDDEN, num_classes),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+        super().__init__(layers, c_in, POOLED_SIZE, HIDDEN, num_classes, dropout)
 
 
 # ---- metadata -----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.models.blocks import conv_bn_relu
 from cnnlab.models.recipes import d2l_recipe, fast_adam_recipe, fast_recipe, tutorial_recipe
 from cnnlab.models.registry import ModelInfo, register_model
 
@@ -59,12 +60,8 @@ class InceptionA(nn.Module):
 
 def conv_relu(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0,
               batch_norm: bool = False) -> nn.Sequential:
-    """conv, optional BatchNorm, ReLU."""
-    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel, stride, padding)]
-    if batch_norm:
-        layers.append(nn.BatchNorm2d(c_out))
-    layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    """conv, optional BatchNorm, ReLU, as one module (GoogLeNet nests them: `branch2.0.0` is a conv)."""
+    return nn.Sequential(*conv_bn_relu(c_in, c_out, kernel, stride, padding, batch_norm))
 
 
 class Inception(nn.Module):

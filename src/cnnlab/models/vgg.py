@@ -8,10 +8,10 @@ adaptive average pool to 7x7 sits before the classifier: an exact identity at
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.models.blocks import PooledMLPNet, conv_bn_relu
 from cnnlab.models.recipes import d2l_recipe, fast_recipe
 from cnnlab.models.registry import ModelInfo, register_model
 
@@ -25,10 +25,9 @@ HIDDEN = 4096
 
 
 # ---- model --------------------------------------------------------------------------
-class VGG(nn.Module):
+class VGG(PooledMLPNet):
     def __init__(self, cfg: list[int | str], in_channels: int, num_classes: int, width: int = 1,
                  dropout: float = 0.5, batch_norm: bool = False):
-        super().__init__()
         narrowest = min(c for c in cfg if isinstance(c, int))
         if width > narrowest:
             raise CnnlabError(f"option 'width' of VGG must be between 1 and {narrowest} "
@@ -40,21 +39,9 @@ class VGG(nn.Module):
                 layers.append(nn.MaxPool2d(2, 2))
                 continue
             c_out = int(item) // width
-            layers.append(nn.Conv2d(c_in, c_out, 3, padding=1))
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(c_out))
-            layers.append(nn.ReLU())
+            layers += conv_bn_relu(c_in, c_out, 3, padding=1, batch_norm=batch_norm)
             c_in = c_out
-        self.features = nn.Sequential(*layers)
-        self.avgpool = nn.AdaptiveAvgPool2d(POOLED_SIZE)
-        self.classifier = nn.Sequential(
-            nn.Linear(c_in * POOLED_SIZE * POOLED_SIZE, HIDDEN), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(HIDDEN, HIDDEN), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(HIDDEN, num_classes),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+        super().__init__(layers, c_in, POOLED_SIZE, HIDDEN, num_classes, dropout)
 
 
 # ---- metadata -----------------------------------------------------------------------
