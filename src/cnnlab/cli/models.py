@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from cnnlab.errors import CnnlabError, did_you_mean
-from cnnlab.models import count_macs, create_model, list_models, model_info, render_summary, summarize
+from cnnlab.models import (check_input_size, count_macs, create_model, list_models, model_info, render_summary,
+                           summarize)
 from cnnlab.models.summary import format_count, render_table
 
 FORMATS = ("table", "json")
@@ -57,15 +58,14 @@ def model_rows(pattern: str) -> list[dict[str, Any]]:
     rows = []
     for name in names:
         info = model_info(name)
-        model = _meta_model(name)
         rows.append({
             "name": name,
             "family": info.family,
-            "params": sum(p.numel() for p in model.parameters()),
+            "params": info.num_params,
             "default_input_size": info.default_input_size,
             "min_input_size": info.min_input_size,
             "max_input_size": info.max_input_size,
-            "macs": count_macs(model, info.default_input_size, 1),
+            "macs": count_macs(_meta_model(name), info.default_input_size, 1),
             "reference_dataset": info.reference_recipe["dataset"],
             "reference_result": info.reference_result,
             "paper": info.paper,
@@ -103,11 +103,7 @@ def run_summary(args: argparse.Namespace) -> int:
     for flag, value in (("--input-size", size), ("--batch-size", args.batch_size)):
         if value < 1:
             raise CnnlabError(f"{flag} must be a positive integer, got {value}")
-    low, high = info.min_input_size, info.max_input_size
-    if size < low or (high is not None and size > high):
-        accepted = f"{low} or more" if high is None else str(low) if low == high else f"{low} to {high}"
-        raise CnnlabError(f"{args.model} takes inputs of {accepted} pixels a side, got --input-size {size}; "
-                          f"pass --input-size {info.default_input_size}")
+    check_input_size(args.model, size)  # before building: the same error the model's own check gives
     model = _meta_model(args.model, args.in_channels, args.num_classes, **_parse_options(args.model_options))
     summary = summarize(model, size, args.in_channels, batch_size=args.batch_size)
     if args.format == "json":

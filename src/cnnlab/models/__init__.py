@@ -7,13 +7,14 @@
 """
 from __future__ import annotations
 
-from cnnlab.models.registry import ModelInfo, create_model, list_models, model_info, register_model
+from cnnlab.models.registry import (ModelInfo, check_input_size, create_model, list_models, model_info,
+                                    register_model)
 from cnnlab.models.summary import LayerStats, ModelSummary, count_macs, render_summary, summarize
 
 # Importing a family module registers its models.
 from cnnlab.models import alexnet, baselines, fast_cnn, inception, lenet, nin, resnet, vgg  # noqa: E402,F401  isort: skip
 
 __all__ = [
-    "LayerStats", "ModelInfo", "ModelSummary", "count_macs", "create_model", "list_models", "model_info",
-    "register_model", "render_summary", "summarize",
+    "LayerStats", "ModelInfo", "ModelSummary", "check_input_size", "count_macs", "create_model", "list_models",
+    "model_info", "register_model", "render_summary", "summarize",
 ]

@@ -8,10 +8,11 @@ for which the last max-pool still sees a 3x3 window).
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from cnnlab.models.registry import ModelInfo, recipe, register_model
+from cnnlab.models.blocks import PooledMLPNet, conv_bn_relu
+from cnnlab.models.recipes import d2l_recipe, fast_recipe
+from cnnlab.models.registry import ModelInfo, register_model
 
 # ---- architecture table -------------------------------------------------------------
 # (out channels, kernel, stride, padding, then max-pool(3, 2)?)
@@ -27,35 +28,16 @@ HIDDEN = 4096
 
 
 # ---- model --------------------------------------------------------------------------
-class AlexNet(nn.Module):
+class AlexNet(PooledMLPNet):
     def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.5, batch_norm: bool = False):
-        super().__init__()
         layers: list[nn.Module] = []
         c_in = in_channels
         for c_out, kernel, stride, padding, pool in CONVS:
-            layers.append(nn.Conv2d(c_in, c_out, kernel, stride, padding))
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(c_out))
-            layers.append(nn.ReLU())
+            layers += conv_bn_relu(c_in, c_out, kernel, stride, padding, batch_norm)
             if pool:
                 layers.append(nn.MaxPool2d(3, 2))
             c_in = c_out
-        self.features = nn.Sequential(*layers)
-        self.avgpool = nn.AdaptiveAvgPool2d(POOLED_SIZE)
-        self.classifier = nn.Sequential(
-            nn.Linear(c_in * POOLED_SIZE * POOLED_SIZE, HIDDEN), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(HIDDEN, HIDDEN), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(HIDDEN, num_classes),
-        )
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        super().__init__(layers, c_in, POOLED_SIZE, HIDDEN, num_classes, dropout)
 
 
 # ---- metadata -----------------------------------------------------------------------
@@ -69,13 +51,11 @@ model_infos = {
             "dropout": "dropout rate after the two hidden linear layers (default 0.5)",
             "batch_norm": "add BatchNorm after each conv (default false)",
         },
-        reference_recipe=recipe("fashion-mnist", epochs=10, batch_size=128, lr=0.01, resize=224,
-                                init="xavier", normalize="none"),
+        num_params=46_764_746,
+        reference_recipe=d2l_recipe(batch_size=128, lr=0.01, resize=224, init="xavier"),
         reference_result="≈88% test acc (Fashion-MNIST, 10 epochs)",
-        fast_recipe=recipe("fashion-mnist", epochs=5, batch_size=128, lr=0.05, momentum=0.9, nesterov=True,
-                           weight_decay=5e-4, schedule="onecycle", resize=65, augment=True,
-                           normalize="dataset", model_options={"batch_norm": True}, channels_last=True,
-                           precision="auto"),
+        fast_recipe=fast_recipe("fashion-mnist", epochs=5, lr=0.05, resize=65, augment=True,
+                                model_options={"batch_norm": True}),
     ),
 }
 

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.models.registry import ModelInfo, recipe, register_model
+from cnnlab.models.recipes import fast_adam_recipe, fast_recipe, recipe, tutorial_recipe
+from cnnlab.models.registry import ModelInfo, register_model
 
 # ---- architecture table -------------------------------------------------------------
 MLP_HIDDEN = (8, 8)  # fc(784->8), fc(8->8), fc(8->10)
@@ -38,14 +39,8 @@ class MLPTiny(nn.Module):
             self.features.add_module(f"relu{i + 1}", nn.ReLU())
         self.head = nn.Linear(widths[-1], num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(torch.flatten(x, 1))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(self.head(x), dim=1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        return F.log_softmax(self.head(self.features(torch.flatten(x, 1))), dim=1)
 
 
 class CNNTiny(nn.Module):
@@ -62,15 +57,9 @@ class CNNTiny(nn.Module):
         self.relu = nn.ReLU()
         self.head = nn.Linear(CNN_TINY_HIDDEN, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.fc(torch.flatten(x, 1)))
-        return F.log_softmax(self.head(x), dim=1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        x = self.relu(self.fc(torch.flatten(self.features(x), 1)))
+        return F.log_softmax(self.head(x), dim=1)
 
 
 class ConvNet(nn.Module):
@@ -95,61 +84,44 @@ class ConvNet(nn.Module):
                 nn.init.normal_(module.weight, 0.0, CONVNET_INIT_STD)
                 nn.init.zeros_(module.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.flatten(x, 1))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        return self.head(torch.flatten(self.features(x), 1))
 
 
 # ---- metadata -----------------------------------------------------------------------
 _TUTORIAL = "PyTorch MNIST tutorial baselines (the pixel-permutation experiment)"
 _BATCH_NORM = "add BatchNorm after each conv (default false: the reference has none)"
-
-
-
-def _fast_tiny(**values) -> dict:
-    """The modern CPU-friendly recipe of the tiny MNIST models without options.
-
-    Both stay in fp32: their matrices are too small for bf16 to pay on a CPU (mlp-tiny ran 3x slower).
-    """
-    return recipe("mnist", epochs=3, batch_size=128, lr=0.01, optimizer="adam", momentum=0.9,
-                  schedule="onecycle", normalize="dataset", **values)
-
-
+# mlp-tiny and cnn-tiny's fast recipes stay in fp32: their matrices are too small for bf16 to pay
+# on a CPU (mlp-tiny ran 3x slower).
 model_infos = {
     "mlp-tiny": ModelInfo(
         name="mlp-tiny", family="mlp", paper=_TUTORIAL,
         default_input_size=28, min_input_size=28, max_input_size=28,  # fc(784->8) takes exactly 28x28
         options={},
-        reference_recipe=recipe("mnist", epochs=1, batch_size=64, lr=0.01, momentum=0.5,
-                                normalize="0.1307,0.3081"),
+        num_params=6_442,
+        reference_recipe=tutorial_recipe(epochs=1),
         reference_result="88% test acc (MNIST, 1 epoch); 85% with a fixed pixel permutation",
-        fast_recipe=_fast_tiny(),
+        fast_recipe=fast_adam_recipe("mnist", epochs=3, lr=0.01, channels_last=False, precision="fp32"),
     ),
     "cnn-tiny": ModelInfo(
         name="cnn-tiny", family="cnn", paper=_TUTORIAL,
         # 28..31 -> conv 24..27 -> pool 12..13 -> conv 8..9 -> pool 4: the 4x4x6 = 96 features fc1 takes
         default_input_size=28, min_input_size=28, max_input_size=31,
         options={},
-        reference_recipe=recipe("mnist", epochs=1, batch_size=64, lr=0.01, momentum=0.5,
-                                normalize="0.1307,0.3081"),
+        num_params=6_422,
+        reference_recipe=tutorial_recipe(epochs=1),
         reference_result="96% test acc (MNIST, 1 epoch); 80% with a fixed pixel permutation",
-        fast_recipe=_fast_tiny(channels_last=True),
+        fast_recipe=fast_adam_recipe("mnist", epochs=3, lr=0.01, precision="fp32"),
     ),
     "convnet": ModelInfo(
         name="convnet", family="cnn", paper="a two-conv MNIST network with N(0, 0.01) init",
         # 28..31 -> pool 14..15 -> pool 7: the 7x7x16 = 784 features fc takes
         default_input_size=28, min_input_size=28, max_input_size=31,
         options={"batch_norm": _BATCH_NORM},
+        num_params=9_098,
         reference_recipe=recipe("mnist", epochs=10, batch_size=128, lr=0.05, normalize="none", seed=1),
         reference_result="97.97% test acc (MNIST, 10 epochs)",
-        fast_recipe=recipe("mnist", epochs=3, batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
-                           weight_decay=5e-4, schedule="onecycle", normalize="dataset",
-                           model_options={"batch_norm": True}, channels_last=True, precision="auto"),
+        fast_recipe=fast_recipe("mnist", epochs=3, lr=0.1, model_options={"batch_norm": True}),
     ),
 }
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.models.registry import ModelInfo, recipe, register_model
+from cnnlab.models.blocks import conv_bn_relu
+from cnnlab.models.recipes import d2l_recipe, fast_adam_recipe, fast_recipe, tutorial_recipe
+from cnnlab.models.registry import ModelInfo, register_model
 
 # ---- architecture tables ------------------------------------------------------------
 # InceptionA(c) branch widths: 1x1 | 1x1 -> 5x5 | 1x1 -> 3x3 -> 3x3 | avgpool -> 1x1
@@ -58,12 +60,8 @@ class InceptionA(nn.Module):
 
 def conv_relu(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0,
               batch_norm: bool = False) -> nn.Sequential:
-    """conv, optional BatchNorm, ReLU."""
-    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel, stride, padding)]
-    if batch_norm:
-        layers.append(nn.BatchNorm2d(c_out))
-    layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    """conv, optional BatchNorm, ReLU, as one module (GoogLeNet nests them: `branch2.0.0` is a conv)."""
+    return nn.Sequential(*conv_bn_relu(c_in, c_out, kernel, stride, padding, batch_norm))
 
 
 class Inception(nn.Module):
@@ -98,14 +96,8 @@ class InceptionMini(nn.Module):
         )
         self.head = nn.Linear(InceptionA.out_channels * 4 * 4, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.flatten(x, 1))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        return self.head(torch.flatten(self.features(x), 1))
 
 
 class GoogLeNet(nn.Module):
@@ -138,14 +130,8 @@ class GoogLeNet(nn.Module):
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(c_in, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.flatten(self.global_pool(x), 1))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        return self.head(torch.flatten(self.global_pool(self.features(x)), 1))
 
 
 # ---- metadata -----------------------------------------------------------------------
@@ -157,23 +143,21 @@ model_infos = {
         # 28..31 -> conv 24..27 -> pool 12..13 -> conv 8..9 -> pool 4: the 4x4x88 = 1408 features fc takes
         default_input_size=28, min_input_size=28, max_input_size=31,
         options={},
-        reference_recipe=recipe("mnist", epochs=10, batch_size=64, lr=0.01, momentum=0.5,
-                                normalize="0.1307,0.3081"),
+        num_params=97_298,
+        reference_recipe=tutorial_recipe(epochs=10),
         reference_result="accuracy curve reaches ~98-99% (MNIST, 10 epochs)",
-        fast_recipe=recipe("mnist", epochs=3, batch_size=128, lr=0.003, optimizer="adam", momentum=0.9,
-                           schedule="onecycle", normalize="dataset", channels_last=True, precision="auto"),
+        fast_recipe=fast_adam_recipe("mnist", epochs=3, lr=0.003),
     ),
     "googlenet": ModelInfo(
         name="googlenet", family="inception", paper=_PAPER,
         # 7x7 s2 p3 convs and 3x3 s2 p1 max-pools map even a 1x1 input to 1x1, and the pool is global
         default_input_size=96, min_input_size=1,
         options={"batch_norm": "add BatchNorm after each conv (default false)"},
-        reference_recipe=recipe("fashion-mnist", epochs=10, batch_size=128, lr=0.1, resize=96, normalize="none"),
+        num_params=5_977_530,  # derived in GoogLeNet's docstring (the spec says "≈6.0 M")
+        reference_recipe=d2l_recipe(batch_size=128, lr=0.1, resize=96),
         reference_result="≈89-90% test acc (Fashion-MNIST, 10 epochs)",
-        fast_recipe=recipe("fashion-mnist", epochs=5, batch_size=128, lr=0.05, momentum=0.9, nesterov=True,
-                           weight_decay=5e-4, schedule="onecycle", resize=64, augment=True,
-                           normalize="dataset", model_options={"batch_norm": True}, channels_last=True,
-                           precision="auto"),
+        fast_recipe=fast_recipe("fashion-mnist", epochs=5, lr=0.05, resize=64, augment=True,
+                                model_options={"batch_norm": True}),
     ),
 }
 

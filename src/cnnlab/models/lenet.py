@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.models.registry import ModelInfo, recipe, register_model
+from cnnlab.models.recipes import d2l_recipe, fast_recipe
+from cnnlab.models.registry import ModelInfo, register_model
 
 # ---- architecture table -------------------------------------------------------------
 CONVS = ((6, 5, 2), (16, 5, 0))  # (out channels, kernel, padding), each + sigmoid + avgpool(2, 2)
@@ -40,14 +41,8 @@ class LeNet(nn.Module):
         classifier.append(nn.Linear(n_in, num_classes))
         self.classifier = nn.Sequential(*classifier)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(x, 1))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        return self.classifier(torch.flatten(self.features(x), 1))
 
 
 # ---- metadata -----------------------------------------------------------------------
@@ -58,12 +53,12 @@ model_infos = {
         # 28..31 -> conv p2 28..31 -> pool 14..15 -> conv 10..11 -> pool 5: the 5x5x16 = 400 features fc1 takes
         default_input_size=28, min_input_size=28, max_input_size=31,
         options={"batch_norm": "add BatchNorm before every sigmoid, as d2l's BN-LeNet (default false)"},
-        reference_recipe=recipe("fashion-mnist", epochs=10, batch_size=256, lr=0.9, init="xavier",
-                                normalize="none"),
+        num_params=61_706,
+        reference_recipe=d2l_recipe(batch_size=256, lr=0.9, init="xavier"),
         reference_result="~78-82% test acc (Fashion-MNIST, 10 epochs)",
-        fast_recipe=recipe("fashion-mnist", epochs=5, batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
-                           weight_decay=5e-4, schedule="onecycle", normalize="dataset",
-                           model_options={"batch_norm": True}),  # fp32 NCHW: bf16 and channels-last ran slower with BN
+        # fp32 NCHW: bf16 and channels-last ran slower with BN
+        fast_recipe=fast_recipe("fashion-mnist", epochs=5, lr=0.1, model_options={"batch_norm": True},
+                                channels_last=False, precision="fp32"),
     ),
 }
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.models.registry import ModelInfo, recipe, register_model
+from cnnlab.models.recipes import d2l_recipe, fast_recipe
+from cnnlab.models.registry import ModelInfo, register_model
 
 # ---- architecture table -------------------------------------------------------------
 # NiN blocks as (kernel, stride, padding, out channels); None = the class count.
@@ -61,14 +62,8 @@ class NiN(nn.Module):
         self.features = nn.Sequential(*layers)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(self.global_pool(x), 1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        return torch.flatten(self.global_pool(self.features(x)), 1)
 
 
 # ---- metadata -----------------------------------------------------------------------
@@ -81,28 +76,26 @@ _OPTIONS = {
 _MIN_SIZE = 67
 
 
-def _fast_recipe() -> dict:
-    return recipe("fashion-mnist", epochs=5, batch_size=128, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                  schedule="onecycle", resize=_MIN_SIZE, augment=True, normalize="dataset",
-                  model_options={"batch_norm": True}, channels_last=True, precision="auto")
+def _fast() -> dict:
+    """Both variants' fast recipe, a fresh dict each (recipes are never shared)."""
+    return fast_recipe("fashion-mnist", epochs=5, lr=0.05, resize=_MIN_SIZE, augment=True,
+                       model_options={"batch_norm": True})
 
 
 model_infos = {
     "nin": ModelInfo(
         name="nin", family="nin", paper=_PAPER,
-        default_input_size=224, min_input_size=_MIN_SIZE, options=_OPTIONS,
-        reference_recipe=recipe("fashion-mnist", epochs=10, batch_size=128, lr=0.1, resize=224, init="xavier",
-                                normalize="none"),
+        default_input_size=224, min_input_size=_MIN_SIZE, options=_OPTIONS, num_params=1_992_166,
+        reference_recipe=d2l_recipe(batch_size=128, lr=0.1, resize=224, init="xavier"),
         reference_result="≈87% test acc (Fashion-MNIST, 10 epochs)",
-        fast_recipe=_fast_recipe(),
+        fast_recipe=_fast(),
     ),
     "nin-single": ModelInfo(
         name="nin-single", family="nin", paper=_PAPER,
-        default_input_size=224, min_input_size=_MIN_SIZE, options=_OPTIONS,
-        reference_recipe=recipe("fashion-mnist", epochs=10, batch_size=64, lr=0.1, resize=224, init="xavier",
-                                normalize="0.5,0.5"),
+        default_input_size=224, min_input_size=_MIN_SIZE, options=_OPTIONS, num_params=1_769_112,
+        reference_recipe=d2l_recipe(batch_size=64, lr=0.1, resize=224, init="xavier", normalize="0.5,0.5"),
         reference_result="85.74% test acc (Fashion-MNIST, 10 epochs; 33.98% after epoch 1)",
-        fast_recipe=_fast_recipe(),
+        fast_recipe=_fast(),
     ),
 }
 

@@ -3,6 +3,7 @@
 As in timm, a model file defines `model_infos` (model name -> ModelInfo) before
 its builders; `@register_model` pairs a builder with its entry, so the trainer,
 `cnnlab models` and the docs read sizes, recipes and results from one place.
+Recipes are built with the helpers in `cnnlab.models.recipes`.
 A builder is `builder(in_channels, num_classes, *, option=default, ...)`; the
 builder function `nin_single` registers the model `nin-single`.
 """
@@ -21,31 +22,6 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError, did_you_mean, unknown_choice
 
-# The TrainConfig keys a recipe may set.
-RECIPE_KEYS = (
-    "dataset", "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-    "schedule", "warmup_epochs", "label_smoothing", "resize", "augment", "normalize", "init", "seed",
-    "model_options", "channels_last", "precision",
-)
-
-# What a recipe means when it does not say: plain SGD, no schedule, no regularisation, no resize.
-# Every recipe is filled to the full set so it never depends on TrainConfig's own defaults.
-_PLAIN = {
-    "optimizer": "sgd", "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant",
-    "warmup_epochs": 0.0, "label_smoothing": 0.0, "resize": None, "augment": False, "normalize": "dataset",
-    "init": "default", "model_options": {}, "channels_last": False, "precision": "fp32",
-}
-
-
-def recipe(dataset: str, epochs: int, batch_size: int, lr: float, **values: Any) -> dict[str, Any]:
-    """A complete recipe dict: the given values over plain SGD with no extras."""
-    unknown = set(values) - set(RECIPE_KEYS)
-    if unknown:  # a typo in a model file, not user input
-        raise ValueError(f"unknown recipe keys {sorted(unknown)}; valid: {', '.join(RECIPE_KEYS)}")
-    values = {**_PLAIN, "dataset": dataset, "epochs": epochs, "batch_size": batch_size, "lr": lr, **values}
-    values["model_options"] = dict(values["model_options"])  # never shared between recipes
-    return values
-
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -60,6 +36,9 @@ class ModelInfo:
     reference_recipe: dict[str, Any]  # TrainConfig keys that produced `reference_result`
     reference_result: str  # the published number, with dataset and epochs
     fast_recipe: dict[str, Any]  # TrainConfig keys: a CPU-friendly modern recipe
+    # Parameters with the default options, in_channels=1 and num_classes=10: the builder's defaults,
+    # which are also the reference dataset's (MNIST or Fashion-MNIST); a test checks it against the builder.
+    num_params: int
     max_input_size: int | None = None  # largest H = W when a fixed-size linear layer follows the flatten
 
 
@@ -137,14 +116,30 @@ def _check_positive(what: str, value: Any) -> None:
 
 def create_model(name: str, in_channels: int = 1, num_classes: int = 10, **options: Any) -> nn.Module:
     """Build a registered model; it rejects inputs it cannot take before any layer runs."""
-    info = model_info(name)
+    model_info(name)  # an unknown name fails before the argument checks
     _check_positive("in_channels", in_channels)
     _check_positive("num_classes", num_classes)
     _check_options(name, options)
     model = _builders[name](in_channels, num_classes, **options)
-    model.register_forward_pre_hook(InputCheck(name, in_channels, info.min_input_size, info.max_input_size,
-                                               info.default_input_size))
+    model.register_forward_pre_hook(InputCheck(name, in_channels))
     return model
+
+
+def check_input_size(model_name: str, size: int | tuple[int, int]) -> None:
+    """Raise a one-line CnnlabError when `model_name` cannot take inputs of `size` (H = W, or (H, W)).
+
+    The one wording for every caller (the forward pre-hook, `cnnlab summary`, the trainer): the model,
+    the sizes it takes, and the `resize=` that fixes it (its default input size, always accepted).
+    """
+    info = model_info(model_name)
+    height, width = (size, size) if isinstance(size, int) else size
+    low, high = info.min_input_size, info.max_input_size
+    if min(height, width) >= low and (high is None or max(height, width) <= high):
+        return
+    accepted = (f"{low}x{low} pixels or larger" if high is None else f"exactly {low}x{low} pixels" if low == high
+                else f"{low}x{low} to {high}x{high} pixels")
+    raise CnnlabError(f"{model_name} takes inputs of {accepted}, got {height}x{width}; "
+                      f"pass resize={info.default_input_size}")
 
 
 @dataclass(frozen=True)
@@ -153,9 +148,6 @@ class InputCheck:
 
     model: str
     in_channels: int
-    min_size: int
-    max_size: int | None
-    default_size: int
 
     def __call__(self, module: nn.Module, args: tuple) -> None:
         if torch.jit.is_tracing():  # a trace is fixed to its example's shape; checking would only warn
@@ -168,11 +160,4 @@ class InputCheck:
         if channels != self.in_channels:
             raise CnnlabError(f"{self.model} was built for {self.in_channels} input channel(s), got {channels}; "
                               f"create it with in_channels={channels}")
-        if min(height, width) < self.min_size:
-            fix = f"--resize {self.min_size}" if self.min_size == self.default_size else \
-                f"--resize {self.min_size} or larger (e.g. --resize {self.default_size})"
-            raise CnnlabError(f"{self.model} needs inputs of at least {self.min_size}x{self.min_size}, "
-                              f"got {height}x{width}; pass {fix}")
-        if self.max_size is not None and max(height, width) > self.max_size:
-            raise CnnlabError(f"{self.model} takes inputs of at most {self.max_size}x{self.max_size}, "
-                              f"got {height}x{width}; pass --resize {self.default_size}")
+        check_input_size(self.model, (height, width))

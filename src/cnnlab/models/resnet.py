@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.models.registry import ModelInfo, recipe, register_model
+from cnnlab.models.recipes import d2l_recipe, fast_adam_recipe, fast_recipe, tutorial_recipe
+from cnnlab.models.registry import ModelInfo, register_model
 
 # ---- architecture tables ------------------------------------------------------------
 MINI_CONVS = (16, 32)  # conv(c_in -> 16, 5) before Residual(16); conv(16 -> 32, 5) before Residual(32)
@@ -67,14 +68,8 @@ class ResNetMini(nn.Module):
         )
         self.head = nn.Linear(c2 * 4 * 4, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.flatten(x, 1))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        return self.head(torch.flatten(self.features(x), 1))
 
 
 class ResNet(nn.Module):
@@ -102,14 +97,9 @@ class ResNet(nn.Module):
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(c_in, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.flatten(self.global_pool(x), 1))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        x = self.stages(self.stem(x))
+        return self.head(torch.flatten(self.global_pool(x), 1))
 
 
 # ---- metadata -----------------------------------------------------------------------
@@ -121,22 +111,20 @@ model_infos = {
         # 28..31 -> conv 24..27 -> pool 12..13 -> conv 8..9 -> pool 4: the 4x4x32 = 512 features fc takes
         default_input_size=28, min_input_size=28, max_input_size=31,
         options={},
-        reference_recipe=recipe("mnist", epochs=10, batch_size=64, lr=0.01, momentum=0.5,
-                                normalize="0.1307,0.3081"),
+        num_params=41_514,
+        reference_recipe=tutorial_recipe(epochs=10),
         reference_result="~99% test acc (MNIST, 10 epochs)",
-        fast_recipe=recipe("mnist", epochs=3, batch_size=128, lr=0.003, optimizer="adam", momentum=0.9,
-                           schedule="onecycle", normalize="dataset", channels_last=True, precision="auto"),
+        fast_recipe=fast_adam_recipe("mnist", epochs=3, lr=0.003),
     ),
     "resnet18": ModelInfo(
         name="resnet18", family="resnet", paper=_PAPER,
         # 7x7 s2 p3 stem, 3x3 s2 p1 max-pool and strided 3x3 p1 / 1x1 convs map even 1x1 to 1x1; the pool is global
         default_input_size=96, min_input_size=1,
         options={},
-        reference_recipe=recipe("fashion-mnist", epochs=10, batch_size=256, lr=0.05, resize=96, normalize="none"),
+        num_params=11_178_378,  # derived in ResNet's docstring (the spec says "≈11.2 M")
+        reference_recipe=d2l_recipe(batch_size=256, lr=0.05, resize=96),
         reference_result="≈90-91% test acc (Fashion-MNIST, 10 epochs)",
-        fast_recipe=recipe("fashion-mnist", epochs=5, batch_size=128, lr=0.05, momentum=0.9, nesterov=True,
-                           weight_decay=5e-4, schedule="onecycle", resize=64, augment=True, normalize="dataset",
-                           channels_last=True, precision="auto"),
+        fast_recipe=fast_recipe("fashion-mnist", epochs=5, lr=0.05, resize=64, augment=True),
     ),
 }
 
