@@ -155,3 +155,209 @@ def test_unreadable_dataset_file_is_environment_simulated(tmp_path, fake_idx, mo
     code, line = call(capsys, ["datasets", "--data-dir", str(tmp_path)])
     assert code == 1
     assert line == f"cnnlab: error: permission denied: {path}"
+
+
+# ---- a trained run, exported: the real files the tampering starts from ---------------------------
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    from cnnlab.training import train
+
+    out = tmp_path_factory.mktemp("untrusted") / "run"
+    return train(model="convnet", dataset="mnist-sample", epochs=1, progress=False, batch_size=64,
+                 limit_train=256, limit_test=50, out=str(out)).run_dir
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run):
+    for name in ("onnx", "onnxscript", "onnxruntime"):
+        pytest.importorskip(name)
+    assert main(["export", str(trained_run), "--format", "onnx"]) == 0
+    return trained_run / "export" / "model.onnx"
+
+
+class Smuggled:
+    """Not a tensor or plain type: weights_only refuses to rebuild it."""
+
+    def __init__(self):
+        self.payload = "could have been os.system"
+
+
+def real_checkpoint(run) -> dict:
+    import torch
+
+    return torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+
+
+def tampered(run) -> dict:
+    import torch
+
+    cp = real_checkpoint(run)
+    return {
+        "not a dict": [1, 2, 3],
+        "missing keys": {k: v for k, v in cp.items() if k not in ("optimizer", "epoch")},
+        "epoch a string": {**cp, "epoch": "3"},
+        "negative step": {**cp, "step": -1},
+        "model value not a tensor": {**cp, "model": {**cp["model"], "head.weight": [1.0, 2.0]}},
+        "model not a dict": {**cp, "model": torch.zeros(3)},
+        "config unknown key": {**cp, "config": {**cp["config"], "rm_rf": True}},
+        "config not a dict": {**cp, "config": "model=convnet"},
+        "classes not strings": {**cp, "classes": list(range(10))},
+        "num_classes mismatch": {**cp, "num_classes": 11},
+        "in_channels zero": {**cp, "in_channels": 0},
+        "best_acc nan": {**cp, "best_acc": float("nan")},
+        "rng not a tensor": {**cp, "rng": {"torch": [1, 2]}},
+        "version a string": {**cp, "version": "1"},
+    }
+
+
+CHECKPOINT_CASES = ["not a dict", "missing keys", "epoch a string", "negative step", "model value not a tensor",
+                    "model not a dict", "config unknown key", "config not a dict", "classes not strings",
+                    "num_classes mismatch", "in_channels zero", "best_acc nan", "rng not a tensor", "version a string"]
+
+
+@pytest.mark.parametrize("case", CHECKPOINT_CASES)
+@pytest.mark.parametrize("command", ["eval", "resume"])
+def test_malformed_checkpoint_is_one_line(trained_run, tmp_path, capsys, case, command):
+    import torch
+
+    file = tmp_path / "last.pt"
+    torch.save(tampered(trained_run)[case], file)
+    before = sha(file)
+    argv = ["eval", str(file)] if command == "eval" else ["train", "--resume", str(file)]
+    code, line = call(capsys, argv)
+    assert code == 2
+    assert line.startswith(f"cnnlab: error: {str(file)!r} is not a cnnlab checkpoint: "), line
+    assert sha(file) == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_pickled_checkpoint_is_refused_without_torchs_hint(trained_run, tmp_path):
+    import torch
+
+    file = tmp_path / "last.pt"
+    torch.save({**real_checkpoint(trained_run), "extra": Smuggled()}, file)
+    before = sha(file)
+    for argv in (["eval", str(file)], ["train", "--resume", str(file)]):
+        done = run_cli(*argv)
+        line = one_line(done.stderr)
+        assert done.returncode == 2
+        assert line.startswith(f"cnnlab: error: {str(file)!r} is not a cnnlab checkpoint: it holds Python objects")
+        assert line.endswith("that could run code, so cnnlab will not load it")
+        assert "weights_only" not in line and "likely succeed" not in line
+    assert sha(file) == before
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip at all", b"PK\x03\x04" + bytes(100)])
+def test_garbage_checkpoint_is_one_line(tmp_path, capsys, content):
+    file = tmp_path / "best.pt"
+    file.write_bytes(content)
+    code, line = call(capsys, ["eval", str(file)])
+    assert code == 2 and line.startswith(f"cnnlab: error: cannot load checkpoint {str(file)!r}: ")
+    assert file.read_bytes() == content
+
+
+def test_a_real_checkpoint_still_loads(trained_run):
+    from cnnlab.training.checkpoint import load_checkpoint, validate_checkpoint
+
+    checkpoint = load_checkpoint(trained_run)
+    assert validate_checkpoint(checkpoint, "x") is checkpoint and checkpoint["num_classes"] == 10
+
+
+def test_weights_of_the_wrong_shape_are_one_line(trained_run, tmp_path, capsys):
+    import torch
+
+    cp = real_checkpoint(trained_run)
+    name = next(iter(cp["model"]))
+    file = tmp_path / "best.pt"
+    torch.save({**cp, "model": {**cp["model"], name: torch.zeros(1, 2, 3)}}, file)
+    code, line = call(capsys, ["eval", str(file)])
+    assert code == 2 and "is not a cnnlab checkpoint: its weights do not fit convnet" in line
+
+
+# ---- 3. ONNX sidecars ---------------------------------------------------------------------------
+
+def sidecar_cases(meta: dict) -> dict:
+    import copy
+
+    def edit(change):
+        m = copy.deepcopy(meta)
+        change(m)
+        return m
+
+    return {
+        "a list": [meta],
+        "no preprocessing": edit(lambda m: m.pop("preprocessing")),
+        "version a string": edit(lambda m: m.update(cnnlab_export="1")),
+        "classes not strings": edit(lambda m: (m.update(classes=list(range(10))),
+                                               m["preprocessing"].update(classes=list(range(10))))),
+        "classes shorter than the output": edit(lambda m: (m.update(classes=m["classes"][:3]),
+                                                           m["preprocessing"].update(classes=m["classes"][:3]))),
+        "preprocessing classes differ": edit(lambda m: m["preprocessing"].update(classes=["a"] * 10)),
+        "channels huge": edit(lambda m: m["preprocessing"].update(channels=10**9)),
+        "stored size huge": edit(lambda m: m["preprocessing"].update(stored_size=100_000)),
+        "input size a string": edit(lambda m: m["preprocessing"].update(input_size="28")),
+        "mean length": edit(lambda m: m["preprocessing"].update(mean=[0.1, 0.2, 0.3])),
+        "std zero": edit(lambda m: m["preprocessing"].update(std=[0.0])),
+        "mean nan": edit(lambda m: m["preprocessing"].update(mean=[float("nan")])),
+        "permutation not a permutation": edit(lambda m: m["preprocessing"].update(permutation=[0] * 784)),
+        "permutation too short": edit(lambda m: m["preprocessing"].update(permutation=[1, 0])),
+        "input shape wrong": edit(lambda m: m["input"].update(shape=[1, 1, 99999, 28])),
+        "format unknown": edit(lambda m: m.update(format="pickle")),
+        "missing preprocessing key": edit(lambda m: m["preprocessing"].pop("resize")),
+    }
+
+
+SIDECAR_CASES = ["a list", "no preprocessing", "version a string", "classes not strings",
+                 "classes shorter than the output", "preprocessing classes differ", "channels huge",
+                 "stored size huge", "input size a string", "mean length", "std zero", "mean nan",
+                 "permutation not a permutation", "permutation too short", "input shape wrong", "format unknown",
+                 "missing preprocessing key"]
+
+
+@pytest.fixture
+def image(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "digit.png"
+    Image.new("L", (28, 28), 0).save(path)
+    return path
+
+
+@pytest.fixture
+def sidecar(exported):
+    """The sidecar of the export, restored after each test."""
+    path = exported.with_name(exported.name + ".json")
+    original = path.read_bytes()
+    yield path
+    path.write_bytes(original)
+
+
+@pytest.mark.parametrize("case", SIDECAR_CASES)
+def test_tampered_sidecar_is_one_line(exported, sidecar, image, capsys, case):
+    import json
+
+    sidecar.write_text(json.dumps(sidecar_cases(json.loads(sidecar.read_text()))[case]))
+    before = sums(exported.parent), sha(image)
+    code, line = call(capsys, ["predict", str(exported), str(image)])
+    assert code == 2
+    assert line.startswith(f"cnnlab: error: {sidecar} is not a cnnlab sidecar: "), line
+    assert (sums(exported.parent), sha(image)) == before
+
+
+@pytest.mark.parametrize("text", ["{not json", "[" * 100_000 + "]" * 100_000, "null", '{"preprocessing": NaN}'])
+def test_sidecar_that_is_not_json_is_one_line(exported, sidecar, image, capsys, text):
+    sidecar.write_text(text)
+    code, line = call(capsys, ["predict", str(exported), str(image)])
+    assert code == 2 and line.startswith(f"cnnlab: error: {sidecar} is not a cnnlab sidecar: "), line
+
+
+def test_huge_sidecar_is_refused_before_reading(exported, sidecar, image, capsys):
+    with open(sidecar, "r+b") as f:
+        f.truncate(1 << 30)  # sparse: a gigabyte that costs no disk
+    code, line = call(capsys, ["predict", str(exported), str(image)])
+    assert code == 2 and "is not a cnnlab sidecar: 1,073,741,824 bytes" in line
+
+
+def test_the_real_sidecar_still_predicts(exported, sidecar, image, capsys):
+    assert main(["predict", str(exported), str(image)]) == 0
+    assert capsys.readouterr().err == ""
