@@ -361,3 +361,72 @@ def test_huge_sidecar_is_refused_before_reading(exported, sidecar, image, capsys
 def test_the_real_sidecar_still_predicts(exported, sidecar, image, capsys):
     assert main(["predict", str(exported), str(image)]) == 0
     assert capsys.readouterr().err == ""
+
+
+# ---- 2. images and arrays: sizes from the header, before decoding -------------------------------
+
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims width x height (greyscale) with a token IDAT: a bomb's header, in 60 bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def npy_header_only(path: Path, shape: tuple, descr: str = "|u1") -> Path:
+    """A .npy file whose header claims `shape`, with no data after it."""
+    from numpy.lib import format as npy_format
+
+    with open(path, "wb") as f:
+        npy_format.write_array_header_1_0(f, {"descr": descr, "fortran_order": False, "shape": shape})
+    return path
+
+
+IMAGE_CASES = {
+    "png 30000x30000 (PIL's bomb limit)": ("big.png", lambda p: png_header_only(p, 30000, 30000),
+                                          "is too large to read safely"),
+    "png 5000x5000 (cnnlab's limit)": ("big.png", lambda p: png_header_only(p, 5000, 5000),
+                                      "is 5000x5000 pixels, more than cnnlab reads (16,777,216)"),
+    "png 10000x10000 (PIL warns only)": ("big.png", lambda p: png_header_only(p, 10000, 10000),
+                                        "is too large to read safely (Image size (100000000 pixels) exceeds"),
+    "npy huge shape": ("big.npy", lambda p: npy_header_only(p, (100000, 100000)), "more than cnnlab reads"),
+    "npy many images": ("many.npy", lambda p: npy_header_only(p, (10**7, 28, 28)), "more than cnnlab reads"),
+    "npy object dtype": ("obj.npy", lambda p: npy_header_only(p, (28, 28), "|O"), "holds object values"),
+    "npy string dtype": ("str.npy", lambda p: npy_header_only(p, (28, 28), "<U4"), "holds <U4 values"),
+    "npy 5-d": ("five.npy", lambda p: npy_header_only(p, (1, 1, 1, 28, 28)), "expected an array of shape"),
+    "npy truncated": ("short.npy", lambda p: npy_header_only(p, (28, 28)), "cannot read"),
+    "npy not npy": ("zip.npy", lambda p: p.write_bytes(b"PK\x03\x04" + bytes(64)), "cannot read"),
+    "png truncated": ("cut.png", lambda p: p.write_bytes(png_header_only(p, 28, 28).read_bytes()[:40]),
+                      "cannot read"),
+}
+
+
+@pytest.mark.parametrize("case", list(IMAGE_CASES))
+def test_oversized_or_odd_images_are_refused_before_decoding(trained_run, tmp_path, capsys, case):
+    name, make, expected = IMAGE_CASES[case]
+    path = tmp_path / name
+    make(path)
+    before = sha(path)
+    start = time.perf_counter()
+    code, line = call(capsys, ["predict", str(trained_run), str(path)])
+    assert code == 2 and expected in line, line
+    assert time.perf_counter() - start < 30
+    assert sha(path) == before
+
+
+def test_oversized_image_for_inspect(trained_run, tmp_path, capsys):
+    path = png_header_only(tmp_path / "big.png", 5000, 5000)
+    code, line = call(capsys, ["inspect", str(trained_run), "features", "--image", str(path)])
+    assert code == 2 and "more than cnnlab reads" in line
+
+
+def test_oversized_image_through_python_m_cnnlab(trained_run, tmp_path):
+    path = png_header_only(tmp_path / "big.png", 30000, 30000)
+    done = run_cli("predict", str(trained_run), str(path))
+    assert done.returncode == 2 and "too large to read safely" in one_line(done.stderr)
