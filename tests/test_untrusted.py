@@ -430,3 +430,107 @@ def test_oversized_image_through_python_m_cnnlab(trained_run, tmp_path):
     path = png_header_only(tmp_path / "big.png", 30000, 30000)
     done = run_cli("predict", str(trained_run), str(path))
     assert done.returncode == 2 and "too large to read safely" in one_line(done.stderr)
+
+
+# ---- 5. the environment, closed pipes and Ctrl-C ------------------------------------------------
+
+def test_closed_pipe_is_quiet():
+    """The reader is gone before cnnlab writes a byte: no 'Exception ignored ... BrokenPipeError'."""
+    child = subprocess.Popen([sys.executable, "-m", "cnnlab", "models"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    child.stdout.close()
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 0 and err == ""
+
+
+def test_models_piped_into_head_is_quiet(tmp_path):
+    err = tmp_path / "stderr"
+    done = subprocess.run(f"{sys.executable} -m cnnlab models 2>{err} | head -1", shell=True, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 1
+    assert err.read_text() == ""
+
+
+@pytest.mark.parametrize("number, what", [(28, "no space left on device"), (30, "read-only file system"),
+                                          (13, "permission denied")])
+def test_environment_errors_are_one_line_exit_1(trained_run, tmp_path, monkeypatch, capsys, number, what):
+    """ENOSPC / EROFS / EACCES while writing the confusion matrix of `cnnlab eval -o`, simulated in-process."""
+    import errno
+    import os as os_module
+
+    import matplotlib.figure
+
+    assert number == {28: errno.ENOSPC, 30: errno.EROFS, 13: errno.EACCES}[number]
+    target = tmp_path / "out" / "confusion.png"
+    target.parent.mkdir()
+
+    def fail(self, fname, *args, **kwargs):
+        raise OSError(number, os_module.strerror(number), str(fname))
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", fail)
+    before = sums(trained_run)
+    code, line = call(capsys, ["eval", str(trained_run), "-o", str(target)])
+    assert code == 1 and line == f"cnnlab: error: {what}: {target}"
+    assert sums(trained_run) == before
+
+
+@pytest.mark.skipif(ROOT, reason="root writes into read-only folders")
+def test_read_only_output_folder_is_one_line_exit_1(trained_run, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        done = run_cli("eval", str(trained_run), "-o", str(folder / "confusion.png"))
+    finally:
+        folder.chmod(0o755)
+    assert done.returncode == 1 and one_line(done.stderr).startswith("cnnlab: error: permission denied: ")
+
+
+def test_debug_still_shows_the_traceback(tmp_path, capsys):
+    import errno
+
+    file = tmp_path / "best.pt"
+    file.write_bytes(b"garbage")
+    from cnnlab.errors import CnnlabError
+
+    with pytest.raises(CnnlabError):
+        main(["--debug", "eval", str(file)])
+    with pytest.raises(KeyboardInterrupt):
+        import cnnlab.cli.main as cli
+
+        def interrupt():
+            raise KeyboardInterrupt
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(cli, "build_parser", interrupt)
+            main(["models", "--debug"])
+    assert errno.ENOSPC  # imported for symmetry with the simulated cases
+
+
+def test_ctrl_c_while_parsing_is_one_line(monkeypatch, capsys):
+    import cnnlab.cli.main as cli
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupt)
+    assert main(["models"]) == 130
+    assert capsys.readouterr().err == "cnnlab: interrupted\n"
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3, 1.0])
+def test_sigint_during_start_up(tmp_path, delay):
+    import signal
+
+    child = subprocess.Popen([sys.executable, "-m", "cnnlab", "train", "convnet", "--dataset", "mnist-sample",
+                              "--epochs", "1", "--out", str(tmp_path / "run")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    if child.returncode == 0:  # finished before the signal came: nothing to check
+        return
+    assert child.returncode == 130, (child.returncode, err)
+    line = one_line(err)
+    assert line == "cnnlab: interrupted" or "SIGINT: stopped at epoch" in line, line

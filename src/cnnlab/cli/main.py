@@ -12,10 +12,13 @@ Every failure but a bug is one line on stderr; `--debug` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
@@ -79,6 +82,40 @@ def _silence_stdout() -> None:
         pass
 
 
+@contextlib.contextmanager
+def _startup_interrupts():
+    """Ctrl-C while the sub-commands' modules load is an interrupt, even when a library swallows it.
+
+    Some libraries catch every exception while they import; a KeyboardInterrupt swallowed
+    there leaves a half-initialised module that fails later with an unrelated error. A
+    handler of our own notes the signal, so anything that fails after it, or nothing,
+    still ends as 'interrupted' instead of a misleading traceback or a command run on
+    broken modules.
+    """
+    seen = []
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:
+        if seen:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if seen:
+        raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line `argv`; return the exit status (see the module docstring)."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
@@ -101,8 +138,9 @@ def _main(argv: list[str] | None) -> int:
     # --debug is accepted anywhere on the line, before or after the sub-command.
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    with _startup_interrupts():
+        parser = build_parser()
+        args = parser.parse_args(argv)
     args.debug = debug
     args.argv = argv
     if not getattr(args, "func", None):
