@@ -3,13 +3,22 @@
 Each sub-command lives in its own module under `cnnlab.cli` and exposes
 `register(subparsers)`, which adds its parser and sets `func` to a handler
 `handler(args) -> int`.
+
+Exit status: 0 done; 2 a bad request (a `CnnlabError`: wrong option, bad or
+missing file, ...); 1 the environment (disk full, permission denied, read-only
+file system) or a bug; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+Every failure but a bug is one line on stderr; `--debug` shows the traceback.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
@@ -44,20 +53,103 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# OSErrors that say something about the machine, not about cnnlab or the request: exit 1, one line.
+ENVIRONMENT_ERRORS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+}
+
+
+def environment_error(err: OSError) -> str | None:
+    """'<what>: <path>' for an OSError caused by the environment, or None for any other OSError."""
+    what = ENVIRONMENT_ERRORS.get(err.errno)
+    if what is None:
+        return None
+    paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
+    return ": ".join([what, *paths])
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe: point stdout at /dev/null so the flush at exit cannot fail again and print noise."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout already closed or not a real file
+        pass
+
+
+@contextlib.contextmanager
+def _startup_interrupts():
+    """Ctrl-C while the sub-commands' modules load is an interrupt, even when a library swallows it.
+
+    Some libraries catch every exception while they import; a KeyboardInterrupt swallowed
+    there leaves a half-initialised module that fails later with an unrelated error. A
+    handler of our own notes the signal, so anything that fails after it, or nothing,
+    still ends as 'interrupted' instead of a misleading traceback or a command run on
+    broken modules.
+    """
+    seen = []
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:
+        if seen:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if seen:
+        raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line `argv`; return the exit status (see the module docstring)."""
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    # Around everything, parsing and the imports build_parser does included: Ctrl-C at any moment is one line.
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("cnnlab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`cnnlab models | head -1`): nothing left to say to it, and not an error.
+        _silence_stdout()
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # --debug is accepted anywhere on the line, before or after the sub-command.
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    with _startup_interrupts():
+        parser = build_parser()
+        args = parser.parse_args(argv)
     args.debug = debug
     args.argv = argv
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit as noise
+        return code
     except CnnlabError as err:
         if args.debug:
             raise
@@ -65,14 +157,17 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RANK", "0") == "0":
             print(f"cnnlab: {err.label}: {err}", file=sys.stderr)
         return err.exit_code
+    except BrokenPipeError:
+        raise  # handled in main
+    except OSError as err:
+        what = environment_error(err)
+        if what is None or args.debug:
+            raise
+        print(f"cnnlab: error: {what}", file=sys.stderr)
+        return 1
     except Exception as err:  # noqa: BLE001
         # A bug under torchrun: one line per failing rank instead of N interleaved tracebacks.
         if args.debug or os.environ.get("WORLD_SIZE", "1") == "1":
             raise
         print(f"cnnlab: error (rank {os.environ.get('RANK')}): {type(err).__name__}: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("cnnlab: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ _DTYPES = {
     0x0E: np.dtype(">f8"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20  # bytes read (and decompressed) per step: memory stays near the output size
 
 
 def gunzip(data: bytes, source: str | Path) -> bytes:
@@ -30,10 +32,72 @@ def gunzip(data: bytes, source: str | Path) -> bytes:
     try:
         return gzip.decompress(data)
     except (EOFError, OSError, zlib.error) as err:
-        raise DataError(
-            f"{source}: truncated or corrupt gzip file ({err}); delete it and download it again, "
-            "or point --data-dir at a good copy"
-        ) from None
+        raise _corrupt(source, str(err)) from None
+
+
+def _corrupt(source: str | Path, why: str) -> DataError:
+    return DataError(
+        f"{source}: truncated or corrupt gzip file ({why}); delete it and download it again, "
+        "or point --data-dir at a good copy"
+    )
+
+
+def read_bounded(path: str | Path, limit: int, what: str, stored_hashes: Iterable = (),
+                 content_hashes: Iterable = (), gzipped: bool | None = None) -> bytes:
+    """The content of `path`, gunzipped as a stream, never over `limit` bytes.
+
+    `gzipped` None tells gzip apart by content; True or False is the caller's
+    decision (e.g. by the file name).
+    Each hashlib object in `stored_hashes` sees the bytes on disk, each in
+    `content_hashes` the decompressed bytes, chunk by chunk as they are read. A
+    file whose content passes `limit` is abandoned there, so a small gzip that
+    expands to gigabytes costs a fraction of a second and `limit` bytes of memory.
+    `what` names the file it should be, for the message. OSError (permission
+    denied, ...) is left to the caller: it is the environment, not the file.
+    """
+    path = Path(path)
+    stored_hashes, content_hashes = list(stored_hashes), list(content_hashes)
+    out = bytearray()
+
+    def add(piece: bytes, packed: bool) -> None:
+        out.extend(piece)
+        for h in content_hashes:
+            h.update(piece)
+        if len(out) > limit:
+            verb = "expands past" if packed else "is larger than"
+            raise DataError(f"{path}: {verb} {limit:,} bytes: not the dataset file {what}; delete it")
+
+    with open(path, "rb") as f:
+        first = f.read(_CHUNK)
+        packed = first[:2] == _GZIP_MAGIC if gzipped is None else gzipped
+        member = zlib.decompressobj(16 + zlib.MAX_WBITS) if packed else None
+        chunk = first
+        while chunk:
+            for h in stored_hashes:
+                h.update(chunk)
+            if not packed:
+                add(chunk, False)
+            data = chunk if packed else b""
+            while data:
+                if member.eof:  # another gzip member may follow, after optional zero padding (as gzip does)
+                    data = data.lstrip(b"\0")
+                    if not data:
+                        break
+                    member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                try:
+                    add(member.decompress(data, _CHUNK), True)
+                except zlib.error as err:
+                    raise _corrupt(path, str(err)) from None
+                data = member.unused_data if member.eof else member.unconsumed_tail
+            chunk = f.read(_CHUNK)
+    if packed and not member.eof:
+        try:
+            add(member.flush(), True)
+        except zlib.error as err:
+            raise _corrupt(path, str(err)) from None
+        if not member.eof:
+            raise _corrupt(path, "Compressed file ended before the end-of-stream marker was reached")
+    return bytes(out)
 
 
 def parse_idx(data: bytes | bytearray | memoryview, source: str | Path = "<bytes>") -> np.ndarray:
@@ -56,13 +120,12 @@ def parse_idx(data: bytes | bytearray | memoryview, source: str | Path = "<bytes
     return np.frombuffer(data, dtype=dtype, offset=offset).reshape(shape)
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file, gzipped or not (told apart by content, not by name). No checksum check."""
+def read_idx(path: str | Path, max_bytes: int = 1 << 30) -> np.ndarray:
+    """Read an IDX file, gzipped or not (told apart by content, not by name). No checksum check.
+
+    Content past `max_bytes` is refused, so a gzip bomb cannot fill memory."""
     path = Path(path)
-    data = path.read_bytes()
-    if data[:2] == _GZIP_MAGIC:
-        data = gunzip(data, path)
-    return parse_idx(data, path)
+    return parse_idx(read_bounded(path, max_bytes, path.name), path)
 
 
 def encode_idx(array: np.ndarray) -> bytes:

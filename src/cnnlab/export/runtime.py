@@ -11,7 +11,7 @@ import torch
 
 from cnnlab.errors import CnnlabError, unknown_choice
 from cnnlab.export.deps import ONNX_RUN, require
-from cnnlab.export.sidecar import METADATA_KEY, parse_metadata, sidecar_path
+from cnnlab.export.sidecar import METADATA_KEY, parse_metadata, read_sidecar, sidecar_path
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pts": "torchscript", ".ts": "torchscript",
@@ -68,7 +68,11 @@ def _open_onnx(path: Path) -> ExportedModel:
     input_name, output_name = inputs[0].name, outputs[0].name
 
     def run(x: np.ndarray) -> np.ndarray:
-        return session.run([output_name], {input_name: x})[0]
+        try:
+            return session.run([output_name], {input_name: x})[0]
+        except Exception as err:  # noqa: BLE001 - e.g. a sidecar whose sizes do not fit the model: one line
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise CnnlabError(f"onnxruntime cannot run {str(path)!r} on input {list(x.shape)}: {first}") from None
 
     return ExportedModel(path, "onnx", metadata, first_dim if isinstance(first_dim, int) else None, run)
 
@@ -104,7 +108,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     side = sidecar_path(path)
     if side.is_file():
-        return parse_metadata(side.read_text(), str(side))
+        return read_sidecar(side)
     if not path.is_file():
         raise CnnlabError(f"no such exported model: {str(path)!r}")
     metadata = open_exported(path).metadata

@@ -16,6 +16,7 @@ from cnnlab.data.catalog import get_spec
 from cnnlab.data.preprocess import build_transform, preprocessing_info
 from cnnlab.data.transforms import BatchTransform
 from cnnlab.models import create_model
+from cnnlab.errors import CnnlabError
 from cnnlab.training.checkpoint import load_checkpoint, run_dir_of
 from cnnlab.training.config import TrainConfig
 
@@ -66,6 +67,11 @@ def load_run(path: str | Path, which: str = "best", device: str | torch.device =
     spec = get_spec(config.dataset)
     model = create_model(config.model, in_channels=checkpoint["in_channels"], num_classes=checkpoint["num_classes"],
                          **config.model_options)
-    model.load_state_dict(checkpoint["model"])
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as err:  # names or shapes that are not this model's: one line, not torch's list
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(":")
+        raise CnnlabError(f"{checkpoint['path']!r} is not a cnnlab checkpoint: its weights do not fit "
+                          f"{config.model} ({first})") from None
     model.to(device).eval()
     return LoadedRun(model, config, spec, checkpoint)

@@ -36,20 +36,81 @@ def _fit(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
     return images.contiguous()
 
 
-def load_images(paths: list[str | Path], channels: int, size: int, invert: bool = False) -> tuple[torch.Tensor, list[str]]:
-    """Image files (PNG/JPEG/...) or .npy arrays -> uint8 (N, channels, size, size) and a name per image."""
+# Bounds on what predict and inspect decode: far above any picture of a digit, far below what fills memory.
+MAX_PIXELS = 4096 * 4096  # per image (H * W), checked from the header before decoding
+MAX_NPY_ELEMENTS = 64 * MAX_PIXELS  # a whole .npy array, checked from its header before reading
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from a .npy file's header alone, or a one-line error for anything cnnlab will not read."""
+    from numpy.lib import format as npy_format
+
+    try:
+        with open(path, "rb") as f:
+            version = npy_format.read_magic(f)
+            read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+    except PermissionError:
+        raise  # the environment: the CLI says so and exits 1
+    except (ValueError, OSError, EOFError, SyntaxError) as err:
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CnnlabError(f"cannot read {str(path)!r} as a .npy array: {why}") from None
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise CnnlabError(f"{str(path)!r} holds {dtype} values; give uint8 pixels 0..255 or floats in [0, 1] "
+                          "(cnnlab never loads Python objects from .npy files)")
+    if not 2 <= len(shape) <= 4:
+        raise CnnlabError(f"{str(path)!r}: expected an array of shape (H, W), (N, H, W) or (N, C, H, W), got {shape}")
+    elements = int(np.prod(shape, dtype=object))
+    height, width = shape[-2:] if len(shape) != 3 or shape[-1] not in (1, 3) or shape[0] <= 4 else shape[:2]
+    if height * width > MAX_PIXELS or elements > MAX_NPY_ELEMENTS:
+        raise CnnlabError(f"{str(path)!r}: an array of shape {shape} is more than cnnlab reads "
+                          f"({MAX_PIXELS:,} pixels per image, {MAX_NPY_ELEMENTS:,} values in all); shrink it first")
+    return shape, dtype
+
+
+def _read_image(path: Path, mode: str) -> np.ndarray:
+    """The pixels of an image file in PIL `mode`, refusing one larger than MAX_PIXELS before decoding it."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with warnings.catch_warnings():
+            # PIL only warns between its own limit and twice it; that is still far too big here.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:  # reads the header only
+                width, height = img.size
+                if width * height > MAX_PIXELS:
+                    raise CnnlabError(f"image {str(path)!r} is {width}x{height} pixels, more than cnnlab reads "
+                                      f"({MAX_PIXELS:,}); shrink it first")
+                return np.asarray(img.convert(mode), dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CnnlabError(f"image {str(path)!r} is too large to read safely ({why})") from None
+    except PermissionError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        # PIL reports broken files in all of these, depending on the format and where the damage is.
+        raise CnnlabError(f"cannot read {str(path)!r} as an image (PNG, JPEG, ... or .npy)") from None
+
+
+def load_images(paths: list[str | Path], channels: int, size: int, invert: bool = False) -> tuple[torch.Tensor, list[str]]:
+    """Image files (PNG/JPEG/...) or .npy arrays -> uint8 (N, channels, size, size) and a name per image.
+
+    Sizes come from each file's header and are checked before anything is decoded.
+    """
     batches, names = [], []
     for path in map(Path, paths):
         if not path.is_file():
             what = "is not a regular file" if path.exists() else "does not exist"
             raise CnnlabError(f"image {str(path)!r} {what}; give PNG/JPEG files or .npy arrays")
         if path.suffix.lower() == ".npy":
+            _npy_header(path)
             try:
                 array = np.load(path, allow_pickle=False)
-            except (ValueError, OSError) as err:
-                raise CnnlabError(f"cannot read {str(path)!r} as a .npy array: {err}") from None
+            except (ValueError, OSError, EOFError) as err:
+                why = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                raise CnnlabError(f"cannot read {str(path)!r} as a .npy array: {why}") from None
             array = _to_uint8(array, str(path))
             if array.ndim == 2:  # H, W
                 array = array[None, None]
@@ -57,15 +118,12 @@ def load_images(paths: list[str | Path], channels: int, size: int, invert: bool 
                 array = array.transpose(2, 0, 1)[None] if array.shape[-1] in (1, 3) and array.shape[0] > 4 else array[:, None]
             elif array.ndim != 4:
                 raise CnnlabError(f"{str(path)!r}: expected an array of shape (H, W), (N, H, W) or (N, C, H, W), got {array.shape}")
+            if 0 in array.shape:
+                raise CnnlabError(f"{str(path)!r}: the array of shape {array.shape} holds no image")
             tensor = torch.from_numpy(np.ascontiguousarray(array))
             names += [f"{path.name}[{i}]" for i in range(len(tensor))] if len(tensor) > 1 else [path.name]
         else:
-            try:
-                with Image.open(path) as img:
-                    img = img.convert("L" if channels == 1 else "RGB")
-                    array = np.asarray(img, dtype=np.uint8)
-            except (UnidentifiedImageError, OSError):
-                raise CnnlabError(f"cannot read {str(path)!r} as an image (PNG, JPEG, ... or .npy)") from None
+            array = _read_image(path, "L" if channels == 1 else "RGB")
             tensor = torch.from_numpy(array.copy())
             tensor = tensor[None, None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)[None]
             names.append(path.name)

@@ -70,21 +70,134 @@ def find_checkpoint(path: str | Path, name: str = "last.pt") -> Path:
 
 
 def load_checkpoint(path: str | Path, name: str = "last.pt") -> dict[str, Any]:
-    """Load a checkpoint safely (weights_only=True: a file from elsewhere cannot run code)."""
+    """Load a checkpoint safely (weights_only=True: a file from elsewhere cannot run code) and check its layout."""
+    import pickle
+    import re
+
     file = find_checkpoint(path, name)
     try:
         checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+    except PermissionError:
+        raise  # the environment, not the file: the CLI says so and exits 1
+    except pickle.UnpicklingError as err:
+        # torch's message suggests weights_only=False; for a file from elsewhere that would let it run code.
+        # Only the reason is passed on: torch's text suggests weights_only=False, which would let the file run code.
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if found:
+            raise CnnlabError(f"{str(file)!r} is not a cnnlab checkpoint: it holds Python objects ({found.group(1)}) "
+                              "that could run code, so cnnlab will not load it") from None
+        reason = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(err))
+        why = reason.group(1).strip() if reason else _first_line(err)
+        if "weights_only" in why:
+            why = "not a PyTorch checkpoint"
+        raise CnnlabError(f"cannot load checkpoint {str(file)!r}: not a file torch can read safely ({why})") from None
     except Exception as err:  # noqa: BLE001 - unreadable/corrupt/unsafe files all become one line
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise CnnlabError(f"cannot load checkpoint {str(file)!r}: {first_line}") from None
-    if not isinstance(checkpoint, dict) or "model" not in checkpoint or "config" not in checkpoint:
-        raise CnnlabError(f"{str(file)!r} is not a cnnlab checkpoint (no model/config inside)")
-    if checkpoint.get("version", 0) > CHECKPOINT_VERSION:
-        raise CnnlabError(
-            f"{str(file)!r} was written by a newer cnnlab (checkpoint version {checkpoint['version']}); upgrade cnnlab"
-        )
+        raise CnnlabError(f"cannot load checkpoint {str(file)!r}: {_first_line(err)}") from None
+    validate_checkpoint(checkpoint, file)
     checkpoint["path"] = str(file)
     return checkpoint
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _checkpoint_problem(obj: Any) -> str | None:
+    """What is wrong with `obj` as a checkpoint the trainer wrote (see `save` in loop.py), or None."""
+    if not isinstance(obj, dict):
+        return f"it holds a {type(obj).__name__}, not a dict"
+    version = obj.get("version")
+    if _is_int(version) and version > CHECKPOINT_VERSION:
+        return None  # a newer layout, not ours to judge: validate_checkpoint says to upgrade
+    missing = [key for key in _REQUIRED_KEYS if key not in obj]
+    if missing:
+        return f"no {', '.join(missing)} inside"
+    if not _is_int(version) or version < 0:
+        return f"version must be a non-negative integer, got {version!r:.40}"
+    model = obj["model"]
+    if not isinstance(model, dict) or not model:
+        return "model must be a non-empty dict of tensors"
+    for key, value in model.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            return f"model entry {key!r:.60} is a {type(value).__name__}, not a tensor"
+    optimizer = obj["optimizer"]
+    if not (isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict)
+            and isinstance(optimizer.get("param_groups"), list)
+            and all(isinstance(group, dict) for group in optimizer["param_groups"])):
+        return "optimizer must be an optimizer's state_dict (state and param_groups)"
+    for key in ("scheduler", "scaler"):
+        if not isinstance(obj[key], dict):
+            return f"{key} must be a dict, got {type(obj[key]).__name__}"
+    for key in ("epoch", "step"):
+        if not _is_int(obj[key]) or obj[key] < 0:
+            return f"{key} must be a non-negative integer, got {obj[key]!r:.40}"
+    if not _is_number(obj["best_acc"]):
+        return f"best_acc must be a finite number, got {obj['best_acc']!r:.40}"
+    best_epoch = obj.get("best_epoch")
+    if best_epoch is not None and not (_is_int(best_epoch) and best_epoch >= 0):
+        return f"best_epoch must be a non-negative integer or None, got {best_epoch!r:.40}"
+    sums = obj.get("epoch_sums")
+    if sums is not None and not (isinstance(sums, dict) and set(sums) >= _EPOCH_SUMS
+                                 and all(_is_number(v) or isinstance(v, torch.Tensor) and v.numel() == 1
+                                         for v in sums.values())):
+        return f"epoch_sums must be None or numbers for {', '.join(sorted(_EPOCH_SUMS))}"
+    rng = obj["rng"]
+    if not (isinstance(rng, dict) and isinstance(rng.get("torch"), torch.Tensor) and rng["torch"].dtype == torch.uint8
+            and all(isinstance(t, torch.Tensor) for t in rng.get("cuda", []))):
+        return "rng must hold torch's generator state (a uint8 tensor)"
+    if "run_dir" in obj and not isinstance(obj["run_dir"], str):
+        return f"run_dir must be a string, got {type(obj['run_dir']).__name__}"
+    config = obj["config"]
+    if not isinstance(config, dict) or not all(isinstance(key, str) for key in config):
+        return "config must be a dict of training options"
+    from cnnlab.training.config import TrainConfig  # here: config imports more than a checkpoint needs
+
+    unknown = sorted(set(config) - set(TrainConfig.field_names()))
+    if unknown:
+        return f"config has unknown option {unknown[0]!r:.60}"
+    for key in ("num_classes", "in_channels"):
+        if not _is_int(obj[key]) or not 0 < obj[key] <= _MAX_COUNT:
+            return f"{key} must be a positive integer, got {obj[key]!r:.40}"
+    classes = obj["classes"]
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        return "classes must be a list of class names"
+    if len(classes) != obj["num_classes"]:
+        return f"num_classes is {obj['num_classes']} but {len(classes)} classes are named"
+    return None
+
+
+# What `save` in loop.py always writes (best_epoch, epoch_sums and run_dir are checked when present).
+_REQUIRED_KEYS = ("version", "model", "optimizer", "scheduler", "scaler", "epoch", "step", "best_acc", "rng",
+                  "config", "num_classes", "in_channels", "classes")
+_EPOCH_SUMS = {"loss_sum", "correct", "seen", "seconds"}
+_MAX_COUNT = 100_000  # classes or channels: far above any dataset cnnlab trains on
+
+
+def validate_checkpoint(obj: Any, file: str | Path) -> dict[str, Any]:
+    """`obj` if it has the layout cnnlab writes, else a one-line CnnlabError naming `file` and what is wrong.
+
+    A file that loads with weights_only can still hold anything made of tensors and
+    plain types; checking here turns a wrong one into a clear message instead of a
+    KeyError or TypeError deep inside training or evaluation.
+    """
+    problem = _checkpoint_problem(obj)
+    if problem:
+        raise CnnlabError(f"{str(file)!r} is not a cnnlab checkpoint: {problem}")
+    if obj["version"] > CHECKPOINT_VERSION:
+        raise CnnlabError(
+            f"{str(file)!r} was written by a newer cnnlab (checkpoint version {obj['version']}); upgrade cnnlab"
+        )
+    return obj
 
 
 def rng_states() -> dict[str, Any]:
