@@ -235,10 +235,10 @@ def _error_of(capsys, argv):
         (["train", "convnet", "--batch-size", "-4"], "--batch-size must be a positive integer"),
         (["train", "convnet", "--config", "/nonexistent/c.yaml"], "cannot read config file"),
         (["train", "--resume", "/nonexistent/run"], "no such run folder or checkpoint"),
-        (["train", "alexnet", "--dataset", "mnist-sample", "--resize", "32"], "at least 65x65"),
+        (["train", "alexnet", "--dataset", "mnist-sample", "--resize", "32"], "65x65 pixels or larger"),
         (["train", "convnet", "--device", "cuda"] if not torch.cuda.is_available() else ["train", "x"], "cuda" if not torch.cuda.is_available() else "unknown model"),
         (["train", "convnet", "--normalize", "0.5"], "--normalize must be"),
-        (["train", "mlp-tiny", "--dataset", "mnist-sample", "--resize", "32"], "at most 28x28"),
+        (["train", "mlp-tiny", "--dataset", "mnist-sample", "--resize", "32"], "exactly 28x28"),
         (["train", "convnet", "--init", "normal:x"], "--init must be"),
     ],
 )
@@ -280,9 +280,11 @@ def test_eval_reports_accuracy_and_confusion(trained_run, capsys):
     best = json.loads((trained_run.run_dir / "summary.json").read_text())["best_test_acc"]
     assert report["accuracy"] == pytest.approx(best, abs=1e-9)
     assert Path(report["confusion_png"]).is_file()
+    figure = Path(report["confusion_png"]).read_bytes()
     assert main(["eval", str(trained_run.run_dir)]) == 0
     text = capsys.readouterr().out
-    assert "per-class accuracy" in text and "confusion matrix" in text
+    assert "per-class accuracy" in text and "confusion matrix" in text and "kept from an earlier eval" in text
+    assert Path(report["confusion_png"]).read_bytes() == figure
 
 
 def test_predict_png_and_npy(trained_run, tmp_path, capsys):

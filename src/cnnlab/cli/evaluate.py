@@ -17,7 +17,8 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
     parser.add_argument("-o", "--output", help="confusion matrix PNG (default RUN/eval/confusion-<dataset>.png)")
     parser.add_argument("--format", choices=["table", "json"], default="table")
-    parser.add_argument("--overwrite", action="store_true", help="replace the confusion matrix PNG if it exists")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing confusion matrix PNG (an earlier eval's default one is kept otherwise)")
     parser.set_defaults(func=run)
 
 
@@ -26,13 +27,17 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.figures.plots import plot_confusion
     from cnnlab.files import check_output
 
+    if args.output:
+        check_output(args.output, args.overwrite)  # before the work
     report = evaluate_run(args.run, args.dataset, args.data_dir, args.checkpoint, args.limit_test, device=args.device)
     result, classes = report.result, report.trained.classes
     output = Path(args.output) if args.output else report.trained.run_dir / "eval" / f"confusion-{report.dataset}.png"
-    check_output(output, args.overwrite)
-    if output.parent.exists() or not args.output:
+    # The default figure of an earlier eval is kept unless --overwrite: the numbers are printed either way.
+    redraw = bool(args.output) or args.overwrite or not output.exists()
+    if redraw:
+        check_output(output, overwrite=True)  # still never inside checkpoints/
         output.parent.mkdir(parents=True, exist_ok=True)
-    plot_confusion(result.confusion, classes, output, title=f"{report.trained.config.model} on {report.dataset} (test)")
+        plot_confusion(result.confusion, classes, output, title=f"{report.trained.config.model} on {report.dataset} (test)")
     if args.format == "json":
         print(json.dumps({**report.to_dict(), "confusion_png": str(output)}, indent=2))
         return 0
@@ -46,5 +51,5 @@ def run(args: argparse.Namespace) -> int:
     print("  " + " " * width + "".join(f"{i:>6}" for i in range(len(classes))))
     for i, (name, row) in enumerate(zip(classes, result.confusion.tolist())):
         print(f"  {name:<{width}}" + "".join(f"{v:>6}" for v in row))
-    print(f"\nconfusion matrix figure: {output}")
+    print(f"\nconfusion matrix figure: {output}" + ("" if redraw else " (kept from an earlier eval; --overwrite redraws it)"))
     return 0

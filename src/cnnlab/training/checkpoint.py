@@ -113,7 +113,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _checkpoint_problem(obj: Any) -> str | None:
-    """What is wrong with `obj` as a checkpoint the trainer wrote (see `save` in loop.py), or None."""
+    """What is wrong with `obj` as a checkpoint the trainer wrote (see `TrainState.to_checkpoint`), or None."""
     if not isinstance(obj, dict):
         return f"it holds a {type(obj).__name__}, not a dict"
     version = obj.get("version")
@@ -165,6 +165,12 @@ def _checkpoint_problem(obj: Any) -> str | None:
     unknown = sorted(set(config) - set(TrainConfig.field_names()))
     if unknown:
         return f"config has unknown option {unknown[0]!r:.60}"
+    from cnnlab.training.config import check_types
+
+    try:
+        check_types(config)
+    except CnnlabError as err:
+        return f"config: {err}"
     for key in ("num_classes", "in_channels"):
         if not _is_int(obj[key]) or not 0 < obj[key] <= _MAX_COUNT:
             return f"{key} must be a positive integer, got {obj[key]!r:.40}"
@@ -176,7 +182,7 @@ def _checkpoint_problem(obj: Any) -> str | None:
     return None
 
 
-# What `save` in loop.py always writes (best_epoch, epoch_sums and run_dir are checked when present).
+# What `TrainState.to_checkpoint` always writes (best_epoch, epoch_sums and run_dir are checked when present).
 _REQUIRED_KEYS = ("version", "model", "optimizer", "scheduler", "scaler", "epoch", "step", "best_acc", "rng",
                   "config", "num_classes", "in_channels", "classes")
 _EPOCH_SUMS = {"loss_sum", "correct", "seen", "seconds"}
@@ -256,8 +262,12 @@ class TrainState:
         """Continue from `checkpoint`; returns whether the lr schedule had to be re-planned for a changed config."""
         from cnnlab.training.optim import build_scheduler
 
-        self.model.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        try:
+            self.model.load_state_dict(checkpoint["model"])
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CnnlabError(f"{checkpoint['path']!r} is not a cnnlab checkpoint: its state does not fit "
+                              f"{config.model} ({str(err).strip().splitlines()[0][:200]})") from None
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.epoch, self.step = checkpoint["epoch"], checkpoint["step"]
         self.best_acc, self.best_epoch = checkpoint["best_acc"], checkpoint["best_epoch"]

@@ -18,7 +18,7 @@ from cnnlab.data.batches import Batches
 from cnnlab.data.catalog import get_spec
 from cnnlab.errors import CnnlabError
 from cnnlab.data.preprocess import build_transform
-from cnnlab.models import count_macs, create_model, model_info
+from cnnlab.models import check_input_size, count_macs, create_model
 from cnnlab.runs.evaluate import EvalResult, evaluate
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training.config import TrainConfig, check_memory, resolve_config
@@ -129,7 +129,7 @@ def train(
     else:
         config = config.replace(out=str(config.out or default_run_dir(config.model, config.dataset)))
     spec = data.spec if data is not None else get_spec(config.dataset)
-    _check_input_size(config, spec)
+    check_input_size(config.model, config.resize or spec.image_size)
     check_memory(config, spec)
     if config.tensorboard:
         from cnnlab.training.tensorboard import require_tensorboard
@@ -382,16 +382,6 @@ def _save(writer: RunWriter, state: ckpt.TrainState, config: TrainConfig, spec, 
           sums=None) -> None:
     if writer.enabled:
         writer.checkpoint(name, state.to_checkpoint(config, spec, epoch, step, sums), config.keep_checkpoints)
-
-
-def _check_input_size(config: TrainConfig, spec) -> None:
-    info, size = model_info(config.model), config.resize or spec.image_size
-    if size < info.min_input_size:
-        raise CnnlabError(f"{config.model} needs inputs of at least {info.min_input_size}x{info.min_input_size}, "
-                          f"{config.dataset} gives {size}x{size}; pass --resize {max(info.min_input_size, info.default_input_size)}")
-    if info.max_input_size is not None and size > info.max_input_size:
-        raise CnnlabError(f"{config.model} takes inputs of at most {info.max_input_size}x{info.max_input_size}, got "
-                          f"{size}x{size}; drop --resize or pass --resize {info.default_input_size}")
 
 
 def _check_compatible(checkpoint: dict[str, Any], config: TrainConfig) -> None:
