@@ -143,7 +143,7 @@ def test_parse_settings_types_and_axes():
     assert parse_settings(["normalize=none", "normalize=dataset"]) == {"normalize": ["none", "dataset"]}
     for item, message in [("lrr=0.1", "unknown option 'lrr' (did you mean 'lr'"),
                           ("seed=3", "set seed with --seeds"), ("lr", "expects KEY=VALUE"),
-                          ("lr=fast", "lr takes a float value, e.g. --set lr=0.01"),
+                          ("lr=fast", "lr takes a float value, e.g. lr=0.01"),
                           ("augment=maybe", "augment takes a bool value")]:
         with pytest.raises(CnnlabError, match=re.escape(message)):
             parse_settings([item])

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+
+from cnnlab.cli.options import add_data_dir, add_format
 import json
 
 _COLUMNS = (  # (header, row -> cell)
@@ -23,8 +25,8 @@ def register(subparsers) -> None:
         "$CNNLAB_DATA, the user cache, then /usr/share/datasets), sizes, shape, classes and checksum state. "
         "Never downloads.",
     )
-    parser.add_argument("--data-dir", metavar="DIR", help="folder to search first for the dataset files")
-    parser.add_argument("--format", choices=["table", "json"], default="table", help="output format (default: table)")
+    add_data_dir(parser, help="folder to search first for the dataset files")
+    add_format(parser)
     parser.set_defaults(func=run)
 
 

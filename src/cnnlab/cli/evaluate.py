@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+
+from cnnlab.cli.options import add_checkpoint, add_data_dir, add_device, add_format
 import json
 from pathlib import Path
 
@@ -11,12 +13,12 @@ def register(subparsers) -> None:
                                    description="Evaluate a run's model (best checkpoint by default) on a test split.")
     parser.add_argument("run", metavar="RUN_DIR|CKPT")
     parser.add_argument("--dataset", help="dataset to evaluate on (default: the training dataset)")
-    parser.add_argument("--data-dir", help="folder holding the dataset files")
-    parser.add_argument("--checkpoint", choices=["best", "last"], default="best", help="which checkpoint of a run folder")
+    add_data_dir(parser)
+    add_checkpoint(parser)
     parser.add_argument("--limit-test", type=int, help="use only the first N test images")
-    parser.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
+    add_device(parser)
     parser.add_argument("-o", "--output", help="confusion matrix PNG (default RUN/eval/confusion-<dataset>.png)")
-    parser.add_argument("--format", choices=["table", "json"], default="table")
+    add_format(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing confusion matrix PNG (an earlier eval's default one is kept otherwise)")
     parser.set_defaults(func=run)

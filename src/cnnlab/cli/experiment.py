@@ -3,6 +3,12 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.cli.options import add_config_flags, as_flags, config_options
+from cnnlab.errors import CnnlabError
+
+
+PERMUTATION_OWN = {"model", "seed", "out", "permute_pixels", "permutation_seed"}  # arguments of this command, not generated flags
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -18,35 +24,27 @@ def register(subparsers) -> None:
         "accuracy.png and experiment.json. Reference: mlp-tiny 88% -> 85%, cnn-tiny 96% -> 80% on MNIST.")
     permutation.add_argument("--models", nargs="+", default=["mlp-tiny", "cnn-tiny"], metavar="MODEL",
                              help="models to compare (default: mlp-tiny cnn-tiny, nearly equal parameter counts)")
-    permutation.add_argument("--dataset", default="mnist", help="dataset (default: mnist)")
-    permutation.add_argument("--data-dir", help="folder holding the dataset files")
-    permutation.add_argument("--epochs", type=int, default=1, help="epochs per run (default: 1, as the reference)")
     permutation.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds per model and condition (default: 3)")
-    permutation.add_argument("--recipe", default="reference",
-                             help="training recipe of each model: reference | fast | none (default: reference)")
     permutation.add_argument("--permutation-seed", type=int, default=0, metavar="S",
                              help="seed of the one fixed pixel permutation (default: 0)")
-    permutation.add_argument("--limit-train", type=int, metavar="N", help="use only the first N training images")
-    permutation.add_argument("--limit-test", type=int, metavar="N", help="use only the first N test images")
-    permutation.add_argument("--device", help="device for every run: auto|cpu|cuda|mps")
-    permutation.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                             help="progress bars while training (default: on)")
     permutation.add_argument("-o", "--out", metavar="DIR",
                              help="experiment folder (default: runs/experiment-permutation-<timestamp>)")
+    training = permutation.add_argument_group("training options for every run (as for `cnnlab train`)")
+    add_config_flags(training, exclude=PERMUTATION_OWN,
+                     defaults={"dataset": "mnist", "epochs": 1, "recipe": "reference"})
     permutation.set_defaults(func=run_permutation_command)
 
 
 def run_permutation_command(args: argparse.Namespace) -> int:
     from cnnlab.experiments.permutation import run_permutation
 
-    options = {k: getattr(args, k) for k in ("limit_train", "limit_test", "device", "progress")
-               if getattr(args, k) is not None}
-    result = run_permutation(
-        args.models, dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs, seeds=args.seeds,
-        recipe=args.recipe, permutation_seed=args.permutation_seed, out=args.out, **options,
-    )
+    try:
+        result = run_permutation(args.models, seeds=args.seeds, permutation_seed=args.permutation_seed, out=args.out,
+                                 **config_options(args, PERMUTATION_OWN))
+    except CnnlabError as err:
+        raise as_flags(err) from None
     print()
-    print(f"pixel permutation on {args.dataset}: final test accuracy, mean ± std over {args.seeds} seed(s)")
+    print(f"pixel permutation on {getattr(args, 'dataset', 'mnist')}: final test accuracy, mean ± std over {args.seeds} seed(s)")
     print(result.text())
     print(f"\nexperiment folder: {result.out_dir} (results.csv, table.md, permutation.png, accuracy.png); "
           f"report: cnnlab report {result.out_dir}")

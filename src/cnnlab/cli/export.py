@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.cli.options import add_checkpoint, add_overwrite
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -20,10 +22,10 @@ def register(subparsers) -> None:
                         help="accept any batch size (default: batches of exactly 1)")
     parser.add_argument("--opset", type=int, metavar="N",
                         help="ONNX opset (default: the exporter's; below 18 uses torch's legacy exporter)")
-    parser.add_argument("--checkpoint", choices=["best", "last"], default="best", help="which checkpoint of a run folder")
+    add_checkpoint(parser)
     parser.add_argument("--verify-images", type=int, default=32, metavar="N",
                         help="test images to verify the export on (default 32)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier export at that path")
+    add_overwrite(parser, "an earlier export at that path")
     parser.set_defaults(func=run)
 
 

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.cli.options import add_checkpoint, add_data_dir, add_device, add_overwrite
+
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-o", "--output", metavar="DIR", help="folder for the PNGs (default RUN_DIR/inspect)")
-    common.add_argument("--checkpoint", choices=["best", "last"], default="best", help="which checkpoint of a run folder")
-    common.add_argument("--overwrite", action="store_true", help="replace figures an earlier inspect wrote there")
+    add_checkpoint(common)
+    add_overwrite(common, "figures an earlier inspect wrote there")
     return common
 
 
@@ -35,7 +37,7 @@ def _input_options(parser: argparse.ArgumentParser, many: bool) -> None:
         group.add_argument("--index", type=int, metavar="N", help="a test image of the run's dataset")
         group.add_argument("--image", metavar="FILE", help="an image file: PNG/JPEG or .npy, as for predict")
     parser.add_argument("--invert", action="store_true", help="invert dark-on-light images (MNIST is light-on-dark)")
-    parser.add_argument("--data-dir", help="folder holding the dataset files")
+    add_data_dir(parser)
 
 
 def register(subparsers) -> None:
@@ -78,8 +80,8 @@ def register(subparsers) -> None:
     mistakes.add_argument("--top", type=int, default=32, metavar="N", help="mistakes to show")
     mistakes.add_argument("--pairs", type=int, default=10, metavar="N", help="confused class pairs to show")
     mistakes.add_argument("--limit-test", type=int, metavar="N", help="use only the first N test images")
-    mistakes.add_argument("--data-dir", help="folder holding the dataset files")
-    mistakes.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
+    add_data_dir(mistakes)
+    add_device(mistakes)
     mistakes.set_defaults(func=run_mistakes)
 
 

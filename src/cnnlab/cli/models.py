@@ -10,14 +10,10 @@ import dataclasses
 import json
 from typing import Any
 
-import torch
-
+from cnnlab.cli.options import add_format
 from cnnlab.errors import CnnlabError, did_you_mean
-from cnnlab.models import (check_input_size, count_macs, create_model, list_models, model_info, render_summary,
-                           summarize)
-from cnnlab.models.summary import format_count, render_table
 
-FORMATS = ("table", "json")
+# torch and the model zoo are imported inside the handlers: `cnnlab --help` must not pay for them.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                "default input size, MACs per image at that size, reference result.")
     models.add_argument("pattern", nargs="?", default="*", metavar="PATTERN",
                         help="shell-style wildcard on the name, e.g. 'res*' (default: all)")
-    models.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    add_format(models)
     models.set_defaults(func=run_models)
 
     summary = subparsers.add_parser("summary", help="show a model layer by layer: shapes, params, MACs",
@@ -40,17 +36,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="batch size of the activation-memory estimate (default: 1)")
     summary.add_argument("--model-options", default="{}", metavar="JSON",
                          help="model options as JSON, e.g. '{\"width\": 4}' (see `cnnlab models --format json`)")
-    summary.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    add_format(summary)
     summary.set_defaults(func=run_summary)
 
 
-def _meta_model(name: str, in_channels: int = 1, num_classes: int = 10, **options: Any) -> torch.nn.Module:
+def _meta_model(name: str, in_channels: int = 1, num_classes: int = 10, **options: Any):
+    import torch
+
+    from cnnlab.models import create_model
+
     with torch.device("meta"):
         return create_model(name, in_channels, num_classes, **options)
 
 
 def model_rows(pattern: str) -> list[dict[str, Any]]:
     """One dict per model matching `pattern`: metadata plus params and MACs at the default input."""
+    from cnnlab.models import count_macs, list_models, model_info
+
     names = list_models(pattern)
     if not names:
         raise CnnlabError(f"no model matches {pattern!r}{did_you_mean(pattern, list_models())}; "
@@ -75,6 +77,8 @@ def model_rows(pattern: str) -> list[dict[str, Any]]:
 
 
 def run_models(args: argparse.Namespace) -> int:
+    from cnnlab.models.summary import format_count, render_table
+
     rows = model_rows(args.pattern)
     if args.format == "json":
         print(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -98,6 +102,8 @@ def _parse_options(text: str) -> dict[str, Any]:
 
 
 def run_summary(args: argparse.Namespace) -> int:
+    from cnnlab.models import check_input_size, model_info, render_summary, summarize
+
     info = model_info(args.model)
     size = info.default_input_size if args.input_size is None else args.input_size
     for flag, value in (("--input-size", size), ("--batch-size", args.batch_size)):

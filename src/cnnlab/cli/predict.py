@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+
+from cnnlab.cli.options import add_checkpoint, add_format
 import json
 
 
@@ -14,8 +16,8 @@ def register(subparsers) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument("-k", "--top-k", type=int, default=3, help="how many classes to show per image")
     parser.add_argument("--invert", action="store_true", help="invert dark-on-light images (MNIST is light-on-dark)")
-    parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    parser.add_argument("--format", choices=["table", "json"], default="table")
+    add_checkpoint(parser)
+    add_format(parser)
     parser.set_defaults(func=run)
 
 

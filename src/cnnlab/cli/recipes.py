@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+
+from cnnlab.cli.options import add_format
 import json
 
 
@@ -14,7 +16,7 @@ def register(subparsers) -> None:
                                    description="Each model's reference recipe (as published) and fast recipe "
                                    "(CPU-friendly), for `cnnlab train MODEL --recipe NAME`.")
     parser.add_argument("pattern", nargs="?", default="*", help="shell-style model pattern, e.g. 'res*'")
-    parser.add_argument("--format", choices=["table", "json"], default="table")
+    add_format(parser)
     parser.set_defaults(func=run)
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+
+from cnnlab.cli.options import add_checkpoint, add_data_dir, add_overwrite
 import sys
 
 
@@ -14,13 +16,12 @@ def register(subparsers) -> None:
     parser.add_argument("paths", nargs="+", metavar="RUN_DIR|EXPERIMENT_DIR", help="run folders, globs or experiment folders")
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="HTML file (default: DIR/report.html for one folder, else ./report.html)")
-    parser.add_argument("--data-dir", help="folder holding the dataset files (default: where each run found them)")
-    parser.add_argument("--checkpoint", choices=["last", "best"], default="last",
-                        help="model for per-class accuracy and misclassified images (default: last, the final epoch)")
+    add_data_dir(parser, help="folder holding the dataset files (default: where each run found them)")
+    add_checkpoint(parser, default="last", help="model for per-class accuracy and misclassified images (default: last, the final epoch)")
     parser.add_argument("--misclassified", type=int, default=32, metavar="N",
                         help="misclassified test images shown per run (default: 32; 0: none)")
     parser.add_argument("--title", help="report title")
-    parser.add_argument("--overwrite", action="store_true", help="replace the HTML file if it exists")
+    add_overwrite(parser, "the HTML file")
     parser.set_defaults(func=run)
 
 

@@ -2,63 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
 
+from cnnlab.cli.options import add_config_flags, as_flags, config_options
 from cnnlab.errors import CnnlabError
 
-# Fields set through the positional argument or a dedicated option rather than a generated flag.
-_NOT_FLAGS = {"model"}
-
-
-def _json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {text!r} (e.g. '{{\"batch_norm\": true}}')") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"must be a JSON object, got {text!r}")
-    return value
-
-
-def _parser_type(type_name: str):
-    base = type_name.replace(" | None", "").strip()
-    return {"int": int, "float": float, "str": str, "dict": _json_object}[base]
-
-
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field; unset flags stay absent from the namespace (so layers below show through)."""
-    from cnnlab.training.config import TrainConfig
-
-    defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in _NOT_FLAGS:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        help_text = f.metadata.get("help", "") + (f" (default: {default})" if default not in (None, {}, "") else "")
-        if f.type == "bool":
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                                help=help_text)
-        else:
-            parser.add_argument(flag, dest=f.name, type=_parser_type(f.type), default=argparse.SUPPRESS,
-                                metavar=f.name.upper(), help=help_text)
-
-
-def as_flags(err: CnnlabError) -> CnnlabError:
-    """The library names parameters (`lr must be ...`, `resize=224`); on the command line they are flags."""
-    import re
-
-    from cnnlab.training.config import TrainConfig
-
-    message = str(err)
-    for name in sorted(set(TrainConfig.field_names()) - {"model", "dataset"}, key=len, reverse=True):
-        flag = "--" + name.replace("_", "-")
-        message = re.sub(rf"^{name} must\b", f"{flag} must", message)
-        message = re.sub(rf"^unknown {name} ", f"unknown {flag} ", message)
-        message = re.sub(rf"(?<![\w-]){name}=(?=\S)", f"{flag} ", message)
-    return type(err)(message) if type(err) is CnnlabError else err
+TRAIN_OWN = {"model"}  # arguments of this command, not generated flags
 
 
 def register(subparsers) -> None:
@@ -74,17 +23,13 @@ def register(subparsers) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run in its own folder from its latest state (last.pt)")
     parser.add_argument("--nproc", type=int, default=1, metavar="N",
                         help="data-parallel processes on this machine (launches torchrun); default 1")
-    add_config_flags(parser)
+    add_config_flags(parser, exclude=TRAIN_OWN)  # the positional argument
     parser.set_defaults(func=run)
 
 
 def explicit_options(args: argparse.Namespace) -> dict:
-    from cnnlab.training.config import TrainConfig
-
-    options = {name: getattr(args, name) for name in TrainConfig.field_names() if name in vars(args) and name != "model"}
-    if args.model:
-        options["model"] = args.model
-    return options
+    """The training options given on the command line, the model included."""
+    return {**config_options(args, TRAIN_OWN), **({"model": args.model} if args.model else {})}
 
 
 def run(args: argparse.Namespace) -> int:

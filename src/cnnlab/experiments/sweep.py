@@ -23,7 +23,6 @@ from cnnlab.experiments.runs import (
 
 # Set by the grid itself (--models, --seeds, -o), so not accepted by --set.
 _GRID_KEYS = {"model": "--models", "seed": "--seeds", "out": "-o"}
-_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 
 @dataclass
@@ -43,43 +42,15 @@ class GridResult:
 # ---- --set key=value ----------------------------------------------------------------------
 
 
-def _field_types() -> dict[str, str]:
-    from cnnlab.training.config import TrainConfig
-
-    return {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
-
-
-def _parse_value(key: str, text: str, type_name: str) -> Any:
-    base = type_name.replace(" | None", "").strip()
-    if "None" in type_name and base != "str" and text.lower() in ("none", "null"):
-        return None
-    try:
-        if base == "int":
-            return int(text)
-        if base == "float":
-            return float(text)
-        if base == "bool":
-            if text.lower() in _TRUE | _FALSE:
-                return text.lower() in _TRUE
-            raise ValueError
-        if base == "dict":
-            value = json.loads(text)
-            if not isinstance(value, dict):
-                raise ValueError
-            return value
-    except ValueError:
-        example = {"int": "3", "float": "0.01", "bool": "true", "dict": '\'{"batch_norm": true}\''}[base]
-        raise CnnlabError(f"--set {key}={text!r}: {key} takes a {base} value, e.g. --set {key}={example}") from None
-    return text
-
-
 def parse_settings(items: Sequence[str]) -> dict[str, list[Any]]:
     """`["lr=0.01,0.1", "augment=true"]` -> {"lr": [0.01, 0.1], "augment": [True]}: each key is a grid axis.
 
     Numbers and booleans take comma-separated alternatives; every option (strings and JSON too)
     also takes alternatives by repeating the key (`--set normalize=none --set normalize=0.5,0.5`).
     """
-    types = _field_types()
+    from cnnlab.training.config import TrainConfig, parse_option
+
+    types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
     settings: dict[str, list[Any]] = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -94,7 +65,10 @@ def parse_settings(items: Sequence[str]) -> dict[str, list[Any]]:
         base = types[key].replace(" | None", "").strip()
         parts = text.split(",") if base in ("int", "float", "bool") else [text]
         for part in parts:
-            value = _parse_value(key, part.strip(), types[key])
+            try:
+                value = parse_option(key, part.strip())
+            except CnnlabError as err:
+                raise CnnlabError(f"--set {err}") from None
             if value not in settings.setdefault(key, []):
                 settings[key].append(value)
     return settings

@@ -188,6 +188,37 @@ def check_types(values: dict[str, Any]) -> None:
                               f"got {value!r}")
 
 
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+_EXAMPLES = {"int": "3", "float": "0.01", "bool": "true", "dict": '{"batch_norm": true}', "str": "x"}
+
+
+def parse_option(name: str, text: str) -> Any:
+    """The value of option `name` from text, typed by its TrainConfig field: the one parser of command-line
+    flags, `--set name=value` and sweep axes. `none`/`null` is None where the field allows it."""
+    kind = {f.name: f.type for f in dataclasses.fields(TrainConfig)}[name]
+    base = kind.replace(" | None", "").strip()
+    if "None" in kind and base != "str" and text.lower() in ("none", "null"):
+        return None
+    try:
+        if base == "int":
+            return int(text)
+        if base == "float":
+            return float(text)
+        if base == "bool":
+            if text.lower() in _TRUE | _FALSE:
+                return text.lower() in _TRUE
+            raise ValueError
+        if base == "dict":
+            value = json.loads(text)
+            if not isinstance(value, dict):
+                raise ValueError
+            return value
+    except ValueError:
+        raise CnnlabError(f"{name}={text!r}: {name} takes {'an' if base == 'int' else 'a'} {base} value, "
+                          f"e.g. {name}={_EXAMPLES[base]}") from None
+    return text
+
+
 def check_memory(config: TrainConfig, spec) -> None:
     """Refuse a batch and resize whose inputs alone would not fit in this machine's memory.
 

@@ -1,0 +1,90 @@
+"""The command line's option vocabulary, declared once.
+
+Training options become flags generated from TrainConfig (train, sweep and experiment share them), each
+typed by `parse_option`, the parser `--set` uses too. Flags several commands share (`--data-dir`,
+`--checkpoint`, `--format`, `--overwrite`, `--device`) are declared here. Only this layer speaks of flags:
+the library names parameters (`resize=224`), and `as_flags` turns such a message into flag words.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+
+from cnnlab.errors import CnnlabError
+
+
+def _typed(name: str):
+    from cnnlab.training.config import parse_option
+
+    def parse(text: str):
+        try:
+            return parse_option(name, text)
+        except CnnlabError as err:  # "lr='x': lr takes a float value, e.g. lr=0.01"
+            raise argparse.ArgumentTypeError(as_flags(CnnlabError(str(err).split(": ", 1)[1])).args[0]) from None
+
+    return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser, exclude: frozenset[str] | set[str] = frozenset(),
+                     defaults: dict | None = None) -> None:
+    """One flag per TrainConfig field (but `exclude`); unset flags stay absent from the namespace, so the
+    layers below (recipe, config file, a command's own `defaults` shown in the help) show through."""
+    from cnnlab.training.config import TrainConfig
+
+    shown = {**dataclasses.asdict(TrainConfig()), **(defaults or {})}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in exclude:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = shown[f.name]
+        help_text = f.metadata.get("help", "") + (f" (default: {default})" if default not in (None, {}, "") else "")
+        if f.type == "bool":
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=_typed(f.name), default=argparse.SUPPRESS,
+                                metavar=f.name.upper(), help=help_text)
+
+
+def config_options(args: argparse.Namespace, exclude: frozenset[str] | set[str] = frozenset()) -> dict:
+    """The TrainConfig values given on the command line through `add_config_flags` (pass the same `exclude`:
+    those names are the command's own arguments)."""
+    from cnnlab.training.config import TrainConfig
+
+    return {name: getattr(args, name) for name in TrainConfig.field_names() if name in vars(args) and name not in exclude}
+
+
+def as_flags(err: CnnlabError) -> CnnlabError:
+    """`lr must be ...`, `unknown optimizer ...`, `resize=224` -> `--lr must be ...`, `--resize 224`."""
+    from cnnlab.training.config import TrainConfig
+
+    message = str(err)
+    for name in sorted(set(TrainConfig.field_names()) - {"model", "dataset"}, key=len, reverse=True):
+        flag = "--" + name.replace("_", "-")
+        message = re.sub(rf"^{name} (must|takes)\b", rf"{flag} \1", message)
+        message = re.sub(rf"^unknown {name} ", f"unknown {flag} ", message)
+        message = re.sub(rf"(?<![\w-]){name}=(?=\S)", f"{flag} ", message)
+    return type(err)(message) if type(err) is CnnlabError else err
+
+
+def add_data_dir(parser: argparse.ArgumentParser, help: str = "folder holding the dataset files") -> None:
+    parser.add_argument("--data-dir", metavar="DIR", help=help)
+
+
+def add_checkpoint(parser: argparse.ArgumentParser, default: str = "best", help: str | None = None) -> None:
+    parser.add_argument("--checkpoint", choices=["best", "last"], default=default,
+                        help=help or f"which checkpoint of a run folder (default: {default})")
+
+
+def add_format(parser: argparse.ArgumentParser, choices=("table", "json")) -> None:
+    parser.add_argument("--format", choices=list(choices), default=choices[0],
+                        help=f"output format (default: {choices[0]})")
+
+
+def add_device(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    parser.add_argument("--device", default=default, help="auto|cpu|cuda|mps" + (f" (default: {default})" if default else ""))
+
+
+def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {what} if it exists")
