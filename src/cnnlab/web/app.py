@@ -171,10 +171,11 @@ def create_app(roots: list[str | Path] | tuple = ("runs",)) -> FastAPI:
         return {**analyse_input(served, pixels, features, cam), "preprocessing": steps}
 
     @app.get("/files/{root_index}/{path:path}")
-    def files(root_index: int, path: str):
-        if not 0 <= root_index < len(index.roots):
+    @app.get("/files/{root_index}", include_in_schema=False)  # what a client makes of /files/0/../x
+    def files(root_index: str, path: str = ""):
+        if not root_index.isdigit() or int(root_index) >= len(index.roots):
             raise HTTPException(404, "not found")
-        target = safe_file(index.roots[root_index], path)
+        target = safe_file(index.roots[int(root_index)], path)
         if target is None:
             raise HTTPException(404, "not found")
         return FileResponse(target, headers={"X-Content-Type-Options": "nosniff",

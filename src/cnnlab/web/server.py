@@ -56,7 +56,10 @@ def serve(roots: list[str | Path] | tuple = ("runs",), host: str = "127.0.0.1", 
         webbrowser.open(url)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     try:
-        server.run(sockets=[sock])  # uvicorn turns SIGINT/SIGTERM into a graceful shutdown
+        server.run(sockets=[sock])  # uvicorn turns SIGINT/SIGTERM into a graceful shutdown...
+    except KeyboardInterrupt:
+        pass  # ...then re-raises the signal; by now the server has stopped, so Ctrl-C is a normal end
     finally:
         sock.close()
+    log("cnnlab web lab stopped")
     sys.stdout.flush()
