@@ -47,7 +47,8 @@ def server(tmp_path_factory, chromium_path):
     from cnnlab.web.server import _listen
 
     root = tmp_path_factory.mktemp("browser") / "runs"
-    train(TrainConfig(model="convnet", dataset="mnist-sample", epochs=2, limit_train=1024, progress=False,
+    # The CLI's default (fast) recipe, so the screenshots show a model that learned something.
+    train(TrainConfig(model="convnet", dataset="mnist-sample", recipe="fast", epochs=3, progress=False,
                       out=str(root / "convnet-mnist")))
     sock = _listen("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(create_app([root]), log_level="warning"))

@@ -67,13 +67,15 @@ function lineChart(canvas, series, { xlabel = "epoch", ylabel = "", log = false 
     const v = y0 + ((y1 - y0) * i) / 4, y = H - B - ((v - y0) / (y1 - y0)) * (H - T - B);
     ctx.beginPath(); ctx.moveTo(L, y); ctx.lineTo(W - R, y); ctx.stroke();
     const shown = log ? Math.pow(10, v) : v;
-    ctx.fillText(Math.abs(shown) < 0.01 && shown !== 0 ? shown.toExponential(1) : shown.toPrecision(3), 4, y + 4);
+    // Enough digits that neighbouring ticks differ, even over a narrow range.
+    const digits = Math.min(6, Math.max(3, 2 + Math.ceil(Math.log10(Math.abs(shown) / Math.abs((log ? shown * (Math.pow(10, (y1 - y0) / 4) - 1) : (y1 - y0) / 4)) || 1))));
+    ctx.fillText(Math.abs(shown) < 0.01 && shown !== 0 ? shown.toExponential(1) : shown.toPrecision(digits), 4, y + 4);
     const xv = x0 + ((x1 - x0) * i) / 4;
     ctx.fillText(xv.toFixed(x1 - x0 < 5 ? 1 : 0), sx(xv) - 8, H - B + 14);
   }
   ctx.fillText(xlabel, W / 2 - 20, H - 4);
   ctx.fillText(ylabel + (log ? " (log)" : ""), L, 12);
-  let legendX = L + 80;
+  let legendX = L + ctx.measureText(ylabel + (log ? " (log)" : "")).width + 16;
   series.forEach((s, i) => {
     const color = s.color || PALETTE[i % PALETTE.length];
     const points = s.points.filter((p) => p[1] !== null && isFinite(p[1]) && (!log || p[1] > 0));
