@@ -67,7 +67,7 @@ def is_light_background(image: np.ndarray) -> bool:
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     from PIL import Image
 
-    return np.asarray(Image.fromarray(image).resize((max(width, 1), max(height, 1)), Image.Resampling.LANCZOS))
+    return np.array(Image.fromarray(image).resize((max(width, 1), max(height, 1)), Image.Resampling.LANCZOS))  # writable, for torch
 
 
 def center_like_mnist(grey: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
