@@ -1,7 +1,7 @@
 """The optional extra behind `cnnlab serve`: FastAPI and uvicorn, checked before anything is imported."""
 from __future__ import annotations
 
-from cnnlab.errors import CnnlabError
+from cnnlab.web.internals import CnnlabError
 
 EXTRA_HINT = 'pip install "cnnlab[serve]"'
 

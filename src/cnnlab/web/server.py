@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cnnlab.errors import CnnlabError
+from cnnlab.web.internals import CnnlabError
 from cnnlab.web.deps import require_web
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
