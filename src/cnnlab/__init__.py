@@ -24,6 +24,8 @@ _EXPORTS = {
     "LoadedRun": "cnnlab.runs",
     "export_model": "cnnlab.export",
     "CnnlabError": "cnnlab.errors",
+    "serve": "cnnlab.web",
+    "create_app": "cnnlab.web",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

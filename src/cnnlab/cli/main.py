@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "cnnlab.cli.compare",
     "cnnlab.cli.sweep",
     "cnnlab.cli.report",
+    "cnnlab.cli.serve",
 ]
 
 

@@ -22,7 +22,7 @@ def _to_uint8(array: np.ndarray, source: str) -> np.ndarray:
     return array.astype(np.uint8)
 
 
-def _fit(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
+def fit_images(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
     """(N, C, H, W) uint8 -> the model's channel count and stored size (bilinear resize, grey <-> RGB)."""
     if images.shape[1] != channels:
         if channels == 1:
@@ -127,7 +127,7 @@ def load_images(paths: list[str | Path], channels: int, size: int, invert: bool 
             tensor = torch.from_numpy(array.copy())
             tensor = tensor[None, None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)[None]
             names.append(path.name)
-        batches.append(_fit(tensor, channels, size))
+        batches.append(fit_images(tensor, channels, size))
     images = torch.cat(batches)
     if invert:  # dark strokes on a light background -> MNIST's light-on-dark
         images = 255 - images

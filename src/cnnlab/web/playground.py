@@ -1,0 +1,179 @@
+"""The playground's path from a drawing or an upload to what the model says and sees.
+
+decode -> grey (or RGB) -> invert dark-on-light pictures -> centre like MNIST (digits) or fit into the
+square (Fashion-MNIST, CIFAR) -> the run's own preprocessing -> model, with the conv layers' outputs and
+a Grad-CAM map on the side.
+
+MNIST centring, as LeCun et al. built the dataset: the bounding box of the ink is scaled (aspect ratio
+kept) to fit 20x20, then placed in 28x28 so that its centre of mass sits at the centre. A digit drawn
+small in a corner of the canvas thus reaches the model as MNIST's digits did, not as a speck.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnlab.web import internals as lab
+from cnnlab.web.encode import png_data_uri, quantized, unit_to_uint8
+
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+MAX_SIDE = 4096
+INK_THRESHOLD = 24  # grey level (after inversion) above which a pixel counts as ink for the bounding box
+MAX_CHANNELS_SHOWN = 64  # feature maps per layer row; wider layers are cut (the count is reported)
+TOP_K = 5
+
+
+class InputError(ValueError):
+    """A bad upload: the message is shown to the user; `status` is the HTTP status."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def decode_image(data: bytes, channels: int) -> np.ndarray:
+    """Image bytes -> uint8 (H, W) or (H, W, 3); transparent pixels become white (a canvas' blank paper)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise InputError("empty upload: send a PNG or JPEG image")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size  # read from the header, before any pixel is decoded
+            if width > MAX_SIDE or height > MAX_SIDE:
+                raise InputError(f"image is {width}x{height} pixels; the limit is {MAX_SIDE}x{MAX_SIDE}")
+            img.load()
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(paper, rgba)
+            return np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+    except InputError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        raise InputError("not an image: send a PNG, JPEG, GIF, BMP or WebP file") from None
+
+
+def is_light_background(image: np.ndarray) -> bool:
+    """Dark strokes on light paper (a drawing, a scan), judged by the image's border."""
+    grey = image if image.ndim == 2 else image.mean(2)
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    return float(border.mean()) > 127
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.array(Image.fromarray(image).resize((max(width, 1), max(height, 1)), Image.Resampling.LANCZOS))  # writable, for torch
+
+
+def center_like_mnist(grey: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
+    """Light-on-dark uint8 (H, W) -> (size, size): ink's bounding box fit into box x box, centre of mass centred."""
+    ink = grey > INK_THRESHOLD
+    if not ink.any():
+        return np.zeros((size, size), np.uint8)
+    rows, cols = np.nonzero(ink)
+    crop = grey[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    h, w = crop.shape
+    scale = box / max(h, w)
+    fitted = _resize(crop, round(w * scale), round(h * scale)).astype(np.float64)
+    out = np.zeros((size, size))
+    fh, fw = fitted.shape
+    mass = fitted.sum()
+    cy = (fitted.sum(1) @ np.arange(fh)) / mass if mass else fh / 2
+    cx = (fitted.sum(0) @ np.arange(fw)) / mass if mass else fw / 2
+    # Top-left corner that puts the centre of mass at the image centre, kept inside the frame.
+    top = int(np.clip(round((size - 1) / 2 - cy), 0, size - fh))
+    left = int(np.clip(round((size - 1) / 2 - cx), 0, size - fw))
+    out[top:top + fh, left:left + fw] = fitted
+    return np.clip(out, 0, 255).round().astype(np.uint8)
+
+
+def fit_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Pad to a square with the background (black after inversion), then resize: Fashion-MNIST and CIFAR style."""
+    h, w = image.shape[:2]
+    side = max(h, w)
+    padded = np.zeros((side, side) + image.shape[2:], np.uint8)
+    padded[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = image
+    return _resize(padded, size, size)
+
+
+def uses_mnist_centering(dataset: str, channels: int) -> bool:
+    """Digits and characters were centred by centre of mass; clothes (Fashion-MNIST) and CIFAR photos were not."""
+    return channels == 1 and not dataset.startswith("fashion")
+
+
+def prepare_pixels(data: bytes, trained, center: str = "auto", invert: str = "auto") -> tuple[torch.Tensor, dict[str, Any]]:
+    """Upload bytes -> uint8 (1, C, S, S) at the dataset's stored size, and what was done to them.
+
+    center/invert: "auto", "1" or "0". With both "0" the image goes through exactly what
+    `cnnlab predict` does (grey or RGB, bilinear resize), so the two give the same probabilities.
+    """
+    spec = trained.spec
+    image = decode_image(data, spec.channels)
+    do_invert = is_light_background(image) if invert == "auto" else invert == "1"
+    if spec.channels == 3 and invert == "auto":
+        do_invert = False  # colour photos are not drawings
+    if do_invert:
+        image = 255 - image
+    do_center = uses_mnist_centering(spec.name, spec.channels) if center == "auto" else center == "1"
+    if do_center and spec.channels == 1:
+        image = center_like_mnist(image, spec.image_size, round(spec.image_size * 20 / 28))
+        steps = "mnist-centering"
+    elif center == "0":
+        tensor = torch.from_numpy(image.copy())
+        tensor = tensor[None, None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)[None]
+        return lab.fit_images(tensor, spec.channels, spec.image_size), {"inverted": do_invert, "fit": "resize"}
+    else:
+        image = fit_square(image, spec.image_size)
+        steps = "fit-square"
+    tensor = torch.from_numpy(np.ascontiguousarray(image))
+    tensor = tensor[None, None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)[None]
+    return tensor, {"inverted": do_invert, "fit": steps}
+
+
+def top_classes(probabilities: torch.Tensor, classes: list[str], k: int = TOP_K) -> list[dict[str, Any]]:
+    values, indices = probabilities.topk(min(k, len(classes)))
+    return [{"class": classes[int(i)], "index": int(i), "probability": float(p)} for p, i in zip(values, indices)]
+
+
+def analyse_input(served, pixels: torch.Tensor, with_features: bool = True, with_cam: bool = True) -> dict[str, Any]:
+    """Probabilities, the input as the model sees it, conv feature maps and Grad-CAM for one uint8 (1, C, S, S) image."""
+    trained = served.trained
+    model, name = trained.model, trained.config.model
+    layers = [path for path, _ in served.conv_layers] if with_features else []
+    with served.lock:
+        x = trained.transform()(pixels)
+        if layers:
+            output, features = lab.feature_maps(model, x, layers, name)
+        else:
+            with torch.no_grad():
+                output, features = model(x), []
+        probabilities = output.float().softmax(1)[0]
+        predicted = int(probabilities.argmax())
+        cam = None
+        if with_cam and served.conv_layers and lab.captum_available():
+            cam = lab.gradcam(model, x, predicted, name)[0]
+    view = lab.model_view(trained, pixels)[0]
+    result: dict[str, Any] = {
+        "probabilities": [float(p) for p in probabilities],
+        "top": top_classes(probabilities, trained.classes),
+        "predicted": predicted,
+        "input": png_data_uri(unit_to_uint8(view)),
+        "input_size": trained.input_size,
+        "features": [],
+        "gradcam": None,
+        "captum": lab.captum_available(),
+    }
+    for feature in features:
+        maps = feature.maps[:MAX_CHANNELS_SHOWN]
+        low, high = float(feature.maps.min()), float(feature.maps.max())  # one scale per layer
+        result["features"].append({"layer": feature.layer, "type": feature.module_type, "shape": list(feature.shape),
+                                   "shown": int(maps.shape[0]), "maps": quantized(maps, low, high)})
+    if cam is not None:
+        peak = float(cam.max())
+        result["gradcam"] = quantized(cam, 0.0, peak if peak > 0 else 1.0)
+    return result

@@ -1,0 +1,251 @@
+"""Run folders under the served roots: discovery, status, one table row each, curves; cached by mtime.
+
+Only config.json, summary.json, metrics.csv and steps.csv are read here, never a checkpoint, so
+hundreds of runs list in well under a second. A folder that cannot be read becomes a row with
+status "unreadable: <reason>" instead of an error, so one bad run never hides the others.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnlab.web import internals as lab
+
+try:  # POSIX only; elsewhere a run is never reported as running
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+PRUNED_DIRS = {"checkpoints", "tensorboard", "inspect", "export", "__pycache__", "node_modules"}
+STEP_COLUMNS = ("epoch", "step", "loss", "accuracy", "lr", "images_per_s", "elapsed")
+
+
+def run_status(path: Path, summary: dict[str, Any] | None) -> str:
+    """running | complete | stopped | failed, from RUN/.lock, summary.json and checkpoints/last.pt."""
+    lock = path / ".lock"
+    if fcntl is not None and lock.exists():
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError:
+            fd = None
+        if fd is not None:
+            try:
+                # A trainer holds an exclusive lock for its whole life: a shared one fails only while it runs.
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except OSError:
+                return "running"
+            finally:
+                os.close(fd)
+    if summary and summary.get("status") == "complete":
+        return "complete"
+    if (path / "checkpoints" / "last.pt").is_file():
+        return "stopped"
+    return "failed"
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime_ns, size) of a file, None when missing: what the caches key on."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _read_json(path: Path, required: bool) -> dict[str, Any] | None:
+    if not path.is_file():
+        if required:
+            raise ValueError(f"no {path.name}")
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read {path.name}: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"{path.name} is not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path.name} is not a JSON object")
+    return value
+
+
+def read_steps(path: Path) -> list[dict[str, float]]:
+    """steps.csv rows as numbers; a half-written last line (the trainer appends) is skipped."""
+    rows = []
+    try:
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                try:
+                    rows.append({k: float(row[k]) for k in STEP_COLUMNS if row.get(k) not in (None, "")})
+                except (TypeError, ValueError):
+                    continue
+    except OSError:
+        return []
+    return [r for r in rows if "epoch" in r and "step" in r]
+
+
+@dataclass
+class RunEntry:
+    id: str  # "<root index>:<path relative to the root>", what URLs name a run by
+    root: Path
+    path: Path
+    stamp: tuple = ()
+    row: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None  # why the folder is unreadable
+
+    @property
+    def readable(self) -> bool:
+        return self.error is None
+
+
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def read_entry(run_id: str, root: Path, path: Path, stamp: tuple) -> RunEntry:
+    entry = RunEntry(run_id, root, path, stamp)
+    try:
+        config_file = _read_json(path / "config.json", required=True)
+        if not isinstance(config_file.get("config"), dict):
+            raise ValueError('config.json has no "config" section (an older or foreign run folder?)')
+        entry.config = config_file["config"]
+        entry.meta = {k: v for k, v in config_file.items() if k != "config"}
+        entry.summary = _read_json(path / "summary.json", required=False) or {}
+        if (path / "metrics.csv").is_file():
+            try:
+                entry.history = lab.read_metrics(path / "metrics.csv")
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                raise ValueError(f"metrics.csv cannot be parsed ({err})") from None
+    except ValueError as err:
+        entry.error = str(err)
+    entry.row = _row(entry)
+    return entry
+
+
+def _row(entry: RunEntry) -> dict[str, Any]:
+    config, summary, history = entry.config, entry.summary, entry.history
+    rel = entry.path.relative_to(entry.root).as_posix()
+    tested = [r["test_acc"] for r in history if _number(r.get("test_acc")) is not None]
+    seconds = _number(summary.get("total_seconds"))
+    if seconds is None and history:
+        seconds = sum(_number(r.get("epoch_seconds")) or 0.0 for r in history)
+    return {
+        "id": entry.id,
+        "name": rel if rel != "." else entry.path.name,
+        "root": str(entry.root),
+        "model": summary.get("model") or config.get("model"),
+        "dataset": summary.get("dataset") or config.get("dataset"),
+        "recipe": summary.get("recipe") or config.get("recipe"),
+        "final_test_acc": _number(summary.get("final_test_acc")) if summary else (tested[-1] if tested else None),
+        "best_test_acc": _number(summary.get("best_test_acc")) if summary else (max(tested) if tested else None),
+        "epochs": len(history),
+        "epochs_planned": config.get("epochs"),
+        "seconds": seconds,
+        "params": _number(summary.get("params")),
+        "started": entry.meta.get("started"),
+        "error": entry.error,
+    }
+
+
+class RunsIndex:
+    """The run folders under `roots`, re-scanned on every listing; each folder re-read only when its files change."""
+
+    def __init__(self, roots: list[str | Path]):
+        self.roots = [Path(r).resolve() for r in roots]
+        self._entries: dict[str, RunEntry] = {}
+        self._lock = threading.Lock()
+        self.missing_roots = []
+
+    def _discover(self) -> list[tuple[str, Path, Path]]:
+        found, self.missing_roots = [], [str(r) for r in self.roots if not r.is_dir()]
+        for index, root in enumerate(self.roots):
+            # followlinks=False: a symlinked folder could lead out of the root; its runs are not served.
+            for folder, dirs, files in os.walk(root, followlinks=False):
+                dirs[:] = sorted(d for d in dirs if d not in PRUNED_DIRS and not d.startswith("."))
+                if "config.json" in files:
+                    path = Path(folder)
+                    found.append((f"{index}:{path.relative_to(root).as_posix()}", root, path))
+        return found
+
+    def entries(self) -> list[RunEntry]:
+        result = []
+        with self._lock:
+            seen = {}
+            for run_id, root, path in self._discover():
+                stamp = tuple(_stamp(path / name) for name in ("config.json", "summary.json", "metrics.csv"))
+                entry = self._entries.get(run_id)
+                if entry is None or entry.stamp != stamp:
+                    entry = read_entry(run_id, root, path, stamp)
+                seen[run_id] = entry
+                result.append(entry)
+            self._entries = seen
+        return result
+
+    def listing(self) -> dict[str, Any]:
+        rows = []
+        for entry in self.entries():
+            status = f"unreadable: {entry.error}" if entry.error else run_status(entry.path, entry.summary)
+            rows.append({**entry.row, "status": status})
+        return {"roots": [str(r) for r in self.roots], "missing_roots": self.missing_roots, "runs": rows}
+
+    def get(self, run_id: str) -> RunEntry | None:
+        """The entry of a run id, re-read if its files changed; None for an id that is not a run under a root."""
+        with self._lock:
+            entry = self._entries.get(run_id)
+        if entry is None:  # a run that appeared since the last listing
+            return next((e for e in self.entries() if e.id == run_id), None)
+        stamp = tuple(_stamp(entry.path / name) for name in ("config.json", "summary.json", "metrics.csv"))
+        if stamp != entry.stamp:
+            entry = read_entry(entry.id, entry.root, entry.path, stamp)
+            with self._lock:
+                self._entries[run_id] = entry
+        return entry
+
+    def status(self, entry: RunEntry) -> str:
+        return f"unreadable: {entry.error}" if entry.error else run_status(entry.path, entry.summary)
+
+
+def steps_per_epoch(entry: RunEntry, steps: list[dict[str, float]]) -> float | None:
+    """Optimizer steps in one epoch: from metrics.csv (its step is cumulative), else steps.csv, else the config."""
+    for row in entry.history:
+        if _number(row.get("step")) and _number(row.get("epoch")):
+            return row["step"] / row["epoch"]
+    first = [r["step"] for r in steps if r["epoch"] == 1]
+    if first and any(r["epoch"] > 1 for r in steps):
+        return max(first)
+    config = entry.config
+    try:
+        size = lab.dataset_spec(config.get("dataset")).train_size
+    except lab.CnnlabError:
+        return None
+    if config.get("limit_train"):
+        size = min(size, int(config["limit_train"]))
+    batch = config.get("batch_size") or 0
+    return math.ceil(size / batch) if batch else None
+
+
+def curves(entry: RunEntry) -> dict[str, Any]:
+    """Train and test series against (fractional) epochs: steps.csv when the trainer writes it, else metrics.csv."""
+    steps = read_steps(entry.path / "steps.csv") if (entry.path / "steps.csv").is_file() else []
+    test = [{"x": r["epoch"], "loss": r.get("test_loss"), "acc": r.get("test_acc")}
+            for r in entry.history if r.get("test_acc") is not None]
+    if steps:
+        per_epoch = steps_per_epoch(entry, steps) or max(r["step"] for r in steps) or 1
+        train = [{"x": r["epoch"] - 1 + r["step"] / per_epoch, "loss": r.get("loss"), "acc": r.get("accuracy"),
+                  "lr": r.get("lr"), "elapsed": r.get("elapsed")} for r in steps]
+        source = "steps.csv"
+    else:
+        train = [{"x": r["epoch"], "loss": r.get("train_loss"), "acc": r.get("train_acc"), "lr": r.get("lr")}
+                 for r in entry.history]
+        source = "metrics.csv"
+    return {"source": source, "train": train, "test": test, "points": len(train) + len(test)}

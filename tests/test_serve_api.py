@@ -1,0 +1,256 @@
+"""`cnnlab serve`'s HTTP API through FastAPI's TestClient: listing, run pages, predict, safety, limits, concurrency."""
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+import cnnlab  # noqa: E402
+from cnnlab.cli.main import main  # noqa: E402
+from cnnlab.runs.predict import predict_files  # noqa: E402
+from cnnlab.training import TrainConfig, train  # noqa: E402
+
+RUN_FILES = ("config.json", "summary.json", "metrics.csv")
+
+
+def _copy_records(src, dst, files=RUN_FILES):
+    dst.mkdir(parents=True)
+    for name in files:
+        shutil.copy(src / name, dst / name)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A root with one real run, an experiment's nested sub-run (records only), a corrupt run, and a secret outside."""
+    base = tmp_path_factory.mktemp("serve")
+    root = base / "runs"
+    run = train(TrainConfig(model="convnet", dataset="mnist-sample", epochs=1, limit_train=512, progress=False,
+                            out=str(root / "convnet"))).run_dir
+    _copy_records(run, root / "experiment-x" / "runs" / "seed0")
+    (root / "broken").mkdir()
+    (root / "broken" / "config.json").write_text('{"config": {"model": "conv')  # half-written
+    (base / "secret.txt").write_text("not for the web")
+    (root / "convnet" / "leak.txt").symlink_to(base / "secret.txt")
+    client = TestClient(cnnlab.create_app([root]))
+    return {"root": root, "run": run, "client": client, "base": base}
+
+
+def _runs(client):
+    response = client.get("/api/runs")
+    assert response.status_code == 200
+    return {r["name"]: r for r in response.json()["runs"]}
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _test_images(n=4):
+    with np.load(os.path.join(os.path.dirname(cnnlab.__file__), "data", "samples", "mnist-sample.npz")) as data:
+        key = next(k for k in data.files if "test" in k and "image" in k)
+        return data[key][:n].reshape(n, 28, 28)
+
+
+def test_lists_every_run_with_its_status(lab):
+    runs = _runs(lab["client"])
+    assert set(runs) == {"convnet", "experiment-x/runs/seed0", "broken"}
+    real = runs["convnet"]
+    assert real["status"] == "complete" and real["model"] == "convnet" and real["dataset"] == "mnist-sample"
+    assert real["epochs"] == 1 and 0 < real["final_test_acc"] <= 1 and real["params"] > 0 and real["seconds"] > 0
+    assert runs["experiment-x/runs/seed0"]["status"] == "complete"  # found recursively
+    assert runs["broken"]["status"].startswith("unreadable: config.json is not valid JSON")
+
+
+def test_status_from_lock_summary_and_checkpoints(lab, tmp_path):
+    root = tmp_path / "root"
+    run = _copy_records(lab["run"], root / "r", ("config.json", "metrics.csv"))
+    client = TestClient(cnnlab.create_app([root]))
+    assert _runs(client)["r"]["status"] == "failed"
+    (run / "checkpoints").mkdir()
+    shutil.copy(lab["run"] / "checkpoints" / "last.pt", run / "checkpoints" / "last.pt")
+    assert _runs(client)["r"]["status"] == "stopped"
+    with open(run / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # what a training process holds for its whole life
+        assert _runs(client)["r"]["status"] == "running"
+    assert _runs(client)["r"]["status"] == "stopped"  # a stale .lock with nobody holding it
+    shutil.copy(lab["run"] / "summary.json", run / "summary.json")
+    assert _runs(client)["r"]["status"] == "complete"
+
+
+def test_run_detail_curves_and_files(lab):
+    client = lab["client"]
+    detail = client.get("/api/run", params={"id": _runs(client)["convnet"]["id"]}).json()
+    assert detail["config"]["model"] == "convnet" and detail["summary"]["status"] == "complete"
+    assert detail["curves"]["source"] == "steps.csv" and len(detail["curves"]["test"]) == 1  # the trainer writes steps.csv
+    links = {f["name"]: f["url"] for f in detail["files"]}
+    assert "checkpoints/best.pt" in links and "leak.txt" not in links
+    assert client.get(links["metrics.csv"]).text.startswith("epoch,step")
+    assert client.get("/api/run", params={"id": "0:../secret.txt"}).status_code == 404
+    assert client.get("/api/run", params={"id": "0:nowhere"}).status_code == 404
+
+
+def test_curves_use_steps_csv_when_present(lab, tmp_path):
+    run = _copy_records(lab["run"], tmp_path / "root" / "live")
+    (run / "steps.csv").write_text("epoch,step,loss,accuracy,lr,images_per_s,elapsed\n1,2,2.3,0.1,0.05,900,0.5\n"
+                                   "1,4,2.1,0.2,0.05,900,1.0\n2,2,1.9,0.3,0.05,900,1.5\n2,")  # last line half-written
+    client = TestClient(cnnlab.create_app([tmp_path / "root"]))
+    curves = client.get("/api/curves", params={"id": "0:live"}).json()
+    assert curves["source"] == "steps.csv" and [p["x"] for p in curves["train"]] == [0.5, 1.0, 1.5]
+
+
+def test_predict_matches_cnnlab_predict(lab, tmp_path):
+    image = _test_images(1)[0]
+    path = tmp_path / "digit.png"
+    path.write_bytes(_png(image))
+    expected = predict_files(lab["run"], [path], k=10)[0]["top"]
+    response = lab["client"].post("/api/predict", params={"id": "0:convnet", "center": "0", "invert": "0"},
+                                  content=path.read_bytes())
+    assert response.status_code == 200, response.text
+    got = response.json()
+    assert got["top"][0]["index"] == expected[0]["index"]
+    for item in expected:
+        assert got["probabilities"][item["index"]] == pytest.approx(item["probability"], abs=1e-5)
+
+
+def test_feature_maps_follow_the_summary(lab):
+    from cnnlab.runs.load import load_run
+
+    trained = load_run(lab["run"])
+    summary = cnnlab.summarize(trained.model, trained.input_size, trained.spec.channels)
+    convs = [(layer.path, list(layer.output_shape)) for layer in summary.layers if layer.type == "Conv2d"]
+    drawing = np.full((280, 280), 255, np.uint8)
+    drawing[40:240, 130:150] = 0  # a "1", dark on light, off-centre
+    got = lab["client"].post("/api/predict", params={"id": "0:convnet"}, content=_png(drawing)).json()
+    assert [(f["layer"], f["shape"]) for f in got["features"]] == convs
+    assert got["preprocessing"] == {"inverted": True, "fit": "mnist-centering"}
+    assert got["gradcam"]["shape"] == [28, 28] and abs(sum(got["probabilities"]) - 1) < 1e-5
+
+
+def test_mnist_centering_puts_mass_in_the_middle():
+    from cnnlab.web.playground import center_like_mnist
+
+    image = np.zeros((200, 300), np.uint8)
+    image[10:60, 250:270] = 255  # a small bar in a corner
+    out = center_like_mnist(image).astype(float)
+    rows, cols = np.nonzero(out > 24)
+    assert out.shape == (28, 28) and rows.max() - rows.min() + 1 <= 21
+    cy, cx = (out.sum(1) @ np.arange(28)) / out.sum(), (out.sum(0) @ np.arange(28)) / out.sum()
+    assert abs(cy - 13.5) < 1 and abs(cx - 13.5) < 1
+
+
+def test_analysis_confusion_cell_and_filters(lab):
+    client = lab["client"]
+    analysis = client.get("/api/analysis", params={"id": "0:convnet"}).json()
+    confusion = np.array(analysis["confusion"])
+    assert confusion.sum() == analysis["count"] == 500 and len(analysis["per_class_accuracy"]) == 10
+    t, p = np.unravel_index(np.argmax(confusion), confusion.shape)
+    cell = client.get("/api/cell", params={"id": "0:convnet", "true": int(t), "predicted": int(p)}).json()
+    assert cell["count"] == confusion[t, p] and cell["images"][0]["src"].startswith("data:image/png;base64,")
+    kernels = client.get("/api/filters", params={"id": "0:convnet"}).json()
+    assert kernels["layer"] == kernels["layers"][0] and kernels["tiles"]["shape"][0] == 8
+    assert client.get("/api/filters", params={"id": "0:convnet", "layer": "head"}).status_code == 422
+
+
+@pytest.mark.parametrize("path", ["../secret.txt", "%2e%2e/secret.txt", "convnet/%2e%2e/%2e%2e/secret.txt",
+                                  "%2fetc%2fpasswd", "convnet/leak.txt", "convnet/nothing", "convnet"])
+def test_files_stay_inside_the_roots(lab, path):
+    assert lab["client"].get(f"/files/0/{path}").status_code == 404
+    assert lab["client"].get("/files/1/convnet/config.json").status_code == 404
+
+
+def test_files_are_served_read_only(lab):
+    client = lab["client"]
+    assert client.get("/files/0/convnet/summary.json").json()["status"] == "complete"
+    for method in (client.put, client.delete, client.post):
+        assert method("/files/0/convnet/summary.json").status_code == 405
+    assert (lab["root"] / "convnet" / "summary.json").is_file()
+
+
+def test_upload_limits(lab):
+    client = lab["client"]
+    params = {"id": "0:convnet"}
+    big = client.post("/api/predict", params=params, content=b"\0" * (5 * 2**20 + 1))
+    assert big.status_code == 413 and "limit is 5 MB" in big.json()["detail"]
+    wide = client.post("/api/predict", params=params, content=_png(np.zeros((8, 5000), np.uint8)))
+    assert wide.status_code == 400 and "4096x4096" in wide.json()["detail"]
+    text = client.post("/api/predict", params=params, content=b"hello, not a picture")
+    assert text.status_code == 400 and "not an image" in text.json()["detail"]
+    assert client.post("/api/predict", params=params, content=_png(_test_images(1)[0])).status_code == 200
+
+
+def test_twenty_concurrent_predicts(lab):
+    client = lab["client"]
+    images = [_png(image) for image in _test_images(4)]
+    params = {"id": "0:convnet", "center": "0", "invert": "0"}
+    expected = [client.post("/api/predict", params=params, content=data).json()["probabilities"] for data in images]
+    with ThreadPoolExecutor(20) as pool:
+        responses = list(pool.map(lambda i: client.post("/api/predict", params=params, content=images[i % 4]), range(20)))
+    for i, response in enumerate(responses):
+        assert response.status_code == 200
+        assert response.json()["probabilities"] == pytest.approx(expected[i % 4], abs=1e-6)
+
+
+def test_listing_500_runs_under_a_second(lab, tmp_path):
+    root = tmp_path / "many"
+    for i in range(500):
+        _copy_records(lab["run"], root / f"run-{i:03d}")
+    client = TestClient(cnnlab.create_app([root]))
+    start = time.perf_counter()
+    first = client.get("/api/runs").json()["runs"]
+    cold = time.perf_counter() - start
+    start = time.perf_counter()
+    client.get("/api/runs")
+    warm = time.perf_counter() - start
+    assert len(first) == 500 and all(r["status"] == "complete" for r in first)
+    assert warm < 1.0 and cold < 3.0, (cold, warm)  # cold reads 1,500 files on a shared CI disk
+
+
+def test_without_the_extra_one_line_and_exit_2(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # import fastapi -> ImportError
+    assert main(["serve", "nowhere"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and 'pip install "cnnlab[serve]"' in err and "Traceback" not in err
+
+
+def test_public_names_and_a_light_cli_module():
+    from cnnlab import create_app, serve, train as train_function
+
+    assert callable(serve) and callable(create_app) and callable(train_function)
+    code = "import sys, cnnlab.cli.serve; print(any(m in sys.modules for m in ('fastapi', 'uvicorn', 'cnnlab.web.app')))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_cli_serves_until_ctrl_c(lab):
+    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(lab["root"]), "--host", "0.0.0.0",
+                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [process.stdout.readline(), process.stdout.readline()]
+        assert "no authentication" in lines[0]
+        url = lines[1].split(" on ")[1].split()[0]
+        port = url.rstrip("/").rsplit(":", 1)[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs", timeout=30) as response:
+            assert len(json.load(response)["runs"]) == 3
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        assert "Traceback" not in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()

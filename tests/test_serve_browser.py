@@ -1,0 +1,165 @@
+"""`cnnlab serve` in a real browser: Playwright drives Debian's chromium (never a downloaded one).
+
+Skipped when chromium or Playwright is missing, except under CI=true, where that is a failure.
+Screenshots of every page go to a temporary folder (and to $CNNLAB_SCREENSHOT_DIR when set).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _missing(what: str):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is required under CI=true")
+    pytest.skip(f"needs {what}")
+
+
+@pytest.fixture(scope="module")
+def chromium_path():
+    path = shutil.which("chromium") or shutil.which("chromium-browser")  # Debian's package, as test_report finds it
+    if path is None:
+        _missing("Debian's chromium (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _missing("playwright (pip install playwright)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, chromium_path):
+    """The lab over a root with one trained run, served by uvicorn in a thread on a free port."""
+    pytest.importorskip("fastapi")
+    import uvicorn
+
+    from cnnlab.training import TrainConfig, train
+    from cnnlab.web.app import create_app
+    from cnnlab.web.server import _listen
+
+    root = tmp_path_factory.mktemp("browser") / "runs"
+    # The CLI's default (fast) recipe, so the screenshots show a model that learned something.
+    train(TrainConfig(model="convnet", dataset="mnist-sample", recipe="fast", epochs=3, progress=False,
+                      out=str(root / "convnet-mnist")))
+    sock = _listen("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(create_app([root]), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield {"url": f"http://127.0.0.1:{sock.getsockname()[1]}", "root": root}
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def page(chromium_path, server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.errors = errors
+        yield page
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    folders = [tmp_path_factory.mktemp("screenshots")]
+    if os.environ.get("CNNLAB_SCREENSHOT_DIR"):
+        folders.append(Path(os.environ["CNNLAB_SCREENSHOT_DIR"]))
+
+    def save(page, name: str, full_page: bool = True):
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(folder / f"{name}.png"), full_page=full_page)
+    return save
+
+
+def test_runs_page_lists_and_links(page, server, shots):
+    page.goto(server["url"] + "/")
+    page.wait_for_selector("tr.run-row")
+    assert page.locator("tr.run-row").count() == 1
+    assert "complete" in page.locator("tr.run-row").inner_text()
+    page.locator("tr.run-row input[type=checkbox]").check()
+    page.click("#compare")
+    page.wait_for_function("document.querySelector('#overlay-acc') && +document.querySelector('#overlay-acc').dataset.points > 0")
+    shots(page, "runs")
+    page.click("tr.run-row a")
+    page.wait_for_url("**/run?id=*")
+    assert not page.errors
+
+
+def test_run_page_confusion_cell_shows_images(page, server, shots):
+    page.goto(server["url"] + "/run?id=0:convnet-mnist")
+    page.wait_for_selector("#confusion td.cell", timeout=60_000)
+    assert int(page.get_attribute("#curve-acc", "data-points")) >= 2
+    counts = page.eval_on_selector_all("#confusion td.cell", "cells => cells.map(c => +c.textContent)")
+    page.locator("#confusion td.cell").nth(counts.index(max(counts))).click()
+    page.wait_for_selector("#cell-images img")
+    assert page.locator("#cell-images img").count() > 0
+    shots(page, "run")
+    assert not page.errors
+
+
+def test_playground_stroke_shows_bars_and_feature_maps(page, server, shots):
+    page.goto(server["url"] + "/playground?id=0:convnet-mnist")
+    canvas = page.locator("#draw-canvas")
+    canvas.wait_for()
+    page.wait_for_selector("#gallery img")
+    box = canvas.bounding_box()
+    # A "7" with real mouse events: pointerdown, moves, pointerup.
+    page.mouse.move(box["x"] + 70, box["y"] + 60)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 210, box["y"] + 60, steps=8)
+    page.mouse.move(box["x"] + 120, box["y"] + 240, steps=12)
+    page.mouse.up()
+    page.wait_for_selector("#prob-bars .bar")
+    page.wait_for_selector("#features .feature-row")
+    assert page.locator("#prob-bars .bar").count() == 5
+    assert page.locator("#features .feature-row").count() == 2  # convnet's two conv layers
+    page.wait_for_selector("#gradcam-overlay")
+    shots(page, "playground")
+    page.goto(server["url"] + "/filters?id=0:convnet-mnist")
+    page.wait_for_selector("#filter-grid canvas")
+    shots(page, "filters")
+    assert not page.errors
+
+
+def test_live_curve_gains_a_point_without_reload(page, server, shots, tmp_path):
+    live = server["root"] / "live"
+    # batch size 1 makes each epoch last about a second here, long enough to watch.
+    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "train", "convnet", "--dataset", "mnist-sample",
+                                "--epochs", "5", "--limit-train", "1024", "--batch-size", "1", "--out", str(live)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not (live / "config.json").is_file():
+            assert process.poll() is None and time.time() < deadline, "training did not start"
+            time.sleep(0.05)
+        page.goto(server["url"] + "/run?id=0:live")
+        page.wait_for_function("document.body.dataset.points !== undefined")
+        page.evaluate("window.__same_page = true")
+        first = int(page.evaluate("document.body.dataset.points"))
+        assert first < 10, "the run ended before the page opened; nothing left to watch"
+        page.wait_for_function(f"+document.body.dataset.points > {first}", timeout=60_000)
+        assert page.evaluate("window.__same_page") is True  # updated in place, not reloaded
+        shots(page, "live")
+    finally:
+        if process.poll() is None:
+            process.terminate()  # seen what we came for; the trainer checkpoints and exits on SIGTERM
+            process.wait(timeout=60)
+    assert not page.errors
