@@ -91,7 +91,7 @@ def test_permutation_is_fixed_by_seed_and_invertible():
 def test_augment_translates_within_padding():
     images = torch.zeros((64, 1, 8, 8), dtype=torch.uint8)
     images[:, :, 3:5, 3:5] = 255  # a bright 2x2 square in the middle
-    batches = Batches(images, torch.zeros(64, dtype=torch.long), 64, BatchTransform(augment=True, pad=2), augment=True)
+    batches = Batches(images, torch.zeros(64, dtype=torch.long), 64, BatchTransform(pad=2), augment=True)
     (_, x, _), = collect(batches)
     assert x.shape == images.shape
     assert torch.allclose(x.sum((1, 2, 3)), torch.full((64,), 4.0))  # square never leaves the frame
@@ -103,10 +103,10 @@ def test_augment_translates_within_padding():
 def test_flip_only_when_allowed():
     images = torch.zeros((32, 1, 4, 4), dtype=torch.uint8)
     images[:, :, :, 0] = 255  # left column lit
-    no_flip = Batches(images, torch.zeros(32, dtype=torch.long), 32, BatchTransform(augment=True, pad=0), augment=True)
+    no_flip = Batches(images, torch.zeros(32, dtype=torch.long), 32, BatchTransform(pad=0), augment=True)
     (_, x, _), = collect(no_flip)
     assert x[:, :, :, 0].eq(1).all()
-    flip = Batches(images, torch.zeros(32, dtype=torch.long), 32, BatchTransform(augment=True, pad=0, hflip=True), augment=True)
+    flip = Batches(images, torch.zeros(32, dtype=torch.long), 32, BatchTransform(pad=0, hflip=True), augment=True)
     (_, x, _), = collect(flip)
     flipped = x[:, 0, 0, 3].eq(1)
     assert 0 < int(flipped.sum()) < 32
@@ -126,7 +126,7 @@ def test_prepared_inputs_equal_per_batch_transform():
     for (_, x1, y1), (_, x2, y2) in zip(collect(lazy, 1), collect(ready, 1)):
         assert torch.equal(y1, y2) and torch.allclose(x1, x2, atol=1e-6)
     # augmentation draws per batch, so it is never prepared
-    assert Batches(images, labels, 16, BatchTransform(augment=True), augment=True).prepared is None
+    assert Batches(images, labels, 16, BatchTransform(), augment=True).prepared is None
 
 
 @pytest.mark.parametrize("prepare", [False, True])

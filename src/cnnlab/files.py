@@ -54,6 +54,16 @@ def read_json(path: str | Path) -> dict[str, Any]:
         return json.load(f)
 
 
+def read_csv(path: str | Path, integers: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The rows of a CSV file with a header, numbers parsed (`integers` as int, the rest as float, '' as None)."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{k: (None if v in ("", None) else int(v) if k in integers else float(v)) for k, v in row.items()}
+            for row in rows]
+
+
 def make_readable(*paths: Path) -> None:
     """Give files the permissions the umask allows (temp files are created private, 0600)."""
     mode = 0o666 & ~umask()

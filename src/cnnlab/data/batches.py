@@ -116,7 +116,3 @@ class Batches:
             offsets, flips = params
             params = (offsets[lo:hi], None if flips is None else flips[lo:hi])
         return index[lo:hi], params
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for _, x, y in self.iterate(0):
-            yield x, y

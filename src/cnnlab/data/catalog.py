@@ -87,7 +87,7 @@ def _mnist_like_subdirs(name: str, torchvision_class: str) -> tuple[str, ...]:
     return (name, f"{torchvision_class}/raw", "")
 
 
-# Content sums were computed from the real files; gz sha256s are those of /work/shared/datasets/SHA256SUMS
+# Content sums were computed from the real files; gz sha256s are those of the original archives
 # (the same bytes Debian and Zalando's repository ship); gz md5s are torchvision's (its download mirrors).
 _MNIST = DatasetSpec(
     name="mnist",

@@ -32,7 +32,6 @@ def build_transform(config: TrainConfig, spec, *, train: bool) -> BatchTransform
         std=std,
         resize=config.resize,
         permutation=pixel_permutation(config, spec.image_size),
-        augment=config.augment and train,
         hflip=spec.hflip,
     )
 

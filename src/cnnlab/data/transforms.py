@@ -65,7 +65,6 @@ class BatchTransform:
     std: tuple[float, ...] | None = None
     resize: int | None = None  # output side length; None keeps the stored size
     permutation: torch.Tensor | None = None  # fixed pixel order over H*W, applied before resizing
-    augment: bool = False  # random translate (crop with padding) when training
     hflip: bool = False  # random horizontal flip when augmenting (only where it keeps the class)
     pad: int = 2  # translate by up to this many pixels
 

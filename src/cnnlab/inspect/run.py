@@ -78,11 +78,9 @@ def inspect_mistakes(run, top: int = 32, pairs: int = 10, out: str | Path | None
                      data_dir: str | None = None, limit_test: int | None = None, device: str = "cpu"):
     """(Mistakes, paths): the most confident test mistakes and the most confused class pairs."""
     from cnnlab.inspect.mistakes import write_mistakes
-    from cnnlab.training.device import pick_device
 
-    torch_device = pick_device(device)
-    trained = open_run(run, which, torch_device)
-    return write_mistakes(trained, output_dir(trained, out), top, pairs, data_dir, limit_test, torch_device)
+    trained = open_run(run, which, device)
+    return write_mistakes(trained, output_dir(trained, out), top, pairs, data_dir, limit_test, trained.device)
 
 
 def report_figures(run, out: str | Path | None = None, examples: int = REPORT_EXAMPLES, which: str = "best",

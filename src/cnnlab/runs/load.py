@@ -61,7 +61,11 @@ class LoadedRun:
 
 def load_run(path: str | Path, which: str = "best", device: str | torch.device = "cpu") -> LoadedRun:
     """The model of RUN_DIR (its checkpoints/<which>.pt, falling back to the other) or of a checkpoint file,
-    in eval mode, with its config, dataset spec (class names) and preprocessing."""
+    in eval mode, with its config, dataset spec (class names) and preprocessing. `device`: a torch device or
+    a name (auto: cuda, then mps, then cpu)."""
+    from cnnlab.training.device import pick_device
+
+    device = pick_device(device) if isinstance(device, str) else device
     checkpoint = load_checkpoint(path, f"{which}.pt")
     config = TrainConfig.from_dict(checkpoint["config"])
     spec = get_spec(config.dataset)

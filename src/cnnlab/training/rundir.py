@@ -8,7 +8,6 @@ loop writes or prints; on other ranks it does nothing, so the loop never asks wh
 """
 from __future__ import annotations
 
-import csv
 import os
 import platform
 import shutil
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.files import read_json, timestamped_dir, write_bytes_atomic, write_json, write_text_atomic
+from cnnlab.files import read_csv, read_json, timestamped_dir, write_bytes_atomic, write_json, write_text_atomic
 
 METRIC_COLUMNS = [
     "epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_seconds", "images_per_s",
@@ -177,7 +176,7 @@ class RunWriter:
         _write_rows(self.path / "metrics.csv", METRIC_COLUMNS, history)
         kept_steps = []
         if resume_after_epoch is not None and (self.path / "steps.csv").exists():
-            kept_steps = [r for r in _read_rows(self.path / "steps.csv") if r.get("epoch", 0) <= resume_after_epoch]
+            kept_steps = [r for r in read_csv(self.path / "steps.csv", integers=("epoch", "step")) if r.get("epoch", 0) <= resume_after_epoch]
         _write_rows(self.path / "steps.csv", STEP_COLUMNS, kept_steps)
         self._metrics = open(self.path / "metrics.csv", "a", newline="")
         self._steps = open(self.path / "steps.csv", "a", newline="")
@@ -259,16 +258,9 @@ def _write_rows(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> N
     write_text_atomic(path, ",".join(columns) + "\n" + "".join(_csv_line(r, columns) for r in rows))
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [{k: (None if v in ("", None) else (int(v) if k in ("epoch", "step") else float(v))) for k, v in row.items()}
-            for row in rows]
-
-
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """metrics.csv rows with numbers parsed ('' -> None)."""
-    return _read_rows(path)
+    return read_csv(path, integers=("epoch", "step"))
 
 
 class StepClock:

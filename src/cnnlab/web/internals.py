@@ -10,9 +10,9 @@ from cnnlab.errors import CnnlabError  # noqa: F401  (re-exported)
 
 
 def read_metrics(path):
-    from cnnlab.training.rundir import read_metrics as _read_metrics
+    from cnnlab.files import read_csv
 
-    return _read_metrics(path)
+    return read_csv(path, integers=("epoch", "step"))
 
 
 def dataset_spec(name: str):
