@@ -48,6 +48,10 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+# Commands that may answer without torch (run listings, leaderboards); the others load it before they start.
+COMMANDS_WITHOUT_TORCH = {"compare", "serve"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="cnnlab",
@@ -154,6 +158,11 @@ def _main(argv: list[str] | None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.command not in COMMANDS_WITHOUT_TORCH:
+        # The handlers import torch on first use; a Ctrl-C in the middle of that import must be one line too
+        # (numpy swallows it and is left half-loaded), so torch is loaded here, under the same guard as parsing.
+        with _startup_interrupts():
+            importlib.import_module("torch")
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit as noise
