@@ -12,7 +12,7 @@ import torch
 from cnnlab.cli.main import main
 from cnnlab.training.checkpoint import load_checkpoint
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")]
 
 # No BatchNorm, no dropout: 2 x 32 images per step must give the same update as 1 x 64.
 BASE = ["train", "mlp-tiny", "--dataset", "mnist-sample", "--recipe", "none", "--optimizer", "sgd", "--lr", "0.05",

@@ -37,6 +37,7 @@ def _results(out):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_every_run_exists_and_is_complete(permutation):
     out = permutation.out_dir
     expected = {f"{m}-{c}-seed{s}" for m in MODELS for c in ("ordered", "permuted") for s in range(SEEDS)}
@@ -53,6 +54,7 @@ def test_every_run_exists_and_is_complete(permutation):
     assert permutation.grid.actions == ["trained"] * len(expected)
 
 
+@pytest.mark.slow
 def test_table_has_mean_and_std_of_four_cells(permutation):
     rows = _results(permutation.out_dir)
     assert len(permutation.cells) == 4
@@ -78,6 +80,7 @@ def test_table_has_mean_and_std_of_four_cells(permutation):
     assert info["summary_table"]["rows"] == table and len(info["runs"]) == 4 * SEEDS
 
 
+@pytest.mark.slow
 def test_one_permutation_for_every_run_and_it_inverts(permutation):
     out = permutation.out_dir
     recorded = json.loads((out / "permutation.json").read_text())
@@ -96,6 +99,7 @@ def test_one_permutation_for_every_run_and_it_inverts(permutation):
     assert torch.equal(permute_pixels(permute_pixels(images, perm), inverse), images)
 
 
+@pytest.mark.slow
 def test_figures_are_written(permutation):
     for name, min_width in (("permutation.png", 600), ("accuracy.png", 300)):
         with Image.open(permutation.out_dir / name) as image:
@@ -103,6 +107,7 @@ def test_figures_are_written(permutation):
             assert len(np.unique(np.asarray(image.convert("L")))) > 10, f"{name} is blank"
 
 
+@pytest.mark.slow
 def test_cli_rerun_skips_complete_runs_and_prints_the_table(permutation, capsys):
     out = permutation.out_dir
     stamps = {p: (p / "summary.json").stat().st_mtime_ns for p in (out / "runs").iterdir()}
@@ -116,6 +121,7 @@ def test_cli_rerun_skips_complete_runs_and_prints_the_table(permutation, capsys)
     assert permutation.text() in printed
 
 
+@pytest.mark.slow
 def test_rerun_with_other_settings_refuses_to_mix_runs(permutation):
     info_before = (permutation.out_dir / "experiment.json").read_text()
     with pytest.raises(CnnlabError, match="holds another experiment .*epochs=1"):
@@ -157,6 +163,7 @@ def test_grid_points_name_what_varies():
     assert points[-1].options == {"model": "convnet", "lr": 0.1, "batch_size": 64, "seed": 1}
 
 
+@pytest.mark.slow
 def test_sweep_continues_where_it_stopped(tmp_path, capsys):
     out = tmp_path / "sweep"
     common = dict(TINY, epochs=1, recipe="reference", log=quiet)
@@ -190,6 +197,7 @@ def test_sweep_continues_where_it_stopped(tmp_path, capsys):
     assert info["kind"] == "sweep" and info["status"] == "complete" and len(info["runs"]) == 4
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_is_resumed_not_restarted(tmp_path):
     from cnnlab.experiments import ensure_run
     from cnnlab.training import resolve_config

@@ -59,6 +59,7 @@ def test_compiled_matches_plain(trained):
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", [{"channels_last": True}, {"precision": "bf16"}])
 def test_training_on_a_fast_path_ends_near_the_plain_run(tmp_path, option):
     plain = train(model="convnet", out=str(tmp_path / "plain"), **SAMPLE)
@@ -81,6 +82,7 @@ def test_every_zoo_model_predicts_alike_in_channels_last():
         torch.testing.assert_close(fast, plain, rtol=1e-3, atol=1e-4, msg=name)
 
 
+@pytest.mark.slow
 def test_precision_auto_is_bf16_only_on_a_cpu_that_computes_it_natively(tmp_path):
     native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert resolve_precision(torch.device("cpu"), "auto") == ("bf16" if native else "fp32")
@@ -121,6 +123,7 @@ print(untuned, tune_cpu_allocator(), mapped_by_a_4mb_tensor())
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not GLIBC, reason="the allocator tuning is glibc's")
 def test_cpu_allocator_tuning_keeps_step_sized_buffers_in_the_heap():
     result = subprocess.run([sys.executable, "-c", _HBLKS_SCRIPT], capture_output=True, text=True, check=True)

@@ -143,6 +143,7 @@ def test_user_strings_are_escaped(run_dir, evil_run, tmp_path, capsys):
     assert "no checkpoint in" in text and "from metrics.csv (2 epochs so far)" in text
 
 
+@pytest.mark.slow
 def test_experiment_report(tmp_path):
     experiment = run_permutation(["mlp-tiny"], seeds=1, out=tmp_path / "exp", log=lambda m: None,
                                  **{**TINY, "limit_test": 100})

@@ -133,6 +133,7 @@ def test_a_moved_run_resumes_in_its_new_place_from_another_directory(finished, t
     assert json.loads((new / "summary.json").read_text())["epochs"] == 3
 
 
+@pytest.mark.slow
 def test_a_relative_run_resumed_from_another_directory_stays_whole(tmp_path, monkeypatch):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -144,6 +145,7 @@ def test_a_relative_run_resumed_from_another_directory_stays_whole(tmp_path, mon
     assert load_checkpoint(tmp_path / "a" / "runs" / "rel")["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_a_crafted_run_dir_inside_a_checkpoint_decides_nothing(run, tmp_path, capsys):
     target = tmp_path / "victim"
     target.mkdir()
@@ -199,6 +201,7 @@ def test_init_from_another_model_is_refused(run, tmp_path, capsys):
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keep,expected", [("all", ["epoch-001.pt", "epoch-002.pt", "epoch-003.pt"]),
                                            ("2", ["epoch-002.pt", "epoch-003.pt"])])
 def test_keep_checkpoints(tmp_path, keep, expected):
@@ -259,6 +262,7 @@ def test_inspect_refuses_checkpoints_and_replaces_only_with_overwrite(run, capsy
     assert main(["inspect", str(run), "filters", "--overwrite"]) == 0
 
 
+@pytest.mark.slow
 def test_an_experiment_folder_is_not_taken_over_by_another(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     argv = ["sweep", "--models", "mlp-tiny", "--dataset", "mnist-sample", "--epochs", "1", "--limit-train", "128",

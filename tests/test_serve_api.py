@@ -238,6 +238,7 @@ def test_public_names_and_a_light_cli_module():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_cli_serves_until_ctrl_c(lab):
     process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(lab["root"]), "--host", "0.0.0.0",
                                 "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

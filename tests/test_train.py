@@ -66,6 +66,7 @@ def test_checkpoint_loads_weights_only_with_everything_to_resume(trained_run):
     assert state["config"]["model"] == "convnet"
 
 
+@pytest.mark.slow
 def test_config_file_repeats_the_run(trained_run, tmp_path):
     first = trained_run
     again = main(["train", "--config", str(first.run_dir / "config.json"), "--out", str(tmp_path / "again"), "--no-progress"])
@@ -109,6 +110,7 @@ def _interrupt_at(monkeypatch, epoch_to_stop, step_to_stop):
     monkeypatch.setattr(Batches, "iterate", iterate)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,options", [("convnet", {}), ("mlp-tiny", {"augment": True, "schedule": "onecycle"})])
 def test_resume_mid_epoch_is_bitwise_equal(tmp_path, monkeypatch, model, options):
     config = quick(tmp_path, model=model, epochs=2, deterministic=True, limit_train=640, **options)
@@ -139,6 +141,7 @@ def _long_run_after_first_checkpoint(out):
     return process
 
 
+@pytest.mark.slow
 def test_sigint_in_subprocess_leaves_a_resumable_checkpoint(tmp_path):
     out = tmp_path / "run"
     process = _long_run_after_first_checkpoint(out)
@@ -153,6 +156,7 @@ def test_sigint_in_subprocess_leaves_a_resumable_checkpoint(tmp_path):
     assert json.loads((out / "summary.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_sigterm_exits_143(tmp_path):
     process = _long_run_after_first_checkpoint(tmp_path / "run")
     process.terminate()
@@ -160,6 +164,7 @@ def test_sigterm_exits_143(tmp_path):
     assert process.returncode == 143 and "SIGTERM" in stderr
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     first = train(quick(tmp_path, epochs=1, limit_train=256))
     original = Batches.iterate
@@ -323,6 +328,7 @@ def test_predict_rejects_a_non_image(trained_run, tmp_path, capsys):
     assert code == 2 and f"image {str(tmp_path)!r} is not a regular file" in err
 
 
+@pytest.mark.slow
 def test_readme_quick_start_trains(tmp_path):
     """The README's first command (after install) works in a fresh folder."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()
@@ -335,6 +341,7 @@ def test_readme_quick_start_trains(tmp_path):
     assert json.loads((runs[0] / "summary.json").read_text())["final_test_acc"] > 0.8
 
 
+@pytest.mark.slow
 def test_tensorboard_option_logs_every_epoch(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -347,6 +354,7 @@ def test_tensorboard_option_logs_every_epoch(tmp_path):
     assert test_acc[-1] == pytest.approx(result.history[-1]["test_acc"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_onecycle_with_very_few_steps(tmp_path):
     result = train(quick(tmp_path, model="mlp-tiny", epochs=1, batch_size=128, limit_train=500, schedule="onecycle"))
     assert len(result.history) == 1
@@ -360,6 +368,7 @@ def test_target_accuracy_stops_early(tmp_path):
     assert result.summary["epochs"] == 1
 
 
+@pytest.mark.slow
 def test_resume_with_more_epochs_replans_the_onecycle_schedule(tmp_path, capsys):
     first = train(quick(tmp_path, epochs=1, schedule="onecycle", limit_train=512))  # peak lr 0.005
     resumed = train(resume=first.run_dir, epochs=3)  # before the fix: "Tried to step 9 times", a traceback
@@ -376,6 +385,7 @@ def test_resume_past_the_last_epoch_is_refused(tmp_path, capsys):
     assert "has already finished all 2 epochs; pass --epochs N with N > 2" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule", ["constant", "onecycle"])
 def test_resume_with_a_new_lr_uses_it(tmp_path, schedule):
     first = train(quick(tmp_path, epochs=1, schedule=schedule, limit_train=256, lr=0.005))

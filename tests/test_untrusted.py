@@ -91,6 +91,7 @@ def test_gzip_bomb_fails_fast_with_little_memory(tmp_path):
     assert sums(data) == before
 
 
+@pytest.mark.slow
 def test_gzip_bomb_through_python_m_cnnlab(tmp_path):
     data = tmp_path / "data"
     write_bomb(data / "mnist", 128 << 20)
@@ -231,6 +232,7 @@ def test_malformed_checkpoint_is_one_line(trained_run, tmp_path, capsys, case, c
     assert sha(file) == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
 
+@pytest.mark.slow
 def test_pickled_checkpoint_is_refused_without_torchs_hint(trained_run, tmp_path):
     import torch
 
@@ -426,6 +428,7 @@ def test_oversized_image_for_inspect(trained_run, tmp_path, capsys):
     assert code == 2 and "more than cnnlab reads" in line
 
 
+@pytest.mark.slow
 def test_oversized_image_through_python_m_cnnlab(trained_run, tmp_path):
     path = png_header_only(tmp_path / "big.png", 30000, 30000)
     done = run_cli("predict", str(trained_run), str(path))
@@ -434,6 +437,7 @@ def test_oversized_image_through_python_m_cnnlab(trained_run, tmp_path):
 
 # ---- 5. the environment, closed pipes and Ctrl-C ------------------------------------------------
 
+@pytest.mark.slow
 def test_closed_pipe_is_quiet():
     """The reader is gone before cnnlab writes a byte: no 'Exception ignored ... BrokenPipeError'."""
     child = subprocess.Popen([sys.executable, "-m", "cnnlab", "models"], stdout=subprocess.PIPE,
@@ -443,6 +447,7 @@ def test_closed_pipe_is_quiet():
     assert child.wait(timeout=120) == 0 and err == ""
 
 
+@pytest.mark.slow
 def test_models_piped_into_head_is_quiet(tmp_path):
     err = tmp_path / "stderr"
     done = subprocess.run(f"{sys.executable} -m cnnlab models 2>{err} | head -1", shell=True, capture_output=True,
@@ -518,6 +523,7 @@ def test_ctrl_c_while_parsing_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err == "cnnlab: interrupted\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.05, 0.3, 1.0])
 def test_sigint_during_start_up(tmp_path, delay):
     import signal
