@@ -138,7 +138,7 @@ def cnnlab_images_per_s(data: Dataset, model_name: str, batch_size: int, lr: flo
     # and fuses the optimizer step; the probe picks the precision and memory layout.
     precision, channels_last = best_settings(model_name, batch_size, device)
     config = TrainConfig(
-        model=model_name, dataset="mnist", epochs=2, batch_size=batch_size, lr=lr, momentum=momentum,
+        model=model_name, recipe="none", dataset="mnist", epochs=2, batch_size=batch_size, lr=lr, momentum=momentum,
         normalize="0.1307,0.3081", limit_train=steps * batch_size, progress=False, out=str(out),
         channels_last=channels_last, precision=precision, device=device.type,
     )

@@ -116,16 +116,11 @@ def train(
     """
     # `resume` may also be the checkpoint the caller already loaded (the CLI validates with it first).
     checkpoint = resume if isinstance(resume, dict) else resume_checkpoint(resume) if resume is not None else None
-    if checkpoint and (options.get("out") or (config and config.out)) not in (None, checkpoint["config"].get("out")):
-        where = options.get("out") or config.out
-        if Path(where).absolute() != ckpt.run_dir_of(checkpoint["path"]):
-            raise CnnlabError(f"a resumed run continues in its own folder {ckpt.run_dir_of(checkpoint['path'])}; "
-                              f"out={where!r} cannot move it (start a new run from its weights with init_from=)")
     config = resolve_config({**(config.given() if config else {}), **options},
                             base=TrainConfig.from_dict(checkpoint["config"]) if checkpoint else None)
     if checkpoint:
         _check_compatible(checkpoint, config)
-        config = config.replace(out=str(ckpt.run_dir_of(checkpoint["path"])))  # in place, wherever the folder now is
+        config = config.replace(out=str(_resumed_folder(checkpoint, config.out)))
     else:
         config = config.replace(out=str(config.out or default_run_dir(config.model, config.dataset)))
     spec = data.spec if data is not None else get_spec(config.dataset)
@@ -172,6 +167,16 @@ def resume_checkpoint(path: str | Path) -> dict[str, Any]:
     if path.is_dir() and not (path / "checkpoints" / "last.pt").is_file():
         raise CnnlabError(f"{str(path)!r} has no checkpoints/last.pt to resume from; is it a cnnlab run folder?")
     return ckpt.load_checkpoint(path, "last.pt")
+
+
+def _resumed_folder(checkpoint: dict[str, Any], out: str | None) -> Path:
+    """Where a resumed run continues: the folder its checkpoint is in now. An `out` naming another place is
+    refused (the one stored in the checkpoint is only where the run used to be, and is ignored)."""
+    folder = ckpt.run_dir_of(checkpoint["path"])
+    if out not in (None, checkpoint["config"].get("out")) and Path(out).resolve() != folder.resolve():
+        raise CnnlabError(f"a resumed run continues in its own folder {folder}; out={out!r} cannot move it "
+                          "(start a new run from its weights with init_from=)")
+    return folder
 
 
 def _open_folder(config: TrainConfig, resume: bool, device: torch.device, dist_info: DistInfo) -> RunFolder | None:
