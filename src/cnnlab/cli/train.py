@@ -56,5 +56,8 @@ def run(args: argparse.Namespace) -> int:
         from cnnlab.training.launch import launch_local
 
         return launch_local(args.nproc, argv)
-    train(resume=checkpoint, argv=["cnnlab", *argv], **request)
+    try:
+        train(resume=checkpoint, argv=["cnnlab", *argv], **request)
+    except CnnlabError as err:
+        raise as_flags(err) from None
     return 0
