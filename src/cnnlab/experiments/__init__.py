@@ -1,10 +1,21 @@
 """Experiments: sets of ordinary training runs (permutation experiment, sweeps) and leaderboards of runs."""
-from cnnlab.experiments.compare import Leaderboard, format_leaderboard, leaderboard, plot_leaderboard
-from cnnlab.experiments.permutation import PermutationResult, run_permutation
-from cnnlab.experiments.runs import RunRecord, ensure_run, read_run
-from cnnlab.experiments.sweep import GridResult, parse_settings, run_sweep
+from __future__ import annotations
 
-__all__ = [
-    "GridResult", "Leaderboard", "PermutationResult", "RunRecord", "ensure_run", "format_leaderboard",
-    "leaderboard", "parse_settings", "plot_leaderboard", "read_run", "run_permutation", "run_sweep",
-]
+# Imported lazily: `cnnlab train` registers `cnnlab compare`, which needs only the leaderboard's
+# constants, and the permutation experiment would otherwise pull in matplotlib at every start.
+_EXPORTS = {
+    "Leaderboard": "compare", "format_leaderboard": "compare", "leaderboard": "compare", "plot_leaderboard": "compare",
+    "PermutationResult": "permutation", "run_permutation": "permutation",
+    "RunRecord": "runs", "ensure_run": "runs", "read_run": "runs",
+    "GridResult": "sweep", "parse_settings": "sweep", "run_sweep": "sweep",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"cnnlab.experiments.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'cnnlab.experiments' has no attribute {name!r}")
