@@ -2,6 +2,7 @@
 without torch.compile's guards, MACs counted by hooks. (Timings live in benchmarks/, not here.)"""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cnnlab.data import cache, load, load_dataset
@@ -84,3 +85,49 @@ def test_optimizer_without_dynamo_guards_matches_torch_bit_for_bit():
             assert ours.keys() == theirs.keys()
             for name in ours:
                 assert torch.equal(ours[name], theirs[name]), (optimizer, kind, name)
+
+
+# ---- validation split ---------------------------------------------------------------------
+
+
+def test_stratified_split_is_exact_seeded_and_keeps_the_class_mix():
+    from cnnlab.data.split import stratified_split
+
+    labels = torch.arange(1000) % 10
+    labels[:100] = 3  # an uneven mix: class 3 is 19% of the set
+    keep, held = stratified_split(labels, 100, seed=1)
+    assert len(held) == 100 and len(keep) == 900 and not set(keep.tolist()) & set(held.tolist())
+    assert torch.equal(torch.bincount(labels[held], minlength=10), torch.bincount(labels, minlength=10) // 10)
+    assert torch.equal(stratified_split(labels, 100, seed=1)[1], held)
+    assert not torch.equal(stratified_split(labels, 100, seed=2)[1], held)
+
+
+def test_val_split_selects_on_validation_and_reports_both(tmp_path):
+    import csv
+    import json
+
+    from cnnlab.training import train
+
+    result = train(model="cnn-tiny", dataset="mnist-sample", epochs=2, val_split=200, seed=3, progress=False,
+                   out=str(tmp_path / "run"))
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    from cnnlab.training.rundir import METRIC_COLUMNS
+
+    assert list(rows[0]) == METRIC_COLUMNS + ["val_loss", "val_acc"]  # existing columns first, unchanged
+    assert all(r["val_acc"] and r["test_acc"] for r in rows)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    best = max(range(2), key=lambda i: (float(rows[i]["val_acc"]), -i))
+    assert summary["best_epoch"] == best + 1 and summary["best_val_acc"] == pytest.approx(float(rows[best]["val_acc"]))
+    assert summary["best_test_acc"] == pytest.approx(float(rows[best]["test_acc"]))
+    assert summary["val_split"] == 200 and result.history[-1]["val_acc"] is not None
+
+
+def test_val_split_is_validated():
+    from cnnlab.errors import CnnlabError
+    from cnnlab.training.config import resolve_config
+
+    with pytest.raises(CnnlabError, match="val_split must be a positive integer, got 0"):
+        resolve_config({"model": "convnet", "val_split": 0})
+    with pytest.raises(CnnlabError, match="val_split=300 leaves no training images of limit_train=300"):
+        resolve_config({"model": "convnet", "val_split": 300, "limit_train": 300})

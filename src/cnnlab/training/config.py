@@ -72,9 +72,13 @@ class TrainConfig:
     keep_checkpoints: str | None = _opt(None, "also keep checkpoints/epoch-NNN.pt after each epoch: all | N (the newest N)")
     limit_train: int | None = _opt(None, "use only the first N training images")
     limit_test: int | None = _opt(None, "use only the first N test images")
+    val_split: int | None = _opt(
+        None, "hold out N training images for validation (stratified by class, seeded by --seed): best.pt and "
+        "--target-acc then select on them, and metrics report validation beside test")
     eval_every: int = _opt(1, "evaluate on the test split every N epochs (and after the last)")
     eval_batch_size: int = _opt(500, "batch size for evaluation (larger is faster, but holds more activations)")
-    target_acc: float | None = _opt(None, "stop once test accuracy reaches this fraction (e.g. 0.992)")
+    target_acc: float | None = _opt(None, "stop once test accuracy (validation accuracy with --val-split) reaches this "
+                                    "fraction (e.g. 0.992)")
     progress: bool = _opt(True, "show progress bars (plain lines when not a terminal)")
     tensorboard: bool = _opt(False, "also log to TensorBoard in RUN/tensorboard (needs cnnlab[tensorboard])")
     sync_bn: bool = _opt(False, "convert BatchNorm to SyncBatchNorm under torchrun")
@@ -135,6 +139,9 @@ class TrainConfig:
         if self.keep_checkpoints is not None and self.keep_checkpoints != "all" and not (
                 self.keep_checkpoints.isdigit() and int(self.keep_checkpoints) > 0):
             raise CnnlabError(f"keep_checkpoints must be 'all' or a positive number, got {self.keep_checkpoints!r}")
+        if self.val_split is not None and self.limit_train is not None and self.val_split >= self.limit_train:
+            raise CnnlabError(f"val_split={self.val_split} leaves no training images of limit_train={self.limit_train}; "
+                              "hold out fewer")
         if self.target_acc is not None and not 0 < self.target_acc <= 1:
             raise CnnlabError(f"target_acc must be a fraction in (0, 1], got {self.target_acc}")
         for name in ("momentum", "label_smoothing"):
@@ -143,7 +150,7 @@ class TrainConfig:
         for name in ("weight_decay", "warmup_epochs"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise CnnlabError(f"{name} must be a finite number, 0 or more, got {getattr(self, name)}")
-        for name in ("resize", "limit_train", "limit_test"):
+        for name in ("resize", "limit_train", "limit_test", "val_split"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise CnnlabError(f"{name} must be a positive integer, got {value}")
