@@ -131,3 +131,23 @@ def test_val_split_is_validated():
         resolve_config({"model": "convnet", "val_split": 0})
     with pytest.raises(CnnlabError, match="val_split=300 leaves no training images of limit_train=300"):
         resolve_config({"model": "convnet", "val_split": 300, "limit_train": 300})
+
+
+# ---- record recipes -------------------------------------------------------------------------
+
+
+def test_record_recipes_resolve_to_their_model_and_are_listed(capsys):
+    from cnnlab.cli.main import main
+    from cnnlab.errors import CnnlabError
+    from cnnlab.models import model_info
+    from cnnlab.training.config import record_recipes, resolve_config
+
+    assert {"mnist-99.0", "mnist-99.2", "fashion-mnist-91"} <= set(record_recipes())
+    for name, (model, values) in record_recipes().items():
+        config = resolve_config({"recipe": name})
+        assert config.model == model and config.recipe == name and model_info(model).records[name] == values
+        assert {k: getattr(config, k) for k in values} == values
+    with pytest.raises(CnnlabError, match="record recipe of model 'fast-cnn', not 'convnet'"):
+        resolve_config({"recipe": "mnist-99.2", "model": "convnet"})
+    assert main(["recipes", "fast-cnn"]) == 0
+    assert "record mnist-99.2 (`cnnlab train --recipe mnist-99.2`)" in capsys.readouterr().out

@@ -124,8 +124,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value not in choices:
                 raise unknown_choice(name, value, choices)
-        if self.recipe is not None and self.recipe not in RECIPES:
-            raise unknown_choice("recipe", self.recipe, RECIPES)
+        if self.recipe is not None and self.recipe not in RECIPES and self.recipe not in record_recipes():
+            raise unknown_choice("recipe", self.recipe, [*RECIPES, *record_recipes()])
         for name in ("epochs", "batch_size", "eval_every", "eval_batch_size", "step_size"):
             if getattr(self, name) <= 0:
                 raise CnnlabError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -294,6 +294,12 @@ def resolve_config(
         layered["keep_checkpoints"] = str(layered["keep_checkpoints"])
     config = base or TrainConfig(recipe=DEFAULT_RECIPE)
     recipe = layered.get("recipe", None if base else config.recipe)
+    if recipe in record_recipes():  # a record names its model: `cnnlab train --recipe mnist-99.2`
+        model = record_recipes()[recipe][0]
+        if layered.get("model", model) != model:
+            raise CnnlabError(f"recipe {recipe!r} is a record recipe of model {model!r}, not {layered['model']!r}; "
+                              f"drop the model or use --recipe fast")
+        layered.setdefault("model", model)
     if recipe is not None:
         config = dataclasses.replace(config, **recipe_values(layered.get("model", config.model), recipe))
     return dataclasses.replace(config, **layered).validate()
@@ -303,13 +309,30 @@ def recipe_values(model: str, recipe: str) -> dict[str, Any]:
     """The TrainConfig values of a model's named recipe."""
     from cnnlab.models import list_models, model_info
 
-    if recipe not in RECIPES:
-        raise unknown_choice("recipe", recipe, RECIPES)
+    records = record_recipes()
+    if recipe not in RECIPES and recipe not in records:
+        raise unknown_choice("recipe", recipe, [*RECIPES, *records])
     if model not in list_models():
         raise unknown_choice("model", model, list_models())
     if recipe == "none":
         return {}
     info = model_info(model)
-    values = dict(info.reference_recipe if recipe == "reference" else info.fast_recipe)
+    if recipe in records:
+        values = dict(info.records[recipe])
+    else:
+        values = dict(info.reference_recipe if recipe == "reference" else info.fast_recipe)
     check_keys(values, f"{model} {recipe} recipe")
     return values
+
+
+def record_recipes() -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every model's record recipes: name -> (model, TrainConfig keys). A name belongs to one model."""
+    from cnnlab.models import list_models, model_info
+
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for model in list_models():
+        for name, values in model_info(model).records.items():
+            if name in found or name in RECIPES:  # a model file's mistake, not user input
+                raise ValueError(f"record recipe {name!r} of {model} is already a recipe name")
+            found[name] = (model, values)
+    return found
