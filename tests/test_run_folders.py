@@ -180,7 +180,7 @@ def test_resume_with_out_is_refused(run, tmp_path, capsys):
 def test_resume_with_a_changed_limit_train_is_refused(run, capsys):
     before = snapshot(run)
     code, err = error_of(capsys, ["train", "--resume", str(run), "--epochs", "3", "--limit-train", "128"])
-    assert code == 2 and "limit_train" in err
+    assert code == 2 and "--limit-train 256, not 128" in err
     assert snapshot(run) == before
 
 

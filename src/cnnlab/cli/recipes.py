@@ -30,10 +30,12 @@ def run(args: argparse.Namespace) -> int:
     rows = [model_info(n) for n in names]
     if args.format == "json":
         print(json.dumps([{"model": i.name, "reference": i.reference_recipe, "fast": i.fast_recipe,
-                           "reference_result": i.reference_result} for i in rows], indent=2))
+                           "reference_result": i.reference_result, "records": i.records} for i in rows], indent=2))
         return 0
     for info in rows:
         print(f"{info.name}  — expect: {info.reference_result}")
         print(f"  reference: {_describe(info.reference_recipe)}")
         print(f"  fast:      {_describe(info.fast_recipe)}")
+        for name, values in info.records.items():
+            print(f"  record {name} (`cnnlab train --recipe {name}`): {_describe(values)}")
     return 0

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.training.loop import resume_checkpoint
 
     options = explicit_options(args)
-    if not (args.model or args.resume or args.config_file):
+    if not (args.model or args.resume or args.config_file or options.get("recipe")):
         raise CnnlabError("name a model to train, e.g. `cnnlab train convnet --dataset mnist-sample` (see `cnnlab models`)")
     request = {**(load_config_file(args.config_file) if args.config_file else {}), **options}
     checkpoint = resume_checkpoint(args.resume) if args.resume else None

@@ -20,7 +20,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from cnnlab.data import locate
+from cnnlab.data import cache, locate
 from cnnlab.data.catalog import CIFAR_TRAIN_BATCHES, DATASETS, DatasetSpec, Resource, get_spec, identify
 from cnnlab.data.idx import parse_idx, read_bounded
 from cnnlab.errors import DataError
@@ -186,7 +186,8 @@ def _tensors(spec: DatasetSpec, arrays: tuple[np.ndarray, ...], source: str) -> 
     train_images, train_labels, test_images, test_labels = arrays
 
     def images(a):
-        return torch.from_numpy(np.array(a, dtype=np.uint8, order="C", copy=True))
+        # Copied unless already a writable C array of its own (a cache read): parsed IDX views are read-only.
+        return torch.from_numpy(np.require(a, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"]))
 
     def labels(a, where):
         labels = torch.from_numpy(np.asarray(a).astype(np.int64))
@@ -205,11 +206,17 @@ def _tensors(spec: DatasetSpec, arrays: tuple[np.ndarray, ...], source: str) -> 
 
 
 def _load_candidate(spec: DatasetSpec, candidate: locate.Candidate) -> Dataset:
-    contents = [_read_verified(p, r, spec.name) for p, r in zip(candidate.paths, spec.files)]
-    if spec.format == "idx":
-        arrays = _decode_idx(spec, contents, candidate.paths)
-    else:
-        arrays = _decode_cifar(spec, contents)
+    # The decoded arrays are cached under a key naming these exact files (path, size, mtime) and the sums
+    # they matched, and written only after they matched: a hit stands for a verified read of them.
+    key = cache.key(spec, candidate.paths)
+    arrays = cache.read(key)
+    if arrays is None:
+        contents = [_read_verified(p, r, spec.name) for p, r in zip(candidate.paths, spec.files)]
+        if spec.format == "idx":
+            arrays = _decode_idx(spec, contents, candidate.paths)
+        else:
+            arrays = _decode_cifar(spec, contents)
+        cache.write(key, arrays)
     return _tensors(spec, arrays, str(candidate.folder))
 
 

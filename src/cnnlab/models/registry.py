@@ -14,7 +14,7 @@ import inspect
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -40,6 +40,9 @@ class ModelInfo:
     # which are also the reference dataset's (MNIST or Fashion-MNIST); a test checks it against the builder.
     num_params: int
     max_input_size: int | None = None  # largest H = W when a fixed-size linear layer follows the flatten
+    # Record recipes (`cnnlab train --recipe NAME`): name -> TrainConfig keys, each a fixed recipe whose final
+    # test accuracy, averaged over seeds, reaches the target in its name (benchmarks/records.py measures them).
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 _builders: dict[str, Callable[..., nn.Module]] = {}

@@ -72,9 +72,13 @@ class TrainConfig:
     keep_checkpoints: str | None = _opt(None, "also keep checkpoints/epoch-NNN.pt after each epoch: all | N (the newest N)")
     limit_train: int | None = _opt(None, "use only the first N training images")
     limit_test: int | None = _opt(None, "use only the first N test images")
+    val_split: int | None = _opt(
+        None, "hold out N training images for validation (stratified by class, seeded by --seed): best.pt and "
+        "--target-acc then select on them, and metrics report validation beside test")
     eval_every: int = _opt(1, "evaluate on the test split every N epochs (and after the last)")
     eval_batch_size: int = _opt(500, "batch size for evaluation (larger is faster, but holds more activations)")
-    target_acc: float | None = _opt(None, "stop once test accuracy reaches this fraction (e.g. 0.992)")
+    target_acc: float | None = _opt(None, "stop once test accuracy (validation accuracy with --val-split) reaches this "
+                                    "fraction (e.g. 0.992)")
     progress: bool = _opt(True, "show progress bars (plain lines when not a terminal)")
     tensorboard: bool = _opt(False, "also log to TensorBoard in RUN/tensorboard (needs cnnlab[tensorboard])")
     sync_bn: bool = _opt(False, "convert BatchNorm to SyncBatchNorm under torchrun")
@@ -120,8 +124,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value not in choices:
                 raise unknown_choice(name, value, choices)
-        if self.recipe is not None and self.recipe not in RECIPES:
-            raise unknown_choice("recipe", self.recipe, RECIPES)
+        if self.recipe is not None and self.recipe not in RECIPES and self.recipe not in record_recipes():
+            raise unknown_choice("recipe", self.recipe, [*RECIPES, *record_recipes()])
         for name in ("epochs", "batch_size", "eval_every", "eval_batch_size", "step_size"):
             if getattr(self, name) <= 0:
                 raise CnnlabError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -135,6 +139,9 @@ class TrainConfig:
         if self.keep_checkpoints is not None and self.keep_checkpoints != "all" and not (
                 self.keep_checkpoints.isdigit() and int(self.keep_checkpoints) > 0):
             raise CnnlabError(f"keep_checkpoints must be 'all' or a positive number, got {self.keep_checkpoints!r}")
+        if self.val_split is not None and self.limit_train is not None and self.val_split >= self.limit_train:
+            raise CnnlabError(f"val_split={self.val_split} leaves no training images of limit_train={self.limit_train}; "
+                              "hold out fewer")
         if self.target_acc is not None and not 0 < self.target_acc <= 1:
             raise CnnlabError(f"target_acc must be a fraction in (0, 1], got {self.target_acc}")
         for name in ("momentum", "label_smoothing"):
@@ -143,7 +150,7 @@ class TrainConfig:
         for name in ("weight_decay", "warmup_epochs"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise CnnlabError(f"{name} must be a finite number, 0 or more, got {getattr(self, name)}")
-        for name in ("resize", "limit_train", "limit_test"):
+        for name in ("resize", "limit_train", "limit_test", "val_split"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise CnnlabError(f"{name} must be a positive integer, got {value}")
@@ -318,6 +325,12 @@ def resolve_config(
         layered["keep_checkpoints"] = str(layered["keep_checkpoints"])
     config = base or TrainConfig(recipe=DEFAULT_RECIPE)
     recipe = layered.get("recipe", None if base else config.recipe)
+    if recipe in record_recipes():  # a record names its model: `cnnlab train --recipe mnist-99.2`
+        model = record_recipes()[recipe][0]
+        if layered.get("model", model) != model:
+            raise CnnlabError(f"recipe {recipe!r} is a record recipe of model {model!r}, not {layered['model']!r}; "
+                              f"drop the model or use --recipe fast")
+        layered.setdefault("model", model)
     if recipe is not None:
         config = dataclasses.replace(config, **recipe_values(layered.get("model", config.model), recipe))
     return dataclasses.replace(config, **layered).validate()
@@ -327,13 +340,30 @@ def recipe_values(model: str, recipe: str) -> dict[str, Any]:
     """The TrainConfig values of a model's named recipe."""
     from cnnlab.models import list_models, model_info
 
-    if recipe not in RECIPES:
-        raise unknown_choice("recipe", recipe, RECIPES)
+    records = record_recipes()
+    if recipe not in RECIPES and recipe not in records:
+        raise unknown_choice("recipe", recipe, [*RECIPES, *records])
     if model not in list_models():
         raise unknown_choice("model", model, list_models())
     if recipe == "none":
         return {}
     info = model_info(model)
-    values = dict(info.reference_recipe if recipe == "reference" else info.fast_recipe)
+    if recipe in records:
+        values = dict(info.records[recipe])
+    else:
+        values = dict(info.reference_recipe if recipe == "reference" else info.fast_recipe)
     check_keys(values, f"{model} {recipe} recipe")
     return values
+
+
+def record_recipes() -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every model's record recipes: name -> (model, TrainConfig keys). A name belongs to one model."""
+    from cnnlab.models import list_models, model_info
+
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for model in list_models():
+        for name, values in model_info(model).records.items():
+            if name in found or name in RECIPES:  # a model file's mistake, not user input
+                raise ValueError(f"record recipe {name!r} of {model} is already a recipe name")
+            found[name] = (model, values)
+    return found

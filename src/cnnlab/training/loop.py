@@ -16,6 +16,7 @@ from torch import nn
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.data.batches import Batches
 from cnnlab.data.catalog import get_spec
+from cnnlab.data.split import stratified_split
 from cnnlab.errors import CnnlabError
 from cnnlab.data.preprocess import build_transform
 from cnnlab.models import check_input_size, count_macs, create_model
@@ -37,7 +38,7 @@ from cnnlab.training.rundir import RunFolder, RunWriter, StepClock, default_run_
 CHECK_EVERY = 25
 # What must match for a checkpoint to continue under a config: the same network on the same data.
 RESUME_KEYS = ("model", "dataset", "model_options", "resize", "permute_pixels", "permutation_seed", "normalize",
-               "batch_size", "limit_train")
+               "batch_size", "limit_train", "val_split")
 
 
 class TrainingInterrupted(CnnlabError):
@@ -196,7 +197,7 @@ def _run(config: TrainConfig, checkpoint, spec, data, device: torch.device, dist
          writer: RunWriter, argv) -> TrainResult:
     set_determinism(config.seed, config.deterministic)
     model = _create_model(config, spec, dist_info)
-    train_batches, test_batches, counts = _load_batches(config, spec, data, device, dist_info, model)
+    train_batches, test_batches, counts, val_batches = _load_batches(config, spec, data, device, dist_info, model)
     model, state, precision = _train_state(model, config, device, len(train_batches))
     if checkpoint and state.restore(checkpoint, config, len(train_batches)):
         writer.say(f"the {config.schedule} learning-rate schedule is re-planned for {config.epochs} epochs")
@@ -231,17 +232,22 @@ def _run(config: TrainConfig, checkpoint, spec, data, device: torch.device, dist
             if not math.isfinite(train_loss):
                 raise NonFiniteLoss(f"loss became {train_loss} in epoch {epoch + 1}; the last good checkpoint is kept in "
                                     f"{Path(config.out) / 'checkpoints'}; try a lower --lr or --precision fp32")
-            test_loss = test_acc = None
+            test_loss = test_acc = val_loss = val_acc = chosen_acc = None
             if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
                 final_eval = evaluate(net, test_batches, len(spec.classes), autocast, config.channels_last, dist_info)
                 test_loss, test_acc = final_eval.loss, final_eval.accuracy
-                if test_acc > state.best_acc:
-                    state.best_acc, state.best_epoch = test_acc, epoch + 1
+                if val_batches is not None:
+                    val_eval = evaluate(net, val_batches, len(spec.classes), autocast, config.channels_last, dist_info)
+                    val_loss, val_acc = val_eval.loss, val_eval.accuracy
+                # With a validation split, best.pt and the target are chosen on it: the test set stays unseen.
+                chosen_acc = val_acc if val_batches is not None else test_acc
+                if chosen_acc > state.best_acc:
+                    state.best_acc, state.best_epoch = chosen_acc, epoch + 1
                     save("best.pt", epoch + 1, 0)
             row = {"epoch": epoch + 1, "step": (epoch + 1) * len(train_batches), "train_loss": train_loss,
                    "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc,
                    "lr": state.scheduler.get_last_lr()[0], "epoch_seconds": seconds,
-                   "images_per_s": totals["seen"] / max(seconds, 1e-9)}
+                   "images_per_s": totals["seen"] / max(seconds, 1e-9), "val_loss": val_loss, "val_acc": val_acc}
             history.append(row)
             writer.epoch_row(row)
             if writer.tensorboard is not None:
@@ -249,9 +255,12 @@ def _run(config: TrainConfig, checkpoint, spec, data, device: torch.device, dist
                                                  spec.classes, config.channels_last)
             save("last.pt", epoch + 1, 0)
             writer.say(_epoch_line(row, config.epochs))
-            if config.target_acc is not None and test_acc is not None and test_acc >= config.target_acc:
-                target_reached = {"epoch": epoch + 1, "test_acc": test_acc, "unix_time": time.time()}
-                writer.say(f"reached the target test accuracy {config.target_acc:.2%} at epoch {epoch + 1}: stopping")
+            if val_batches is not None and val_acc is not None:
+                writer.say(f"  validation loss {val_loss:.4f} acc {val_acc:.2%}")
+            chosen = "validation" if val_batches is not None else "test"
+            if config.target_acc is not None and test_acc is not None and chosen_acc >= config.target_acc:
+                target_reached = {"epoch": epoch + 1, "test_acc": test_acc, "val_acc": val_acc, "unix_time": time.time()}
+                writer.say(f"reached the target {chosen} accuracy {config.target_acc:.2%} at epoch {epoch + 1}: stopping")
                 break
     writer.close()
 
@@ -259,12 +268,17 @@ def _run(config: TrainConfig, checkpoint, spec, data, device: torch.device, dist
     summary = {
         "status": "complete", "model": config.model, "dataset": config.dataset, "recipe": config.recipe,
         "epochs": len(history), "final_test_acc": history[-1]["test_acc"] if history else None,
-        "best_test_acc": state.best_acc if state.best_acc >= 0 else None, "best_epoch": state.best_epoch,
+        # best.pt's epoch is chosen on validation when there is a split; its test figure is then reported as is.
+        "best_test_acc": (state.best_acc if config.val_split is None
+                          else next((r["test_acc"] for r in history if r["epoch"] == state.best_epoch), None))
+        if state.best_acc >= 0 else None, "best_epoch": state.best_epoch,
         "total_seconds": time.perf_counter() - run_start,
         "mean_images_per_s": sum(r["images_per_s"] for r in history) / max(len(history), 1),
         "params": params, "macs": count_macs(model, config.resize or spec.image_size, spec.channels) if writer.enabled else None,
         "input_size": config.resize or spec.image_size, "device": str(device), "precision": precision,
         "world_size": dist_info.world_size, "target_reached": target_reached,
+        **({"val_split": config.val_split, "final_val_acc": history[-1].get("val_acc") if history else None,
+            "best_val_acc": state.best_acc if state.best_acc >= 0 else None} if config.val_split else {}),
     }
     writer.finish(summary, history, final_eval, model, test_batches, spec.classes, config)
     return TrainResult(Path(config.out), model, config, history, summary, final_eval)
@@ -335,6 +349,14 @@ def _load_batches(config: TrainConfig, spec, data: Dataset | None, device: torch
     data = data if data is not None else load_dataset(config.dataset, config.data_dir)
     train_images, train_labels = data.train_images[: config.limit_train], data.train_labels[: config.limit_train]
     test_images, test_labels = data.test_images[: config.limit_test], data.test_labels[: config.limit_test]
+    val_batches = None
+    if config.val_split is not None:
+        if config.val_split >= len(train_labels):
+            raise CnnlabError(f"val_split={config.val_split} leaves no training images of the {len(train_labels):,}; "
+                              "hold out fewer")
+        keep, held = stratified_split(train_labels, config.val_split, config.seed)
+        val_images, val_labels = train_images[held], train_labels[held]
+        train_images, train_labels = train_images[keep], train_labels[keep]
     # Preparing normalized float inputs once pays off only where a step costs about as much as converting
     # its batch: the fully-connected nets. Conv nets are compute-bound, so they keep the memory instead.
     prepare = None if not any(isinstance(m, nn.Conv2d) for m in model.modules()) else False
@@ -344,7 +366,10 @@ def _load_batches(config: TrainConfig, spec, data: Dataset | None, device: torch
                             augment=config.augment, **shards)
     test_batches = Batches(test_images.to(device), test_labels.to(device), config.eval_batch_size,
                            build_transform(config, spec, train=False), shuffle=False, **shards)
-    return train_batches, test_batches, (len(train_images), len(test_images))
+    if config.val_split is not None:
+        val_batches = Batches(val_images.to(device), val_labels.to(device), config.eval_batch_size,
+                              build_transform(config, spec, train=False), shuffle=False, **shards)
+    return train_batches, test_batches, (len(train_images), len(test_images)), val_batches
 
 
 def _create_model(config: TrainConfig, spec, dist_info: DistInfo) -> nn.Module:

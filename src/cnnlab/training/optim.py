@@ -1,6 +1,7 @@
 """Optimizer, per-step learning-rate schedule and weight init from a TrainConfig."""
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -23,12 +24,37 @@ def build_optimizer(model: nn.Module, config: TrainConfig, fused: bool = True) -
     else:
         kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
         options = dict(lr=config.lr, betas=(config.momentum, 0.999), weight_decay=config.weight_decay)
+    kind = kind if config.compile else _without_dynamo_guards(kind)
     if not fused:
         return kind(params, **options)
     try:
         return kind(params, fused=True, **options)
     except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device or dtype
         return kind(params, **options)
+
+
+_UNGUARDED: dict[type, type] = {}
+
+
+def _without_dynamo_guards(kind: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+    """`kind` with the same maths and state_dict, minus the wrappers that import torch._dynamo on first use.
+
+    torch wraps `step`, `zero_grad`, `add_param_group` and the state_dict methods so that torch.compile
+    can trace around them; their first call imports torch._dynamo, which costs about as much as
+    `import torch` itself, for a run that never compiles. A compiled run keeps torch's own class.
+    """
+    if kind not in _UNGUARDED:
+        step = inspect.unwrap(kind.step)
+
+        def unguarded_step(self, closure=None):
+            with torch.set_grad_enabled(self.defaults.get("differentiable", False)):  # as torch's wrapper does
+                return step(self, closure)
+
+        methods = {name: inspect.unwrap(getattr(kind, name))
+                   for name in ("zero_grad", "add_param_group", "state_dict", "load_state_dict")}
+        _UNGUARDED[kind] = type(kind.__name__, (kind,), {**methods, "step": unguarded_step,
+                                                         "__module__": __name__, "__doc__": kind.__doc__})
+    return _UNGUARDED[kind]
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, config: TrainConfig, steps_per_epoch: int) -> float:

@@ -23,6 +23,7 @@ from cnnlab.files import read_csv, read_json, timestamped_dir, write_bytes_atomi
 METRIC_COLUMNS = [
     "epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_seconds", "images_per_s",
 ]
+VAL_COLUMNS = ["val_loss", "val_acc"]  # after the others, only in runs with a validation split
 STEP_COLUMNS = ["epoch", "step", "loss", "accuracy", "lr", "images_per_s", "elapsed"]
 LOCK_FILE = ".lock"
 # What a finished, interrupted or crashed run leaves in its folder: any of these means "a run is here".
@@ -173,7 +174,8 @@ class RunWriter:
         if resume_after_epoch is not None and (self.path / "metrics.csv").exists():
             # Rows written after the checkpoint we resume from would be repeated: drop them.
             history = [r for r in read_metrics(self.path / "metrics.csv") if r["epoch"] <= resume_after_epoch]
-        _write_rows(self.path / "metrics.csv", METRIC_COLUMNS, history)
+        self._columns = METRIC_COLUMNS + (VAL_COLUMNS if config_dict.get("val_split") else [])
+        _write_rows(self.path / "metrics.csv", self._columns, history)
         kept_steps = []
         if resume_after_epoch is not None and (self.path / "steps.csv").exists():
             kept_steps = [r for r in read_csv(self.path / "steps.csv", integers=("epoch", "step")) if r.get("epoch", 0) <= resume_after_epoch]
@@ -190,7 +192,7 @@ class RunWriter:
     def epoch_row(self, row: dict[str, Any]) -> None:
         """metrics.csv: appended, flushed and fsynced, so a crashed run keeps its history."""
         if self._metrics is not None:
-            self._metrics.write(_csv_line(row, METRIC_COLUMNS))
+            self._metrics.write(_csv_line(row, self._columns))
             self._metrics.flush()
             os.fsync(self._metrics.fileno())
 

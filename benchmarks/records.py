@@ -1,0 +1,76 @@
+"""Record recipes under airbench's protocol: a fixed recipe, its FINAL test accuracy averaged over seeds.
+
+Each record is `cnnlab train --recipe NAME --seed S`, one fresh process per seed. Time is wall clock from
+process start (imports and data loading included) to the end of the final evaluation: the moment
+summary.json is written, just after it (its mtime). No early stopping, no picking the best epoch.
+A record holds when the mean final test accuracy reaches the target and the median time is within
+the budget. Usage:
+
+    python benchmarks/records.py --data-dir ../shared/datasets [--seeds 5] [--records mnist-99.0 ...] [-- FLAGS]
+
+Writes benchmarks/results/records.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tables import describe_machine, write_table
+
+# record -> (target final test accuracy, time budget in seconds on the 2-core CPU of the issue)
+TARGETS = {"mnist-99.0": (0.990, 5.0), "mnist-99.2": (0.992, 8.0), "fashion-mnist-91": (0.91, 12.0)}
+
+
+def one_run(name: str, seed: int, data_dir: str | None, out: Path, extra: list[str]) -> tuple[float, float]:
+    command = [sys.executable, "-m", "cnnlab", "train", "--recipe", name, "--seed", str(seed), "--out", str(out),
+               "--no-progress", *extra] + (["--data-dir", data_dir] if data_dir else [])
+    start = time.time()
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
+    summary_path = out / "summary.json"
+    return json.loads(summary_path.read_text())["final_test_acc"], summary_path.stat().st_mtime - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir")
+    parser.add_argument("--records", nargs="+", default=list(TARGETS))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "records.md"))
+    parser.add_argument("extra", nargs="*", help="more `cnnlab train` flags, after --")
+    args = parser.parse_args()
+
+    lines = ["# Records: fixed recipes, final test accuracy over seeds", "",
+             "`cnnlab train --recipe NAME --seed S`, one fresh process per seed (seeds 1..N); final test accuracy "
+             "(no early stop, no best epoch); time from process start to the end of the final evaluation.",
+             f"Machine: {describe_machine('cpu')}.", f"Command: `python benchmarks/records.py {' '.join(sys.argv[1:])}`",
+             "", "| record | target | budget s | seeds | final test acc mean ± std | min-max | median s | min-max s | holds |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.records:
+            target, budget = TARGETS[name]
+            accs, times = [], []
+            for seed in range(1, args.seeds + 1):
+                acc, seconds = one_run(name, seed, args.data_dir, Path(tmp) / f"{name}-{seed}", args.extra)
+                accs.append(acc)
+                times.append(seconds)
+                print(f"{name} seed {seed}: final test acc {acc:.2%} in {seconds:.1f} s", flush=True)
+            mean, std = statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0
+            median = statistics.median(times)
+            holds = "yes" if mean >= target and median <= budget else "no"
+            lines.append(f"| {name} | {target:.1%} | {budget:.0f} | {len(accs)} | {mean:.2%} ± {std:.2%} | "
+                         f"{min(accs):.2%}-{max(accs):.2%} | {median:.1f} | {min(times):.1f}-{max(times):.1f} | {holds} |")
+    write_table(args.output, lines)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
