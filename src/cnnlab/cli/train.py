@@ -96,11 +96,20 @@ def run(args: argparse.Namespace) -> int:
     if not (args.model or args.resume or args.config_file):
         raise CnnlabError("name a model to train, e.g. `cnnlab train convnet --dataset mnist-sample` (see `cnnlab models`)")
     request = {**(load_config_file(args.config_file) if args.config_file else {}), **options}
-    checkpoint = resume_checkpoint(args.resume) if args.resume else None
-    if args.resume and "out" in options:
+    # --resume auto is a full request for the run in --out: continued if it is there, else started (the loop decides).
+    auto = args.resume == "auto"
+    if auto and "out" not in options:
+        from cnnlab.training.loop import AUTO_NEEDS_OUT
+
+        raise CnnlabError(AUTO_NEEDS_OUT)
+    if auto and not (args.model or args.config_file):
+        raise CnnlabError("--resume auto takes the whole request (a model or --config, and options), as every attempt "
+                          "repeats the same command")
+    checkpoint = resume_checkpoint(args.resume) if args.resume and not auto else None
+    if checkpoint and "out" in options:
         raise CnnlabError(f"--resume continues {args.resume} in its own folder; --out cannot move it "
                           f"(to start a new run from its weights: --init-from {args.resume} --out DIR)")
-    if args.resume and args.config_file:
+    if checkpoint and args.config_file:
         raise CnnlabError("--resume takes the run's own config; pass the options to change as flags, not --config")
     try:  # bad input fails here, once, before any launch or folder
         resolve_config(request, base=TrainConfig.from_dict(checkpoint["config"]) if checkpoint else None)
@@ -111,5 +120,5 @@ def run(args: argparse.Namespace) -> int:
         from cnnlab.training.launch import launch_local
 
         return launch_local(args.nproc, argv)
-    train(resume=checkpoint, argv=["cnnlab", *argv], **request)
+    train(resume="auto" if auto else checkpoint, argv=["cnnlab", *argv], **request)
     return 0

@@ -79,6 +79,8 @@ class TrainConfig:
     tensorboard: bool = _opt(False, "also log to TensorBoard in RUN/tensorboard (needs cnnlab[tensorboard])")
     sync_bn: bool = _opt(False, "convert BatchNorm to SyncBatchNorm under torchrun")
     backend: str | None = _opt(None, "torch.distributed backend (default: nccl on CUDA, gloo on CPU)")
+    dist_timeout: float = _opt(300.0, "seconds a process waits for its peers in a collective before it stops with an "
+                               "error (under torchrun; a lost peer otherwise hangs the others)")
 
     # ---- resolution ----------------------------------------------------------------
 
