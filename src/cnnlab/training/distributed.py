@@ -56,8 +56,15 @@ def init_distributed(device: torch.device, backend: str | None = None, timeout: 
         return DistInfo()
     if not dist.is_initialized():
         backend = backend or ("nccl" if device.type == "cuda" else "gloo")
-        dist.init_process_group(backend=backend,
-                                timeout=datetime.timedelta(seconds=timeout) if timeout is not None else None)
+        delta = datetime.timedelta(seconds=timeout) if timeout is not None else None
+        # What init_process_group does for env://, with the attempt in the keys: after a torchrun restart the
+        # agent's store still holds the dead attempt's addresses, and gloo would connect to those (measured,
+        # torch 2.14: "Gloo connectFullMesh failed ... Connection refused" on every restart).
+        store, rank, world_size = next(dist.rendezvous("env://", timeout=delta or datetime.timedelta(minutes=30)))
+        if delta is not None:
+            store.set_timeout(delta)
+        store = dist.PrefixStore(f"cnnlab/attempt_{elastic_restart()}", store)
+        dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size, timeout=delta)
     info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         # CPU ranks on one machine share its cores: more threads than cores makes every rank wait.
