@@ -107,7 +107,7 @@ def is_peer_failure(err: BaseException) -> bool:
                                               or "Timed out waiting" in text or "NCCL" in text)
 
 
-def missing_ranks(info: DistInfo, wait: float = 3.0) -> list[int]:
+def missing_ranks(info: DistInfo, wait: float = 2.0) -> list[int]:
     """After a failed collective: the ranks that do not check in through torchrun's store within `wait`
     seconds (on rank 0; [] elsewhere, or when the store itself is gone).
 

@@ -278,6 +278,8 @@ def _peer_lost(err: BaseException, config: TrainConfig, dist_info: DistInfo) -> 
     lost = missing_ranks(dist_info)
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     reason = re.sub(r"^\[[^\]]*\]\s*", "", reason).split(". This is typically")[0].rstrip(".")  # gloo's source location
+    if "timed out" in reason.lower() or "timeout" in reason.lower():
+        reason = f"no answer within --dist-timeout {config.dist_timeout:g} s"  # gloo's wording varies with the op
     who = (f"lost rank {', '.join(map(str, lost))} of {dist_info.world_size}" if lost
            else f"lost contact with another of the {dist_info.world_size} processes")
     restarts_left = elastic_max_restarts() - elastic_restart()
