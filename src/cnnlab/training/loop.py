@@ -28,8 +28,8 @@ from cnnlab.training.device import (
     autocast_context, make_grad_scaler, pick_device, resolve_precision, set_determinism, tune_cpu_allocator,
 )
 from cnnlab.training.distributed import (
-    DistInfo, all_reduce_sum, elastic_max_restarts, elastic_restart, init_distributed, is_peer_failure, launched_by_torchrun, local_device,
-    max_across_ranks, missing_ranks, shutdown,
+    DistInfo, all_reduce_sum, elastic_max_restarts, elastic_restart, init_distributed, is_peer_failure,
+    launched_by_torchrun, local_device, max_across_ranks, missing_ranks, shutdown,
 )
 from cnnlab.training.optim import build_optimizer, build_scheduler, initialize_weights
 from cnnlab.training.progress import Progress
@@ -147,7 +147,8 @@ def train(
     else:
         config = config.replace(out=str(config.out or default_run_dir(config.model, config.dataset)))
     if not (math.isfinite(config.dist_timeout) and config.dist_timeout > 0):
-        raise CnnlabError(f"dist_timeout (--dist-timeout) must be a positive number of seconds, got {config.dist_timeout}")
+        raise CnnlabError(f"dist_timeout (--dist-timeout) must be a positive number of seconds, "
+                          f"got {config.dist_timeout}")
     spec = data.spec if data is not None else get_spec(config.dataset)
     check_input_size(config.model, config.resize or spec.image_size)
     check_memory(config, spec)
