@@ -41,8 +41,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(args, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, **kwargs)
+@pytest.fixture
+def start():
+    """Popen in its own session; whatever is still running when the test ends (a failed one) is killed."""
+    jobs = []
+
+    def _start(args) -> subprocess.Popen:
+        jobs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                                     start_new_session=True))
+        return jobs[-1]
+
+    yield _start
+    for job in jobs:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)  # the agent and its workers: the session this test started
+            job.communicate()
 
 
 def epochs_of(run_dir) -> list[int]:
@@ -193,7 +206,7 @@ def test_dist_timeout_must_be_positive(tmp_path, capsys):
 # ---- several processes through torchrun ----------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_two_nodes_on_loopback_match_one_process(tmp_path, one_process):
+def test_two_nodes_on_loopback_match_one_process(tmp_path, one_process, start):
     """The README's two-machine command, with both "machines" on 127.0.0.1."""
     out = tmp_path / "run"
     node = [*TORCHRUN, "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
@@ -212,7 +225,7 @@ def test_two_nodes_on_loopback_match_one_process(tmp_path, one_process):
 
 
 @pytest.mark.slow
-def test_lost_worker_is_restarted_and_the_run_continues(tmp_path, uninterrupted):
+def test_lost_worker_is_restarted_and_the_run_continues(tmp_path, uninterrupted, start):
     out = tmp_path / "run"
     job = start([*TORCHRUN, "--standalone", "--nproc-per-node", "2", "--max-restarts", "1", "--monitor-interval", "0.2",
                  "-m", "cnnlab", *LONG, "--out", str(out)])
@@ -228,7 +241,7 @@ def test_lost_worker_is_restarted_and_the_run_continues(tmp_path, uninterrupted)
 
 
 @pytest.mark.slow
-def test_lost_worker_without_restarts_is_one_line_from_rank_zero(tmp_path):
+def test_lost_worker_without_restarts_is_one_line_from_rank_zero(tmp_path, start):
     out = tmp_path / "run"
     job = start([*TORCHRUN, "--standalone", "--nproc-per-node", "2", "--max-restarts", "0", "--monitor-interval", "0.2",
                  "-m", "cnnlab", *LONG, "--out", str(out)])
@@ -244,7 +257,7 @@ def test_lost_worker_without_restarts_is_one_line_from_rank_zero(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_frozen_peer_ends_the_job_after_dist_timeout(tmp_path):
+def test_a_frozen_peer_ends_the_job_after_dist_timeout(tmp_path, start):
     out = tmp_path / "run"
     job = start([sys.executable, "-m", "cnnlab", *LONG, "--epochs", "20", "--out", str(out), "--nproc", "2",
                  "--dist-timeout", "4"])
