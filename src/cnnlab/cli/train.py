@@ -20,7 +20,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("model", nargs="?", help="model name (see `cnnlab models`); optional with --resume/--config")
     parser.add_argument("--config", dest="config_file", metavar="FILE", help="YAML or JSON config (a run's config.json repeats it)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run in its own folder from its latest state (last.pt)")
+    parser.add_argument("--resume", metavar="RUN_DIR|auto",
+                        help="continue a run in its own folder from its latest state (last.pt); auto: the run in --out "
+                        "if it has a checkpoint, else start it there (what torchrun restarts do)")
     parser.add_argument("--nproc", type=int, default=1, metavar="N",
                         help="data-parallel processes on this machine (launches torchrun); default 1")
     add_config_flags(parser, exclude=TRAIN_OWN)  # the positional argument
@@ -41,11 +43,20 @@ def run(args: argparse.Namespace) -> int:
     if not (args.model or args.resume or args.config_file or options.get("recipe")):
         raise CnnlabError("name a model to train, e.g. `cnnlab train convnet --dataset mnist-sample` (see `cnnlab models`)")
     request = {**(load_config_file(args.config_file) if args.config_file else {}), **options}
-    checkpoint = resume_checkpoint(args.resume) if args.resume else None
-    if args.resume and "out" in options:
+    # --resume auto is a full request for the run in --out: continued if it is there, else started (the loop decides).
+    auto = args.resume == "auto"
+    if auto and "out" not in options:
+        from cnnlab.training.loop import AUTO_NEEDS_OUT
+
+        raise CnnlabError(AUTO_NEEDS_OUT)
+    if auto and not (args.model or args.config_file):
+        raise CnnlabError("--resume auto takes the whole request (a model or --config, and options), as every attempt "
+                          "repeats the same command")
+    checkpoint = resume_checkpoint(args.resume) if args.resume and not auto else None
+    if checkpoint and "out" in options:
         raise CnnlabError(f"--resume continues {args.resume} in its own folder; --out cannot move it "
                           f"(to start a new run from its weights: --init-from {args.resume} --out DIR)")
-    if args.resume and args.config_file:
+    if checkpoint and args.config_file:
         raise CnnlabError("--resume takes the run's own config; pass the options to change as flags, not --config")
     try:  # bad input fails here, once, before any launch or folder
         resolve_config(request, base=TrainConfig.from_dict(checkpoint["config"]) if checkpoint else None)
@@ -57,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
         return launch_local(args.nproc, argv)
     try:
-        train(resume=checkpoint, argv=["cnnlab", *argv], **request)
+        train(resume="auto" if auto else checkpoint, argv=["cnnlab", *argv], **request)
     except CnnlabError as err:
         raise as_flags(err) from None
     return 0

@@ -83,6 +83,8 @@ class TrainConfig:
     tensorboard: bool = _opt(False, "also log to TensorBoard in RUN/tensorboard (needs cnnlab[tensorboard])")
     sync_bn: bool = _opt(False, "convert BatchNorm to SyncBatchNorm under torchrun")
     backend: str | None = _opt(None, "torch.distributed backend (default: nccl on CUDA, gloo on CPU)")
+    dist_timeout: float = _opt(300.0, "seconds a process waits for its peers in a collective before it stops with an "
+                               "error (under torchrun; a lost peer otherwise hangs the others)")
 
     # ---- resolution ----------------------------------------------------------------
 
@@ -131,7 +133,7 @@ class TrainConfig:
                 raise CnnlabError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.epochs > MAX_EPOCHS:
             raise CnnlabError(f"epochs={self.epochs} is more than {MAX_EPOCHS:,}; is that a typo?")
-        for name in ("lr", "gamma"):
+        for name in ("lr", "gamma", "dist_timeout"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise CnnlabError(f"{name} must be a finite positive number, got {getattr(self, name)}")
         if self.resize is not None and self.resize > MAX_RESIZE:

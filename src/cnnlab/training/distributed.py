@@ -1,7 +1,9 @@
 """Data-parallel set-up under torchrun: which rank am I, and sums across ranks."""
 from __future__ import annotations
 
+import datetime
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -28,13 +30,41 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init_distributed(device: torch.device, backend: str | None = None) -> DistInfo:
-    """Join the process group torchrun set up (env://); a single process needs nothing."""
+def elastic_restart() -> int:
+    """How many times torchrun has restarted this job's workers (0 on the first attempt or without torchrun)."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    except ValueError:
+        return 0
+
+
+def elastic_max_restarts() -> int:
+    """torchrun's --max-restarts for this job (0 without torchrun)."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
+    except ValueError:
+        return 0
+
+
+def init_distributed(device: torch.device, backend: str | None = None, timeout: float | None = None) -> DistInfo:
+    """Join the process group torchrun set up (env://); a single process needs nothing.
+
+    `timeout` (seconds) bounds every collective: a rank whose peer vanished without closing its sockets
+    (a frozen or unplugged machine) raises after it instead of waiting forever.
+    """
     if not launched_by_torchrun():
         return DistInfo()
     if not dist.is_initialized():
         backend = backend or ("nccl" if device.type == "cuda" else "gloo")
-        dist.init_process_group(backend=backend)
+        delta = datetime.timedelta(seconds=timeout) if timeout is not None else None
+        # What init_process_group does for env://, with the attempt in the keys: after a torchrun restart the
+        # agent's store still holds the dead attempt's addresses, and gloo would connect to those (measured,
+        # torch 2.14: "Gloo connectFullMesh failed ... Connection refused" on every restart).
+        store, rank, world_size = next(dist.rendezvous("env://", timeout=delta or datetime.timedelta(minutes=30)))
+        if delta is not None:
+            store.set_timeout(delta)
+        store = dist.PrefixStore(f"cnnlab/attempt_{elastic_restart()}", store)
+        dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size, timeout=delta)
     info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         # CPU ranks on one machine share its cores: more threads than cores makes every rank wait.
@@ -64,6 +94,40 @@ def max_across_ranks(value: int, device: torch.device, info: DistInfo) -> int:
     tensor = torch.tensor([value], device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return int(tensor.item())
+
+
+def is_peer_failure(err: BaseException) -> bool:
+    """Whether `err` is a collective that failed because a peer went away or stopped answering."""
+    if isinstance(err, dist.DistError):
+        return True
+    # gloo raises plain RuntimeErrors: "Connection reset by peer", "Connection closed by peer",
+    # "Timed out waiting 5000ms for recv operation", "Application timeout caused pair closure".
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("gloo" in text or "pair closure" in text or "by peer" in text
+                                              or "Timed out waiting" in text or "NCCL" in text)
+
+
+def missing_ranks(info: DistInfo, wait: float = 2.0) -> list[int]:
+    """After a failed collective: the ranks that do not check in through torchrun's store within `wait`
+    seconds (on rank 0; [] elsewhere, or when the store itself is gone).
+
+    A gloo error names a peer's address and port, not its rank; the store is the agent's, so it
+    outlives the workers and every survivor can say it is still there.
+    """
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        prefix = f"cnnlab/alive/{elastic_restart()}/"
+        store.set(prefix + str(info.rank), "1")
+        if not info.is_main:
+            return []
+        deadline = time.monotonic() + wait
+        while True:
+            missing = [r for r in range(info.world_size) if not store.check([prefix + str(r)])]
+            if not missing or time.monotonic() > deadline:
+                return missing
+            time.sleep(0.1)
+    except Exception:  # noqa: BLE001 - the store went with the agent: nothing more to learn
+        return []
 
 
 def shutdown(info: DistInfo, together: bool) -> None:

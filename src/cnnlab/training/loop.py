@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import signal
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from cnnlab.data.batches import Batches
 from cnnlab.data.catalog import get_spec
 from cnnlab.data.split import stratified_split
 from cnnlab.errors import CnnlabError
+from cnnlab.files import read_json
 from cnnlab.data.preprocess import build_transform
 from cnnlab.models import check_input_size, count_macs, create_model
 from cnnlab.runs.evaluate import EvalResult, evaluate
@@ -27,11 +29,12 @@ from cnnlab.training.device import (
     autocast_context, make_grad_scaler, pick_device, resolve_precision, set_determinism, tune_cpu_allocator,
 )
 from cnnlab.training.distributed import (
-    DistInfo, all_reduce_sum, init_distributed, launched_by_torchrun, local_device, max_across_ranks, shutdown,
+    DistInfo, all_reduce_sum, elastic_max_restarts, elastic_restart, init_distributed, is_peer_failure,
+    launched_by_torchrun, local_device, max_across_ranks, missing_ranks, shutdown,
 )
 from cnnlab.training.optim import build_optimizer, build_scheduler, initialize_weights
 from cnnlab.training.progress import Progress
-from cnnlab.training.rundir import RunFolder, RunWriter, StepClock, default_run_dir, provenance
+from cnnlab.training.rundir import LOCK_FILE, RunFolder, RunWriter, StepClock, default_run_dir, is_locked, provenance
 
 # On CUDA a finiteness check is a host sync, and under DDP the stop-signal check is an all-reduce: both run
 # every few steps there; on one CPU process they are free and run every step.
@@ -55,6 +58,16 @@ class NonFiniteLoss(CnnlabError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
     exit_code = 1
+
+
+class PeerLost(CnnlabError):
+    """Under torchrun, another process died or stopped answering: the environment, exit 1."""
+
+    exit_code = 1
+
+
+AUTO_NEEDS_OUT = ("--resume auto and torchrun restarts (--max-restarts) need the run folder named with --out DIR, "
+                  "so that every attempt continues the same run")
 
 
 @dataclass
@@ -112,16 +125,21 @@ def train(
     Options resolve as on the command line: `train(model="convnet", dataset="mnist", epochs=3)` and
     `train(TrainConfig(model="convnet", dataset="mnist", epochs=3))` start from the model's recipe (fast
     unless `recipe` says otherwise), then apply the values given; the same request gives the same config.
-    `resume` is a run folder (or its checkpoints/last.pt) to continue in place. `data` trains on a Dataset
-    you built (uint8 tensors and a spec) instead of loading `config.dataset`.
+    `resume` is a run folder (or its checkpoints/last.pt) to continue in place, or "auto": continue the run
+    in `out` from its last.pt if it has one, else start it there (what every torchrun restart does too).
+    `data` trains on a Dataset you built (uint8 tensors and a spec) instead of loading `config.dataset`.
     """
+    auto = _resume_mode(resume)
     # `resume` may also be the checkpoint the caller already loaded (the CLI validates with it first).
-    checkpoint = resume if isinstance(resume, dict) else resume_checkpoint(resume) if resume is not None else None
-    config = resolve_config({**(config.given() if config else {}), **options},
-                            base=TrainConfig.from_dict(checkpoint["config"]) if checkpoint else None)
+    checkpoint = None if auto else resume if isinstance(resume, dict) else \
+        resume_checkpoint(resume) if resume is not None else None
+    request = {**(config.given() if config else {}), **options}
+    config = resolve_config(request, base=TrainConfig.from_dict(checkpoint["config"]) if checkpoint else None)
     if checkpoint:
         _check_compatible(checkpoint, config)
         config = config.replace(out=str(_resumed_folder(checkpoint, config.out)))
+    elif (auto or elastic_max_restarts() > 0) and not config.out:
+        raise CnnlabError(AUTO_NEEDS_OUT)  # each attempt would otherwise start its own timestamped folder
     else:
         config = config.replace(out=str(config.out or default_run_dir(config.model, config.dataset)))
     spec = data.spec if data is not None else get_spec(config.dataset)
@@ -133,23 +151,36 @@ def train(
         require_tensorboard()  # fail before anything is written
 
     device = pick_device(config.device)
-    dist_info = init_distributed(device, config.backend)
+    dist_info = init_distributed(device, config.backend, config.dist_timeout)
     device = local_device(device, dist_info)
     if device.type == "cpu":
         tune_cpu_allocator()  # reuse each step's freed buffers instead of faulting in fresh pages
     together = False
     folder = None
+    restart = False
     try:
-        folder = _open_folder(config, checkpoint is not None, device, dist_info)
+        if auto:
+            checkpoint, restart = _resume_auto(config, device, dist_info)
+            if checkpoint:
+                # Resolved as a manual --resume would: the request on top of the run's own config.
+                config = resolve_config(request, base=TrainConfig.from_dict(checkpoint["config"]))
+                _check_compatible(checkpoint, config)
+                config = config.replace(out=str(ckpt.run_dir_of(checkpoint["path"])))
+            if dist_info.is_main and elastic_restart():
+                print(f"torchrun restart {elastic_restart()}: {'continuing' if checkpoint else 'starting'} the run in "
+                      f"{config.out}" + ("" if checkpoint else " again (no checkpoint yet)"), flush=True)
+        folder = _open_folder(config, checkpoint is not None, device, dist_info, restart)
         result = _run(config, checkpoint, spec, data, device, dist_info, RunWriter(folder), argv)
         together = True
         return result
     except TrainingInterrupted:
         together = True  # the stop signal is agreed across ranks, so all of them stop at the same step
         raise
-    except BaseException:
+    except BaseException as err:
         if folder is not None and checkpoint is None:
             folder.discard_if_unused()  # a run that failed before its first checkpoint leaves no folder behind
+        if dist_info.enabled and not isinstance(err, CnnlabError) and is_peer_failure(err):
+            raise _peer_lost(err, config, dist_info) from None
         raise
     finally:
         if folder is not None:
@@ -180,12 +211,98 @@ def _resumed_folder(checkpoint: dict[str, Any], out: str | None) -> Path:
     return folder
 
 
-def _open_folder(config: TrainConfig, resume: bool, device: torch.device, dist_info: DistInfo) -> RunFolder | None:
+def _resume_mode(resume) -> bool:
+    """Whether this is an automatic resume: `resume="auto"`, or torchrun restarting the workers (without an
+    explicit --resume, which keeps its meaning)."""
+    if isinstance(resume, str) and resume == "auto":
+        return True
+    return resume is None and elastic_restart() > 0
+
+
+# What rank 0 found in the run folder of an automatic resume (agreed across ranks with max_across_ranks).
+_NEW, _RESTART, _CONTINUE, _REFUSED = 0, 1, 2, 3
+
+
+def _resume_auto(config: TrainConfig, device: torch.device, dist_info: DistInfo) -> tuple[dict[str, Any] | None, bool]:
+    """--resume auto / a torchrun restart: (the last.pt to continue, or None; whether to start the run again in
+    a folder that holds it without a checkpoint). Rank 0 looks at the folder; every rank follows its decision."""
+    decision, error = _NEW, None
+    if dist_info.is_main:
+        try:
+            decision = _auto_decision(config)
+        except CnnlabError as err:
+            decision, error = _REFUSED, err
+    decision = max_across_ranks(decision, device, dist_info)  # the other ranks offer 0: rank 0's value wins
+    if decision == _REFUSED:
+        raise error or CnnlabError(f"rank 0 could not continue the run in {config.out}")
+    checkpoint = None
+    if decision == _CONTINUE:
+        # Every rank restores the same state; a rank that cannot read it (no shared folder) must not leave the others
+        # waiting in a collective, so success is agreed too.
+        try:
+            checkpoint, error = resume_checkpoint(config.out), None
+        except CnnlabError as err:
+            error = err
+        if max_across_ranks(int(error is not None), device, dist_info):
+            raise error or CnnlabError(f"another rank could not read {Path(config.out) / 'checkpoints' / 'last.pt'}")
+    return checkpoint, decision == _RESTART
+
+
+def _auto_decision(config: TrainConfig) -> int:
+    """What an automatic resume does with `config.out` (on rank 0): start a new run, start this run again, or
+    continue it from its last.pt. A folder holding another run is refused."""
+    path = Path(config.out)
+    if not path.is_dir():
+        return _NEW
+    if is_locked(path):  # a live run: never read or write under it
+        raise CnnlabError(f"{str(path)!r} is in use by another cnnlab process (its training holds {LOCK_FILE}); "
+                          "wait for it to finish, or choose another --out")
+    if (path / "checkpoints" / "last.pt").is_file():
+        return _CONTINUE  # compatibility is checked as for --resume, once every rank has the checkpoint
+    entries = {p.name for p in path.iterdir()} - {LOCK_FILE}
+    if not entries or entries == {"checkpoints"} and not any((path / "checkpoints").iterdir()):
+        return _RESTART if (path / LOCK_FILE).exists() else _NEW  # what a run leaves before it writes anything
+    try:
+        saved = read_json(path / "config.json")["config"]
+    except (CnnlabError, OSError, KeyError, TypeError, ValueError):
+        return _NEW  # not a run cnnlab can recognise: RunFolder refuses it as it would for any new run
+    # The first attempt died before its first checkpoint: start it again here, if it is the same run.
+    for key in RESUME_KEYS:
+        if saved.get(key) != getattr(config, key):
+            raise CnnlabError(f"{str(path)!r} holds another run ({key}={saved.get(key)!r}, not "
+                              f"{getattr(config, key)!r}); choose another --out")
+    return _RESTART
+
+
+def _peer_lost(err: BaseException, config: TrainConfig, dist_info: DistInfo) -> PeerLost:
+    """A collective failed because a peer died or stopped answering: one line naming the rank(s) and the way on."""
+    if _in_main_thread():
+        # torchrun's agent now stops the job with SIGTERM: say why first (it follows with SIGKILL after 30 s).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    lost = missing_ranks(dist_info)
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    reason = re.sub(r"^\[[^\]]*\]\s*", "", reason).split(". This is typically")[0].rstrip(".")  # gloo's source location
+    if "timed out" in reason.lower() or "timeout" in reason.lower():
+        reason = f"no answer within --dist-timeout {config.dist_timeout:g} s"  # gloo's wording varies with the op
+    who = (f"lost rank {', '.join(map(str, lost))} of {dist_info.world_size}" if lost
+           else f"lost contact with another of the {dist_info.world_size} processes")
+    restarts_left = elastic_max_restarts() - elastic_restart()
+    if restarts_left > 0:
+        way = f"torchrun restarts the job ({restarts_left} restart(s) left) and it continues in {config.out}"
+    elif (Path(config.out) / "checkpoints" / "last.pt").is_file():
+        way = f"resume with: cnnlab train --resume {config.out}"
+    else:
+        way = "no checkpoint was saved yet: run the command again"
+    return PeerLost(f"{who} ({reason}); {way}")
+
+
+def _open_folder(config: TrainConfig, resume: bool, device: torch.device, dist_info: DistInfo,
+                 restart: bool = False) -> RunFolder | None:
     """Rank 0 opens (creates or reopens) and locks the run folder; every rank learns whether that worked."""
     folder, error = None, None
     if dist_info.is_main:
         try:
-            folder = RunFolder(config.out, resume)
+            folder = RunFolder(config.out, resume, restart)
         except CnnlabError as err:
             error = err
     if max_across_ranks(int(error is not None), device, dist_info):

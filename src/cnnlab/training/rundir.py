@@ -64,11 +64,14 @@ def is_locked(path: str | Path) -> bool:
 class RunFolder:
     """A run folder this process owns until `close()`: created (or reopened to resume) and locked."""
 
-    def __init__(self, path: str | Path, resume: bool):
+    def __init__(self, path: str | Path, resume: bool, restart: bool = False):
+        """`restart`: the folder holds this very run, which died before its first checkpoint (an elastic
+        restart, or --resume auto, checked that by its config): start it again in place instead of refusing."""
         self.path = Path(path)
         self.created = not self.path.exists()
         self.was_empty = self.created or not any(self.path.iterdir())
         self._lock_fd = None
+        resume = resume or restart
         if not resume:
             self._refuse_if_taken()  # before writing anything into a folder that is not ours
         try:
