@@ -135,6 +135,29 @@ def shutdown(info: DistInfo, together: bool) -> None:
     them first; a gloo rank that tears down while its peers still write the run folder can abort
     ("terminate called without an active exception"). After a one-rank error a barrier would hang."""
     if info.enabled and dist.is_initialized():
+        store = _default_store()
         if together:
             dist.barrier()
         dist.destroy_process_group()
+        if together and store is not None:
+            # A rank that exits while a peer is still tearing its gloo connections down can make that peer
+            # abort ("terminate called without an active exception", seen under load even after the barrier):
+            # through torchrun's store, which outlives the workers, each rank leaves only once all have torn down.
+            _wait_for_all(store, f"cnnlab/left/{elastic_restart()}", info.world_size)
+
+
+def _default_store():
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except Exception:  # noqa: BLE001 - no store to wait on: leave as before
+        return None
+
+
+def _wait_for_all(store, key: str, world_size: int, timeout: float = 30.0) -> None:
+    try:
+        store.add(key, 1)
+        deadline = time.monotonic() + timeout
+        while store.add(key, 0) < world_size and time.monotonic() < deadline:
+            time.sleep(0.02)
+    except Exception:  # noqa: BLE001 - the agent's store is gone: nothing left to wait for
+        pass
