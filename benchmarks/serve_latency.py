@@ -23,7 +23,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 RESULTS = Path(__file__).parent / "results" / "serve_latency.md"

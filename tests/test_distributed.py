@@ -9,7 +9,6 @@ import time
 import pytest
 import torch
 
-from cnnlab.cli.main import main
 from cnnlab.training.checkpoint import load_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")]

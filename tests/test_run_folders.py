@@ -1,7 +1,6 @@
 """A run folder belongs to its run: nothing a user already had is overwritten, and every refusal is one line."""
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys

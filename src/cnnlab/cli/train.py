@@ -37,7 +37,7 @@ def explicit_options(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from cnnlab.training import train
     from cnnlab.training.config import TrainConfig, load_config_file, resolve_config
-    from cnnlab.training.loop import resume_checkpoint
+    from cnnlab.training.resume import resume_checkpoint
 
     options = explicit_options(args)
     if not (args.model or args.resume or args.config_file or options.get("recipe")):
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     # --resume auto is a full request for the run in --out: continued if it is there, else started (the loop decides).
     auto = args.resume == "auto"
     if auto and "out" not in options:
-        from cnnlab.training.loop import AUTO_NEEDS_OUT
+        from cnnlab.training.resume import AUTO_NEEDS_OUT
 
         raise CnnlabError(AUTO_NEEDS_OUT)
     if auto and not (args.model or args.config_file):
