@@ -148,11 +148,17 @@ def test_cpu_threads_follow_the_idle_cores(monkeypatch, idle, expected):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     monkeypatch.setattr(device, "_DEFAULT_THREADS", 2)
+    monkeypatch.setattr(device, "_CHOSEN", None)
     monkeypatch.setattr(device, "idle_cores", lambda: idle)
     try:
-        assert device.tune_cpu_threads() == expected == torch.get_num_threads()
-        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's choice is kept
         torch.set_num_threads(2)
+        assert device.tune_cpu_threads() == expected == torch.get_num_threads()
+        assert device.tune_cpu_threads() == expected  # its own earlier choice is not taken for the user's
+        torch.set_num_threads(3)  # the caller's own count is kept
+        assert device.tune_cpu_threads() == 3
+        monkeypatch.setattr(device, "_CHOSEN", None)
+        torch.set_num_threads(2)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # so is OMP_NUM_THREADS
         assert device.tune_cpu_threads() == 2
     finally:
         torch.set_num_threads(before)

@@ -81,6 +81,7 @@ def tune_cpu_allocator() -> bool:
 
 # torch's own thread count at import: the most a training asks for (a later call may raise it back).
 _DEFAULT_THREADS = torch.get_num_threads()
+_CHOSEN: int | None = None  # the count tune_cpu_threads last set; any other count was set by the caller
 
 
 def idle_cores(seconds: float = 0.1) -> float | None:
@@ -110,16 +111,19 @@ def tune_cpu_threads() -> int:
     On a busy machine every OpenMP region of a multi-threaded step waits for its slowest thread, which
     waits for a core: on 2 cores at load 4-5, convnet's epoch ran 7-16x faster on 1 thread than on 2
     (11,900-17,500 vs 880-1,900 img/s, interleaved), while on an idle machine 2 threads are 1.5-1.9x
-    faster (benchmarks/results/cpu_options.md). Left alone when the user chose (OMP_NUM_THREADS set) or
-    under torchrun (distributed sets its own).
+    faster (benchmarks/results/cpu_options.md). Left alone when the user chose (OMP_NUM_THREADS, or a
+    torch.set_num_threads since) or under torchrun (distributed sets its own).
     """
-    if "OMP_NUM_THREADS" in os.environ or "LOCAL_WORLD_SIZE" in os.environ:
-        return torch.get_num_threads()
+    global _CHOSEN
+    current = torch.get_num_threads()
+    if ("OMP_NUM_THREADS" in os.environ or "LOCAL_WORLD_SIZE" in os.environ
+            or current != (_DEFAULT_THREADS if _CHOSEN is None else _CHOSEN)):  # set by the caller: theirs
+        return current
     idle = idle_cores()
-    threads = _DEFAULT_THREADS if idle is None else max(1, min(_DEFAULT_THREADS, round(idle)))
-    if threads != torch.get_num_threads():
-        torch.set_num_threads(threads)
-    return threads
+    _CHOSEN = _DEFAULT_THREADS if idle is None else max(1, min(_DEFAULT_THREADS, round(idle)))
+    if _CHOSEN != current:
+        torch.set_num_threads(_CHOSEN)
+    return _CHOSEN
 
 
 def make_grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
