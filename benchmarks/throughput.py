@@ -66,41 +66,94 @@ def tutorial_root(data_dir: str | None, tmp: Path) -> tuple[Path, str]:
     return tmp, "synthetic"
 
 
+def tutorial_setup(root: Path, model_name: str, batch_size: int, lr: float, momentum: float, device: torch.device,
+                   normalize: str = "0.1307,0.3081", seed: int = 0):
+    """(train loader, test loader, model, optimizer) as the tutorials build them: torchvision's `datasets.MNIST`,
+    `ToTensor()` (+ `Normalize` unless `normalize` is "none"), a shuffling per-sample `DataLoader`, SGD."""
+    from torchvision import datasets, transforms
+
+    steps = [transforms.ToTensor()]
+    if normalize != "none":
+        mean, std = (float(v) for v in normalize.split(","))
+        steps.append(transforms.Normalize((mean,), (std,)))
+    transform = transforms.Compose(steps)
+    train_set = datasets.MNIST(root, train=True, download=False, transform=transform)
+    test_set = datasets.MNIST(root, train=False, download=False, transform=transform)
+    torch.manual_seed(seed)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True)
+    test_loader = torch.utils.data.DataLoader(test_set, batch_size=1000)
+    model = create_model(model_name).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    return loader, test_loader, model, optimizer
+
+
+def tutorial_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> None:
+    """One step of the tutorial loop (cross-entropy; on the log-softmax nets it equals their NLL loss)."""
+    x, y = x.to(device), y.to(device)
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+
+
+def tutorial_test(model, test_loader, device: torch.device) -> tuple[float, int]:
+    """(test accuracy, images seen): the tutorial's `test()` after each epoch."""
+    model.eval()
+    correct = seen = 0
+    with torch.no_grad():
+        for x, y in test_loader:
+            correct += int(model(x.to(device)).argmax(1).eq(y.to(device)).sum())
+            seen += len(y)
+    model.train()
+    return correct / seen, seen
+
+
 def tutorial_images_per_s(root: Path, model_name: str, batch_size: int, lr: float, momentum: float, steps: int,
                           device: torch.device) -> tuple[float, float]:
     """(train, eval) images/s of the per-sample DataLoader loop every tutorial shows (batches moved to `device`)."""
-    from torchvision import datasets, transforms
-
-    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
-    train_set = datasets.MNIST(root, train=True, download=False, transform=transform)
-    test_set = datasets.MNIST(root, train=False, download=False, transform=transform)
-    loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True)
-    torch.manual_seed(0)
-    model = create_model(model_name).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    loader, test_loader, model, optimizer = tutorial_setup(root, model_name, batch_size, lr, momentum, device)
     model.train()
     start, done = None, 0
     while done < steps + WARMUP:
         for x, y in loader:
             if done == WARMUP:
                 start = time.perf_counter()
-            x, y = x.to(device), y.to(device)
-            optimizer.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            optimizer.step()
+            tutorial_step(model, optimizer, x, y, device)
             done += 1
             if done == steps + WARMUP:
                 break
     synchronize(device)
     train_rate = steps * batch_size / (time.perf_counter() - start)
-    model.eval()
-    test_loader = torch.utils.data.DataLoader(test_set, batch_size=1000)
     start = time.perf_counter()
-    with torch.no_grad():
-        seen = sum(model(x.to(device)).argmax(1).eq(y.to(device)).numel() for x, y in test_loader)
+    _, seen = tutorial_test(model, test_loader, device)
     synchronize(device)
     return train_rate, seen / (time.perf_counter() - start)
+
+
+def tutorial_to_target(root: Path, model_name: str, recipe: dict, target: float, device: torch.device,
+                       deadline: float | None = None, report=print) -> None:
+    """The tutorial's own run of `recipe` (a reference recipe: batch, lr, momentum, normalize, seed, epochs), with
+    its test after every epoch, until the test accuracy reaches `target` or the recipe's epochs end.
+
+    `report(dict)` gets a row per epoch (epoch, test_acc, unix_time at the end of its test). With `deadline` (a
+    unix time) the run stops at the first step past it and reports a row with `capped` and the steps done.
+    """
+    loader, test_loader, model, optimizer = tutorial_setup(
+        root, model_name, recipe["batch_size"], recipe["lr"], recipe.get("momentum", 0.0), device,
+        recipe.get("normalize", "0.1307,0.3081"), recipe.get("seed") or 0)
+    model.train()
+    for epoch in range(1, recipe["epochs"] + 1):
+        epoch_start = time.time()
+        for step, (x, y) in enumerate(loader, 1):
+            tutorial_step(model, optimizer, x, y, device)
+            if deadline is not None and time.time() > deadline:
+                report({"epoch": epoch, "capped": True, "steps": step, "steps_per_epoch": len(loader),
+                        "epoch_seconds_so_far": time.time() - epoch_start, "unix_time": time.time()})
+                return
+        acc, _ = tutorial_test(model, test_loader, device)
+        report({"epoch": epoch, "test_acc": acc, "epoch_seconds": time.time() - epoch_start, "unix_time": time.time()})
+        if acc >= target:
+            return
 
 
 def tutorial_files_as_dataset(root: Path) -> Dataset:

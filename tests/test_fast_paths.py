@@ -1,6 +1,7 @@
 """The fast paths (channels-last, bf16 autocast, torch.compile) must give what the plain fp32 path gives;
 the CPU allocator tuning must keep step-sized buffers in the heap."""
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -137,3 +138,34 @@ def test_training_on_the_cpu_tunes_the_allocator(tmp_path, monkeypatch):
     train(model="mlp-tiny", dataset="mnist-sample", epochs=1, limit_train=64, progress=False, device="cpu",
           out=str(tmp_path / "run"))
     assert calls == [1]
+
+
+@pytest.mark.parametrize("idle, expected", [(0.0, 1), (0.4, 1), (1.2, 1), (1.6, 2), (None, 2)])
+def test_cpu_threads_follow_the_idle_cores(monkeypatch, idle, expected):
+    from cnnlab.training import device
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(device, "_DEFAULT_THREADS", 2)
+    monkeypatch.setattr(device, "_CHOSEN", None)
+    monkeypatch.setattr(device, "idle_cores", lambda: idle)
+    try:
+        torch.set_num_threads(2)
+        assert device.tune_cpu_threads() == expected == torch.get_num_threads()
+        assert device.tune_cpu_threads() == expected  # its own earlier choice is not taken for the user's
+        torch.set_num_threads(3)  # the caller's own count is kept
+        assert device.tune_cpu_threads() == 3
+        monkeypatch.setattr(device, "_CHOSEN", None)
+        torch.set_num_threads(2)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # so is OMP_NUM_THREADS
+        assert device.tune_cpu_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_idle_cores_is_a_core_count():
+    from cnnlab.training.device import idle_cores
+
+    idle = idle_cores(0.05)
+    assert idle is None or 0 <= idle <= (os.cpu_count() or 1) + 0.01

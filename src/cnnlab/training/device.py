@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import platform
+import time
 
 import torch
 
@@ -67,6 +69,7 @@ def tune_cpu_allocator() -> bool:
     would (measured: convnet 1.1-1.5x, inception-mini 1.1x). Applies to this process; the dataset
     tensors, above 32 MB, are still mapped and returned as before. Returns False where this is not glibc.
     """
+    tune_cpu_threads()  # the one CPU set-up call a training makes: the thread count is chosen here too
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
@@ -74,6 +77,53 @@ def tune_cpu_allocator() -> bool:
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
     except (OSError, AttributeError):
         return False
+
+
+# torch's own thread count at import: the most a training asks for (a later call may raise it back).
+_DEFAULT_THREADS = torch.get_num_threads()
+_CHOSEN: int | None = None  # the count tune_cpu_threads last set; any other count was set by the caller
+
+
+def idle_cores(seconds: float = 0.1) -> float | None:
+    """How many cores sat idle over the next `seconds` (from /proc/stat; None where there is none).
+
+    Sampled while this process waits, so its own earlier work (a previous run in a sweep) is not counted,
+    as it would be in the load average.
+    """
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return values[3] + values[4], sum(values[:8])  # idle + iowait, all (guest time is inside user)
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    cores = os.cpu_count() or 1
+    return cores * (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def tune_cpu_threads() -> int:
+    """Use as many intra-op threads as cores other processes leave idle (at least one); returns the count.
+
+    On a busy machine every OpenMP region of a multi-threaded step waits for its slowest thread, which
+    waits for a core: on 2 cores at load 4-5, convnet's epoch ran 7-16x faster on 1 thread than on 2
+    (11,900-17,500 vs 880-1,900 img/s, interleaved), while on an idle machine 2 threads are 1.5-1.9x
+    faster (benchmarks/results/cpu_options.md). Left alone when the user chose (OMP_NUM_THREADS, or a
+    torch.set_num_threads since) or under torchrun (distributed sets its own).
+    """
+    global _CHOSEN
+    current = torch.get_num_threads()
+    if ("OMP_NUM_THREADS" in os.environ or "LOCAL_WORLD_SIZE" in os.environ
+            or current != (_DEFAULT_THREADS if _CHOSEN is None else _CHOSEN)):  # set by the caller: theirs
+        return current
+    idle = idle_cores()
+    _CHOSEN = _DEFAULT_THREADS if idle is None else max(1, min(_DEFAULT_THREADS, round(idle)))
+    if _CHOSEN != current:
+        torch.set_num_threads(_CHOSEN)
+    return _CHOSEN
 
 
 def make_grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
