@@ -148,20 +148,34 @@ def test_cpu_threads_follow_the_idle_cores(monkeypatch, idle, expected):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     monkeypatch.setattr(device, "_DEFAULT_THREADS", 2)
-    monkeypatch.setattr(device, "_CHOSEN", None)
     monkeypatch.setattr(device, "idle_cores", lambda: idle)
     try:
         torch.set_num_threads(2)
         assert device.tune_cpu_threads() == expected == torch.get_num_threads()
-        assert device.tune_cpu_threads() == expected  # its own earlier choice is not taken for the user's
         torch.set_num_threads(3)  # the caller's own count is kept
         assert device.tune_cpu_threads() == 3
-        monkeypatch.setattr(device, "_CHOSEN", None)
         torch.set_num_threads(2)
         monkeypatch.setenv("OMP_NUM_THREADS", "2")  # so is OMP_NUM_THREADS
         assert device.tune_cpu_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_run_gives_the_caller_its_thread_count_back_and_a_deterministic_one_keeps_it(monkeypatch, tmp_path):
+    from cnnlab.training import device, train
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(device, "_DEFAULT_THREADS", before)
+    seen = []
+    monkeypatch.setattr(device, "idle_cores", lambda: seen.append(torch.get_num_threads()) or 0.0)
+    options = dict(model="mlp-tiny", dataset="mnist-sample", recipe="none", epochs=1, limit_train=64, limit_test=64,
+                   progress=False)
+    train(out=str(tmp_path / "a"), **options)
+    assert torch.get_num_threads() == before and seen  # tuned during the run, given back after
+    seen.clear()
+    train(out=str(tmp_path / "b"), deterministic=True, **options)
+    assert not seen and torch.get_num_threads() == before
 
 
 def test_idle_cores_is_a_core_count():

@@ -69,7 +69,6 @@ def tune_cpu_allocator() -> bool:
     would (measured: convnet 1.1-1.5x, inception-mini 1.1x). Applies to this process; the dataset
     tensors, above 32 MB, are still mapped and returned as before. Returns False where this is not glibc.
     """
-    tune_cpu_threads()  # the one CPU set-up call a training makes: the thread count is chosen here too
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
@@ -79,9 +78,9 @@ def tune_cpu_allocator() -> bool:
         return False
 
 
-# torch's own thread count at import: the most a training asks for (a later call may raise it back).
+# torch's own thread count at import: the most a training asks for. The trainer puts the caller's count
+# back when it returns, so any other count at the start of a run was set by the user.
 _DEFAULT_THREADS = torch.get_num_threads()
-_CHOSEN: int | None = None  # the count tune_cpu_threads last set; any other count was set by the caller
 
 
 def idle_cores(seconds: float = 0.1) -> float | None:
@@ -112,18 +111,16 @@ def tune_cpu_threads() -> int:
     waits for a core: on 2 cores at load 4-5, convnet's epoch ran 7-16x faster on 1 thread than on 2
     (11,900-17,500 vs 880-1,900 img/s, interleaved), while on an idle machine 2 threads are 1.5-1.9x
     faster (benchmarks/results/cpu_options.md). Left alone when the user chose (OMP_NUM_THREADS, or a
-    torch.set_num_threads since) or under torchrun (distributed sets its own).
+    torch.set_num_threads) or under torchrun (distributed sets its own); `train` restores the count it found.
     """
-    global _CHOSEN
     current = torch.get_num_threads()
-    if ("OMP_NUM_THREADS" in os.environ or "LOCAL_WORLD_SIZE" in os.environ
-            or current != (_DEFAULT_THREADS if _CHOSEN is None else _CHOSEN)):  # set by the caller: theirs
-        return current
+    if "OMP_NUM_THREADS" in os.environ or "LOCAL_WORLD_SIZE" in os.environ or current != _DEFAULT_THREADS:
+        return current  # the user's (or torchrun's) choice
     idle = idle_cores()
-    _CHOSEN = _DEFAULT_THREADS if idle is None else max(1, min(_DEFAULT_THREADS, round(idle)))
-    if _CHOSEN != current:
-        torch.set_num_threads(_CHOSEN)
-    return _CHOSEN
+    chosen = _DEFAULT_THREADS if idle is None else max(1, min(_DEFAULT_THREADS, round(idle)))
+    if chosen != current:
+        torch.set_num_threads(chosen)
+    return chosen
 
 
 def make_grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:

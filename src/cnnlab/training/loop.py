@@ -25,6 +25,7 @@ from cnnlab.training import checkpoint as ckpt
 from cnnlab.training.config import TrainConfig, check_memory, resolve_config
 from cnnlab.training.device import (
     autocast_context, make_grad_scaler, pick_device, resolve_precision, set_determinism, tune_cpu_allocator,
+    tune_cpu_threads,
 )
 from cnnlab.training.distributed import (
     DistInfo, all_reduce_sum, elastic_max_restarts, elastic_restart, init_distributed, is_peer_failure,
@@ -141,8 +142,11 @@ def train(
     device = pick_device(config.device)
     dist_info = init_distributed(device, config.backend, config.dist_timeout)
     device = local_device(device, dist_info)
+    threads = torch.get_num_threads()
     if device.type == "cpu":
         tune_cpu_allocator()  # reuse each step's freed buffers instead of faulting in fresh pages
+        if not config.deterministic:  # a bitwise-repeatable run keeps one thread count whatever the load
+            tune_cpu_threads()  # on a busy machine, fewer threads than cores wait less for one another
     together = False
     folder = None
     restart = False
@@ -174,6 +178,7 @@ def train(
         if folder is not None:
             folder.close()
         shutdown(dist_info, together)
+        torch.set_num_threads(threads)  # the caller's process keeps its own setting
 
 
 def _open_folder(config: TrainConfig, resume: bool, device: torch.device, dist_info: DistInfo,
