@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from tables import describe_machine, write_table
+from time_to_accuracy import one_run
 
 # model -> published MNIST test accuracy of the tutorial script it comes from (the reference recipe's result)
 TARGETS = {"mlp-tiny": 0.88, "cnn-tiny": 0.96, "convnet": 0.9797, "inception-mini": 0.988, "resnet-mini": 0.989}
@@ -77,18 +78,10 @@ def run_a(name: str, root: Path, cap: float, threads: int | None) -> dict:
 
 
 def run_b(name: str, data_dir: str | None, out: Path) -> dict:
-    command = [sys.executable, "-m", "cnnlab", "train", name, "--dataset", "mnist", "--recipe", "fast",
-               *FAST_FLAGS[name], "--target-acc", str(TARGETS[name]), "--out", str(out), "--no-progress"]
-    command += ["--data-dir", data_dir] if data_dir else []
-    start = time.time()
-    result = subprocess.run(command, capture_output=True, text=True)
-    wall = time.time() - start
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
-    summary = json.loads((out / "summary.json").read_text())
-    reached = summary.get("target_reached")
-    return {"seconds": reached["unix_time"] - start if reached else wall, "reached": reached is not None,
-            "epochs": summary["epochs"], "acc": summary["final_test_acc"], "wall": wall}
+    """cnnlab's fast recipe for `name`, stopping at the seed's accuracy (time_to_accuracy.py's run)."""
+    seconds, acc, wall, epochs = one_run(name, "mnist", TARGETS[name], None, data_dir, out, FAST_FLAGS[name])
+    return {"seconds": wall if seconds is None else seconds, "reached": seconds is not None, "epochs": epochs,
+            "acc": acc, "wall": wall}
 
 
 def spread(values: list[float]) -> str:

@@ -25,9 +25,13 @@ from tables import describe_machine, write_table
 TARGETS = {"mnist": (0.992, None), "fashion-mnist": (0.91, 3)}
 
 
-def one_run(model: str, dataset: str, target: float, seed: int, data_dir: str | None, out: Path, extra: list[str]):
+def one_run(model: str, dataset: str, target: float, seed: int | None, data_dir: str | None, out: Path,
+            extra: list[str]):
+    """(seconds from process start to the target or None, best test acc, wall seconds, epochs) of one
+    `cnnlab train MODEL --recipe fast --target-acc T` in a fresh process (seed None: the recipe's)."""
     command = [sys.executable, "-m", "cnnlab", "train", model, "--recipe", "fast", "--dataset", dataset,
-               "--seed", str(seed), "--target-acc", str(target), "--out", str(out), "--no-progress", *extra]
+               *(["--seed", str(seed)] if seed is not None else []), "--target-acc", str(target), "--out", str(out),
+               "--no-progress", *extra]
     if data_dir:
         command += ["--data-dir", data_dir]
     start = time.time()
