@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.files import read_csv, read_json, timestamped_dir, write_bytes_atomic, write_json, write_text_atomic
+from cnnlab.files import read_csv, timestamped_dir, write_bytes_atomic, write_json, write_text_atomic
 
 METRIC_COLUMNS = [
     "epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_seconds", "images_per_s",
@@ -37,11 +37,6 @@ except ImportError:  # Windows: no advisory locks; a second writer is not detect
 
 def default_run_dir(model: str, dataset: str) -> Path:
     return timestamped_dir(f"{model}-{dataset}")
-
-
-def holds_run(path: Path) -> list[str]:
-    """The run files present in `path` (empty when it holds no run)."""
-    return [name for name in RUN_FILES if (path / name).exists()]
 
 
 def is_locked(path: str | Path) -> bool:
@@ -285,5 +280,4 @@ class StepClock:
         return False
 
 
-__all__ = ["RunFolder", "RunWriter", "StepClock", "default_run_dir", "holds_run", "is_locked", "provenance",
-           "read_json", "read_metrics"]
+__all__ = ["RunFolder", "RunWriter", "StepClock", "default_run_dir", "is_locked", "provenance", "read_metrics"]
