@@ -161,12 +161,21 @@ def test_samples_mistakes_are_red_grayscale_uint8(tmp_path):
     assert red_pixels(assert_png(wrong)) > 100  # red titles and frames
 
     fig = plots._samples_figure(images, truth, predicted, DIGITS, probs=probs, ncols=4)
-    shown = [ax for ax in fig.axes if ax.get_visible()]
-    assert len(fig.axes) == 12 and len(shown) == 10  # 3 rows of 4, last two cells hidden
-    assert shown[1].get_title() == "2 97% (1)" and shown[0].get_title() == "0 97% (0)"
-    assert matplotlib.colors.to_hex(shown[1].title.get_color()) == plots.WRONG
-    assert matplotlib.colors.to_hex(shown[0].title.get_color()) == plots.RIGHT
-    assert shown[1].spines["left"].get_visible() and not shown[0].spines["left"].get_visible()
+    (ax,) = fig.axes  # one mosaic: 3 rows of 4 cells, the last two empty
+    mosaic = ax.images[0].get_array()
+    cell_w, cell_h = mosaic.shape[1] // 4, mosaic.shape[0] // 3
+    labels = ax.texts
+    assert [t.get_text() for t in labels[:2]] == ["0 97% (0)", "2 97% (1)"] and len(labels) == 10
+    assert matplotlib.colors.to_hex(labels[1].get_color()) == plots.WRONG
+    assert matplotlib.colors.to_hex(labels[0].get_color()) == plots.RIGHT
+    # a red frame round each mistake (images 1 and 7: row 0 col 1, row 1 col 3), none elsewhere
+    frames = [(int(p.get_x() + 0.5) // cell_w, int(p.get_y() + 0.5) // cell_h) for p in ax.patches]
+    assert frames == [(1, 0), (3, 1)]
+    assert all(matplotlib.colors.to_hex(p.get_edgecolor()) == plots.WRONG for p in ax.patches)
+    # each picture is in its cell, unscaled; the empty cells stay white
+    top, left = int(ax.patches[0].get_y() + 0.5), int(ax.patches[0].get_x() + 0.5)
+    assert np.allclose(mosaic[top:top + 28, left:left + 28, 0], images[1, 0].numpy() / 255)
+    assert (mosaic[2 * cell_h:, 2 * cell_w:] == 1).all()
 
 
 def test_samples_rgb_float_images_are_scaled(tmp_path):
@@ -178,7 +187,7 @@ def test_samples_rgb_float_images_are_scaled(tmp_path):
     assert shown.shape == (5, 32, 32, 3)
     assert np.allclose(shown.min(axis=(1, 2, 3)), 0) and np.allclose(shown.max(axis=(1, 2, 3)), 1)
     fig = plots._samples_figure(images, truth, torch.tensor([0, 2, 2, 1, 1]), classes)
-    assert fig.axes[1].get_title() == "bird\n(automobile)"  # long names go on two lines
+    assert fig.axes[0].texts[1].get_text() == "bird\n(automobile)"  # long names go on two lines
 
 
 def test_samples_bad_inputs_are_user_errors(tmp_path):

@@ -17,6 +17,9 @@ def register(subparsers) -> None:
     add_checkpoint(parser)
     parser.add_argument("--limit-test", type=int, help="use only the first N test images")
     add_device(parser)
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="test-time augmentation: average over flipped or 1-pixel shifted copies "
+                             "(default: as the run was evaluated in training)")
     parser.add_argument("-o", "--output", help="confusion matrix PNG (default RUN/eval/confusion-<dataset>.png)")
     add_format(parser)
     parser.add_argument("--overwrite", action="store_true",
@@ -31,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output:
         check_output(args.output, args.overwrite)  # before the work
-    report = evaluate_run(args.run, args.dataset, args.data_dir, args.checkpoint, args.limit_test, device=args.device)
+    report = evaluate_run(args.run, args.dataset, args.data_dir, args.checkpoint, args.limit_test, device=args.device,
+                          tta=args.tta)
     result, classes = report.result, report.trained.classes
     output = Path(args.output) if args.output else report.trained.run_dir / "eval" / f"confusion-{report.dataset}.png"
     # The default figure of an earlier eval is kept unless --overwrite: the numbers are printed either way.
@@ -44,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**report.to_dict(), "confusion_png": str(output)}, indent=2))
         return 0
     print(f"{report.trained.config.model} on {report.dataset} test ({result.count:,} images): "
-          f"accuracy {result.accuracy:.2%}, loss {result.loss:.4f}")
+          f"accuracy {result.accuracy:.2%}, loss {result.loss:.4f}"
+          + (f" (test-time augmentation: {report.tta})" if report.tta else ""))
     width = max(len(c) for c in classes)
     print("\nper-class accuracy:")
     for name, acc in zip(classes, result.per_class_accuracy):

@@ -10,23 +10,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.errors import CnnlabError
 from cnnlab.models.recipes import fast_recipe
 from cnnlab.models.registry import ModelInfo, register_model
 
 # ---- architecture table -------------------------------------------------------------
 # (out channels, max-pool after the conv); every conv is 3x3, padding 1, no bias (BatchNorm follows).
 FAST_CNN = ((16, True), (32, True), (64, False))
+MAX_WIDTH = 16  # width multiplies every conv's channels
 
 
 # ---- model --------------------------------------------------------------------------
 class FastCNN(nn.Module):
     """[conv3x3 -> (maxpool 2) -> BN -> ReLU] x 3, flatten, fc(64*7*7 -> classes)."""
 
-    def __init__(self, in_channels: int, num_classes: int, image_size: int = 28):
+    def __init__(self, in_channels: int, num_classes: int, image_size: int = 28, width: int = 1):
         super().__init__()
+        if not 1 <= width <= MAX_WIDTH:
+            raise CnnlabError(f"option 'width' of fast-cnn must be between 1 and {MAX_WIDTH}, got {width}")
         layers: list[nn.Module] = []
         channels, size = in_channels, image_size
-        for out_channels, pool in FAST_CNN:
+        for base_channels, pool in FAST_CNN:
+            out_channels = base_channels * width
             layers.append(nn.Conv2d(channels, out_channels, 3, padding=1, bias=False))
             if pool:
                 layers.append(nn.MaxPool2d(2))
@@ -46,8 +51,8 @@ model_infos = {
         name="fast-cnn", family="cnn", paper="cnnlab's small BatchNorm CNN for fast CPU training (no paper)",
         # 28..31 -> pool 14..15 -> pool 7: the 7x7x64 features the fc takes
         default_input_size=28, min_input_size=28, max_input_size=31,
-        options={},
-        num_params=54_778,  # 144 + 4,608 + 18,432 conv + 224 BN + 31,370 fc
+        options={"width": f"multiply every conv's channels by this (1-{MAX_WIDTH}; default 1)"},
+        num_params=54_778,  # width 1  # 144 + 4,608 + 18,432 conv + 224 BN + 31,370 fc
         # Its "reference" is the speed recipe it was designed with, in fp32 and seeded; measured by
         # benchmarks/time_to_accuracy.py.
         reference_recipe=fast_recipe("mnist", epochs=2, lr=0.05, label_smoothing=0.1, precision="fp32", seed=1),
@@ -67,5 +72,5 @@ model_infos = {
 
 # ---- builder ------------------------------------------------------------------------
 @register_model
-def fast_cnn(in_channels: int = 1, num_classes: int = 10) -> FastCNN:
-    return FastCNN(in_channels, num_classes)
+def fast_cnn(in_channels: int = 1, num_classes: int = 10, *, width: int = 1) -> FastCNN:
+    return FastCNN(in_channels, num_classes, width=width)

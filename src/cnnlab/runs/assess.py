@@ -10,7 +10,7 @@ from cnnlab.data.batches import Batches
 from cnnlab.data.catalog import get_spec
 from cnnlab.errors import CnnlabError
 from cnnlab.training.device import pick_device
-from cnnlab.runs.evaluate import EvalResult, evaluate
+from cnnlab.runs.evaluate import EvalResult, evaluate, tta_kind
 from cnnlab.runs.load import LoadedRun, load_run
 
 
@@ -19,12 +19,14 @@ class EvalReport:
     trained: LoadedRun
     dataset: str
     result: EvalResult
+    tta: str | None = None  # the test-time augmentation used ("flip", "shift"), if any
 
     def to_dict(self) -> dict:
         return {
             "checkpoint": self.trained.checkpoint["path"],
             "model": self.trained.config.model,
             "dataset": self.dataset,
+            "tta": self.tta,
             "count": self.result.count,
             "accuracy": self.result.accuracy,
             "loss": self.result.loss,
@@ -42,8 +44,12 @@ def evaluate_run(
     limit: int | None = None,
     batch_size: int = 1000,
     device: str = "auto",
+    tta: bool | None = None,
 ) -> EvalReport:
-    """Evaluate the run's model on the test split of `dataset` (default: the one it was trained on)."""
+    """Evaluate the run's model on the test split of `dataset` (default: the one it was trained on).
+
+    `tta`: test-time augmentation (`cnnlab.runs.evaluate.tta_views`); None: as the run was evaluated in training.
+    """
     torch_device = pick_device(device)
     trained = load_run(path, which, torch_device)
     name = dataset or trained.config.dataset
@@ -56,5 +62,6 @@ def evaluate_run(
     data = load_dataset(name, data_dir or trained.config.data_dir)
     images, labels = data.test_images[:limit], data.test_labels[:limit]
     batches = Batches(images.to(torch_device), labels.to(torch_device), batch_size, trained.transform(), shuffle=False)
-    result = evaluate(trained.model, batches, len(trained.classes))
-    return EvalReport(trained, name, result)
+    kind = tta_kind(spec) if (trained.config.tta if tta is None else tta) else None
+    result = evaluate(trained.model, batches, len(trained.classes), tta=kind)
+    return EvalReport(trained, name, result, kind)

@@ -76,6 +76,8 @@ class TrainConfig:
         None, "hold out N training images for validation (stratified by class, seeded by --seed): best.pt and "
         "--target-acc then select on them, and metrics report validation beside test")
     eval_every: int = _opt(1, "evaluate on the test split every N epochs (and after the last)")
+    tta: bool = _opt(False, "test-time augmentation in every evaluation: average the outputs over each test image "
+                     "and its mirror image (clothes, objects) or its 1-pixel shifts (digits, characters)")
     eval_batch_size: int = _opt(500, "batch size for evaluation (larger is faster, but holds more activations)")
     target_acc: float | None = _opt(None, "stop once test accuracy (validation accuracy with --val-split) reaches this "
                                     "fraction (e.g. 0.992)")

@@ -20,7 +20,7 @@ from cnnlab.data.split import stratified_split
 from cnnlab.errors import CnnlabError
 from cnnlab.data.preprocess import build_transform
 from cnnlab.models import check_input_size, count_macs, create_model
-from cnnlab.runs.evaluate import EvalResult, evaluate
+from cnnlab.runs.evaluate import EvalResult, evaluate, tta_kind
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training.config import TrainConfig, check_memory, resolve_config
 from cnnlab.training.device import (
@@ -215,6 +215,7 @@ def _run(config: TrainConfig, checkpoint, spec, data, device: torch.device, dist
         if dist_info.enabled else model
     net = torch.compile(net) if config.compile else net
     autocast = functools.partial(autocast_context, device, precision)
+    tta = tta_kind(spec) if config.tta else None
     save = functools.partial(_save, writer, state, config, spec)
 
     run_start = time.perf_counter() - sum(r["epoch_seconds"] for r in history)
@@ -236,10 +237,10 @@ def _run(config: TrainConfig, checkpoint, spec, data, device: torch.device, dist
                                     f"{Path(config.out) / 'checkpoints'}; try a lower --lr or --precision fp32")
             test_loss = test_acc = val_loss = val_acc = chosen_acc = None
             if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-                final_eval = evaluate(net, test_batches, len(spec.classes), autocast, config.channels_last, dist_info)
+                final_eval = evaluate(net, test_batches, len(spec.classes), autocast, config.channels_last, dist_info, tta)
                 test_loss, test_acc = final_eval.loss, final_eval.accuracy
                 if val_batches is not None:
-                    val_eval = evaluate(net, val_batches, len(spec.classes), autocast, config.channels_last, dist_info)
+                    val_eval = evaluate(net, val_batches, len(spec.classes), autocast, config.channels_last, dist_info, tta)
                     val_loss, val_acc = val_eval.loss, val_eval.accuracy
                 # With a validation split, best.pt and the target are chosen on it: the test set stays unseen.
                 chosen_acc = val_acc if val_batches is not None else test_acc
