@@ -150,8 +150,10 @@ def tutorial_to_target(root: Path, model_name: str, recipe: dict, target: float,
                 report({"epoch": epoch, "capped": True, "steps": step, "steps_per_epoch": len(loader),
                         "epoch_seconds_so_far": time.time() - epoch_start, "unix_time": time.time()})
                 return
+        train_seconds = time.time() - epoch_start
         acc, _ = tutorial_test(model, test_loader, device)
-        report({"epoch": epoch, "test_acc": acc, "epoch_seconds": time.time() - epoch_start, "unix_time": time.time()})
+        report({"epoch": epoch, "test_acc": acc, "epoch_seconds": time.time() - epoch_start,
+                "train_seconds": train_seconds, "unix_time": time.time()})
         if acc >= target:
             return
 
