@@ -65,7 +65,7 @@ def run_cnnlab(name: str, flags: list[str], data_dir: str, out: Path) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--data-dir", help="folder with mnist/ (required)")
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "reference_speed.md"))
@@ -75,6 +75,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.side:
         return worker(args)
+    if not args.data_dir:
+        parser.error("--data-dir is required: the seed's loop reads the real MNIST files")
 
     from throughput import tutorial_root
 

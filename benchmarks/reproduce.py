@@ -25,6 +25,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import list_models, model_info
 from cnnlab.training import resolve_config, train
 from cnnlab.training.device import pick_device, resolve_precision
+from cnnlab.training.loop import TrainingInterrupted
 
 # What each side changes in the reference recipe: nothing, or the published arithmetic.
 SIDES = {"recipe": {}, "fp32": {"precision": "fp32", "channels_last": False}}
@@ -89,6 +90,8 @@ def main() -> int:
                 out = Path(args.out, f"{name}-{side}-seed{seed}")
                 try:
                     result = train(resolve_config({**options, **overrides, "seed": seed, "out": str(out)}))
+                except TrainingInterrupted:
+                    raise  # Ctrl-C or a kill stops the benchmark, not just this model
                 except CnnlabError as err:
                     error = f"not run: {err}"
                     break

@@ -68,8 +68,8 @@ model_infos = {
             # The longer records: translations (and flips for clothes) in training and the same at test time
             # (--tta), evaluated once at the end (eval_every = epochs); the gains of each are in
             # benchmarks/results/records.md.
-            "mnist-99.5": fast_recipe("mnist", epochs=16, lr=0.05, label_smoothing=0.1, augment=True, tta=True,
-                                      eval_every=16),
+            "mnist-99.5": fast_recipe("mnist", epochs=12, lr=0.05, label_smoothing=0.1, augment=True, tta=True,
+                                      eval_every=12),
             "fashion-mnist-93": fast_recipe("fashion-mnist", epochs=20, lr=0.05, label_smoothing=0.1, augment=True,
                                             tta=True, eval_every=20, model_options={"width": 2}),
         },
