@@ -151,3 +151,27 @@ def test_record_recipes_resolve_to_their_model_and_are_listed(capsys):
         resolve_config({"recipe": "mnist-99.2", "model": "convnet"})
     assert main(["recipes", "fast-cnn"]) == 0
     assert "record mnist-99.2 (`cnnlab train --recipe mnist-99.2`)" in capsys.readouterr().out
+
+
+def test_run_writer_imports_the_figures_beside_training(tmp_path, monkeypatch):
+    """matplotlib's import starts in a background thread when a run starts, not after its last step."""
+    import threading
+
+    from cnnlab.training import rundir
+
+    seen = []
+    done = threading.Event()
+
+    def record():
+        seen.append(threading.current_thread().name)
+        done.set()
+
+    monkeypatch.setattr(rundir, "_import_figures", record)
+    writer = rundir.RunWriter(rundir.RunFolder(tmp_path / "run", resume=False))
+    try:
+        writer.start({"model": "convnet"}, {}, None, tensorboard=False)
+        assert done.wait(10) and seen == ["cnnlab-import-figures"]
+    finally:
+        writer.close()
+        writer.folder.close()
+    assert rundir.RunWriter(None).start({}, {}, None, tensorboard=False) == []  # ranks > 0 import nothing
