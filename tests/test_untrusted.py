@@ -537,6 +537,8 @@ def test_sigint_during_start_up(tmp_path, delay):
     assert "Traceback" not in err, err
     if child.returncode == 0:  # finished before the signal came: nothing to check
         return
-    assert child.returncode == 130, (child.returncode, err)
+    # 130, or death by the SIGINT itself (-2): what a shell reports as 130 too. The latter happens when the
+    # signal lands while the interpreter itself is still unwinding its start-up (1 in about 40 tries under load).
+    assert child.returncode in (130, -signal.SIGINT), (child.returncode, err)
     line = one_line(err)
     assert line == "cnnlab: interrupted" or "SIGINT: stopped at epoch" in line, line
