@@ -92,7 +92,8 @@ class ConvNet(nn.Module):
 _TUTORIAL = "PyTorch MNIST tutorial baselines (the pixel-permutation experiment)"
 _BATCH_NORM = "add BatchNorm after each conv (default false: the reference has none)"
 # mlp-tiny and cnn-tiny stay in fp32: their matrices are too small for bf16 to pay on a CPU (mlp-tiny
-# ran 3x slower; cnn-tiny's reference epoch: fp32 channels-last 1.56 s, bf16 1.81 s, fp32 NCHW 1.89 s).
+# ran 3x slower); cnn-tiny's reference epoch takes 1.89 s in fp32 channels-last against 2.31 s in NCHW, and bf16
+# was no faster (benchmarks/results/reference_speed.md).
 model_infos = {
     "mlp-tiny": ModelInfo(
         name="mlp-tiny", family="mlp", paper=_TUTORIAL,
@@ -119,7 +120,7 @@ model_infos = {
         default_input_size=28, min_input_size=28, max_input_size=31,
         options={"batch_norm": _BATCH_NORM},
         num_params=9_098,
-        # bf16 channels-last: 1.36 s an epoch against fp32 NCHW's 2.25 s (benchmarks/reference_speed.py)
+        # bf16 channels-last: 1.46 s an epoch against fp32 NCHW's 2.94 s (benchmarks/results/reference_speed.md)
         reference_recipe=recipe("mnist", epochs=10, batch_size=128, lr=0.05, normalize="none", seed=1, **FULL_SPEED),
         reference_result="97.97% test acc (MNIST, 10 epochs)",
         fast_recipe=fast_recipe("mnist", epochs=3, lr=0.1, model_options={"batch_norm": True}),

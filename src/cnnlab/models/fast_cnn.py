@@ -52,7 +52,7 @@ model_infos = {
         # 28..31 -> pool 14..15 -> pool 7: the 7x7x64 features the fc takes
         default_input_size=28, min_input_size=28, max_input_size=31,
         options={"width": f"multiply every conv's channels by this (1-{MAX_WIDTH}; default 1)"},
-        num_params=54_778,  # width 1  # 144 + 4,608 + 18,432 conv + 224 BN + 31,370 fc
+        num_params=54_778,  # width 1: 144 + 4,608 + 18,432 conv + 224 BN + 31,370 fc
         # Its "reference" is the speed recipe it was designed with, in fp32 and seeded; measured by
         # benchmarks/time_to_accuracy.py.
         reference_recipe=fast_recipe("mnist", epochs=2, lr=0.05, label_smoothing=0.1, precision="fp32", seed=1),
