@@ -28,32 +28,33 @@ from tables import describe_machine, write_table
 
 # Runs in the child: patch the training batches to note the first step's start and the last step's end.
 WRAPPER = r"""
-import json, os, sys, time
+import atexit, json, os, sys, time
 marks = {}
 
-def main():
-    from cnnlab.data import batches
+def save_marks():
+    with open(os.environ["STARTUP_MARKS"], "w") as f:
+        json.dump(marks, f)
 
-    iterate = batches.Batches.iterate
+atexit.register(save_marks)
+from cnnlab.data import batches
 
-    def timed(self, epoch=0, start_step=0):
-        for item in iterate(self, epoch, start_step):
-            if self.shuffle:
-                marks.setdefault("first_step", time.time())
-            yield item
+iterate = batches.Batches.iterate
+
+def timed(self, epoch=0, start_step=0):
+    for item in iterate(self, epoch, start_step):
         if self.shuffle:
-            marks["last_step"] = time.time()
+            marks.setdefault("first_step", time.time())
+        yield item
+    if self.shuffle:
+        marks["last_step"] = time.time()
 
-    batches.Batches.iterate = timed
-    from cnnlab.cli.main import main as cli
+batches.Batches.iterate = timed
+import cnnlab.cli.main as cli
 
-    try:
-        return cli(sys.argv[1:])
-    finally:
-        with open(os.environ["STARTUP_MARKS"], "w") as f:
-            json.dump(marks, f)
-
-raise SystemExit(main())
+sys.argv = ["cnnlab", *sys.argv[1:]]
+if hasattr(cli, "console"):  # exit as the `cnnlab` executable does
+    cli.console()
+raise SystemExit(cli.main())
 """
 
 

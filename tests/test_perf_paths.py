@@ -153,25 +153,22 @@ def test_record_recipes_resolve_to_their_model_and_are_listed(capsys):
     assert "record mnist-99.2 (`cnnlab train --recipe mnist-99.2`)" in capsys.readouterr().out
 
 
-def test_run_writer_imports_the_figures_beside_training(tmp_path, monkeypatch):
-    """matplotlib's import starts in a background thread when a run starts, not after its last step."""
-    import threading
 
-    from cnnlab.training import rundir
+def test_the_executable_skips_only_the_interpreter_teardown(tmp_path):
+    """`cnnlab` (console) exits with main's status, after the atexit handlers and with its output flushed."""
+    import subprocess
+    import sys
 
-    seen = []
-    done = threading.Event()
-
-    def record():
-        seen.append(threading.current_thread().name)
-        done.set()
-
-    monkeypatch.setattr(rundir, "_import_figures", record)
-    writer = rundir.RunWriter(rundir.RunFolder(tmp_path / "run", resume=False))
-    try:
-        writer.start({"model": "convnet"}, {}, None, tensorboard=False)
-        assert done.wait(10) and seen == ["cnnlab-import-figures"]
-    finally:
-        writer.close()
-        writer.folder.close()
-    assert rundir.RunWriter(None).start({}, {}, None, tensorboard=False) == []  # ranks > 0 import nothing
+    script = ("import atexit, sys\n"
+              "from cnnlab.cli.main import console\n"
+              "atexit.register(lambda: print('atexit ran', flush=True))\n"
+              "sys.stdout.write('unflushed ')\n"
+              "sys.argv = ['cnnlab', *sys.argv[1:]]\n"
+              "console()\n")
+    done = subprocess.run([sys.executable, "-c", script, "models"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("unflushed model") and "fast-cnn" in done.stdout
+    assert done.stdout.rstrip().endswith("atexit ran")
+    failed = subprocess.run([sys.executable, "-c", script, "train", "no-such-model"], capture_output=True, text=True,
+                            timeout=120)
+    assert failed.returncode == 2 and failed.stderr.startswith("cnnlab: ") and len(failed.stderr.splitlines()) == 1
+    assert "atexit ran" in failed.stdout

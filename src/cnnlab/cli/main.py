@@ -12,6 +12,7 @@ Every failure but a bug is one line on stderr; `--debug` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import errno
 import importlib
@@ -126,6 +127,27 @@ def _startup_interrupts():
         signal.signal(signal.SIGINT, previous)
     if seen:
         raise KeyboardInterrupt
+
+
+def console() -> None:
+    """The `cnnlab` executable (and `python -m cnnlab`): `main`, then exit without the interpreter's teardown.
+
+    Once torch is loaded, Python's own finalization (unloading its libraries, collecting every module) takes
+    0.6-0.8 s after the work is done: most of a short run's wind-down. By the time `main` returns, everything
+    cnnlab writes is closed (run files atomically, metrics and logs closed); the atexit handlers still run here
+    and the standard streams are flushed, so only that teardown is skipped. `main` itself returns normally,
+    for callers inside Python.
+    """
+    code = main()
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a closed pipe has nothing more to say
+                pass
+        os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

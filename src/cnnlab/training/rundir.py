@@ -13,7 +13,6 @@ import platform
 import shutil
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -181,9 +180,6 @@ class RunWriter:
         _write_rows(self.path / "steps.csv", STEP_COLUMNS, kept_steps)
         self._metrics = open(self.path / "metrics.csv", "a", newline="")
         self._steps = open(self.path / "steps.csv", "a", newline="")
-        # The figures are drawn when the run ends: matplotlib's import (about 0.5 s) happens meanwhile, beside
-        # training, instead of between the last step and the exit.
-        threading.Thread(target=_import_figures, name="cnnlab-import-figures", daemon=True).start()
         if tensorboard:
             from cnnlab.training.tensorboard import TensorBoardLogger
 
@@ -244,13 +240,6 @@ class RunWriter:
         if self.tensorboard is not None:
             self.tensorboard.close()  # flush events of interrupted runs too
             self.tensorboard = None
-
-
-def _import_figures() -> None:
-    try:
-        import cnnlab.figures.run  # noqa: F401
-    except Exception:  # noqa: BLE001 - `finish` imports it again and reports what is wrong there
-        pass
 
 
 def _fmt(value: Any) -> str:
