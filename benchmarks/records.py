@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tables import describe_machine, write_table
+from tables import describe_machine, mean_std, write_table
 
 # record -> (target final test accuracy, time budget in seconds on the 2-core CPU of the issue)
 TARGETS = {"mnist-99.0": (0.990, 5.0), "mnist-99.2": (0.992, 8.0), "fashion-mnist-91": (0.91, 12.0),
@@ -79,14 +79,11 @@ def main() -> int:
                 plains += [plain] if plain is not None else []
                 print(f"{name} seed {seed}: final test acc {acc:.2%} in {seconds:.1f} s"
                       + (f" ({plain:.2%} without TTA)" if plain is not None else ""), flush=True)
-            mean, std = statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0
             median = statistics.median(times)
-            holds = "yes" if mean >= target and median <= budget else "no"
-            plain = (f"{statistics.mean(plains):.2%} ± {statistics.stdev(plains) if len(plains) > 1 else 0.0:.2%}"
-                     if plains else "-")
-            lines.append(f"| {name} | {target:.1%} | {budget:.0f} | {len(accs)} | {mean:.2%} ± {std:.2%} | "
+            holds = "yes" if statistics.mean(accs) >= target and median <= budget else "no"
+            lines.append(f"| {name} | {target:.1%} | {budget:.0f} | {len(accs)} | {mean_std(accs)} | "
                          f"{min(accs):.2%}-{max(accs):.2%} | {median:.1f} | {min(times):.1f}-{max(times):.1f} | {holds} | "
-                         f"{plain} |")
+                         f"{mean_std(plains) if plains else '-'} |")
     write_table(args.output, lines)
     print("\n".join(lines))
     return 0

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from tables import describe_machine, write_table
+from tables import describe_machine, mean_std, write_table
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models import list_models, model_info
@@ -40,8 +40,7 @@ def epoch_seconds(run: Path) -> float:
 def accuracies(values: list[float]) -> str:
     if not values:
         return "-"
-    spread = f" ± {statistics.stdev(values):.2%}" if len(values) > 1 else ""
-    return f"{statistics.mean(values):.2%}{spread} ({', '.join(f'{v:.2%}' for v in values)})"
+    return f"{mean_std(values)} ({', '.join(f'{v:.2%}' for v in values)})"
 
 
 def main() -> int:

@@ -66,22 +66,17 @@ def worker_224(args: argparse.Namespace) -> int:
     import time
 
     import torch
-    import torch.nn.functional as F
-    from torchvision import datasets, transforms
+    from throughput import tutorial_setup, tutorial_step
 
-    from cnnlab.models import create_model, model_info
+    from cnnlab.models import model_info
     from cnnlab.training.optim import initialize_weights
 
     recipe = model_info(args.model).reference_recipe
-    steps = [transforms.Resize(recipe["resize"]), transforms.ToTensor()]
-    if recipe["normalize"] not in ("none", "dataset"):
-        mean, std = (float(v) for v in recipe["normalize"].split(","))
-        steps.append(transforms.Normalize((mean,), (std,)))
-    train_set = datasets.FashionMNIST(args.root, train=True, download=False, transform=transforms.Compose(steps))
-    loader = torch.utils.data.DataLoader(train_set, batch_size=recipe["batch_size"], shuffle=True)
-    model = create_model(args.model)
-    initialize_weights(model, recipe["init"])
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe["lr"])
+    cpu = torch.device("cpu")
+    loader, _, model, optimizer = tutorial_setup(
+        Path(args.root), args.model, recipe["batch_size"], recipe["lr"], recipe["momentum"], cpu, recipe["normalize"],
+        recipe.get("seed") or 0, dataset="fashion-mnist", resize=recipe["resize"])
+    initialize_weights(model, recipe["init"])  # in place: the optimizer holds the same tensors
     model.train()
     start = None
     for step, (x, y) in enumerate(loader):
@@ -89,25 +84,10 @@ def worker_224(args: argparse.Namespace) -> int:
             start = time.perf_counter()
         if step == WARMUP_STEPS + TIMED_STEPS:
             break
-        optimizer.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
+        tutorial_step(model, optimizer, x, y, cpu)
     seconds = (time.perf_counter() - start) / TIMED_STEPS
     print(json.dumps({"step_seconds": seconds, "steps_per_epoch": len(loader), "epochs": recipe["epochs"]}))
     return 0
-
-
-def fashion_root(data_dir: str, tmp: Path) -> Path:
-    """A torchvision FashionMNIST root (FashionMNIST/raw/ with the uncompressed IDX files)."""
-    import gzip
-    import shutil
-
-    raw = tmp / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
-        with gzip.open(Path(data_dir, "fashion-mnist", f"{name}.gz")) as f_in, open(raw / name, "wb") as f_out:
-            shutil.copyfileobj(f_in, f_out)
-    return tmp
 
 
 def run_a_224(name: str, root: Path) -> dict:
@@ -207,7 +187,9 @@ def main() -> int:
             rows.append((name, a_runs, b_runs))
         fashion_rows = []
         if args.fashion_models:
-            froot = fashion_root(args.data_dir, Path(tmp) / "fashion")
+            froot, kind = tutorial_root(args.data_dir, Path(tmp) / "fashion", "fashion-mnist")
+            if kind != "fashion-mnist":
+                raise SystemExit("seed_speedups needs the real Fashion-MNIST (--data-dir with fashion-mnist/)")
         for name in args.fashion_models:  # one round each: (b) alone runs for minutes
             a = run_a_224(name, froot)
             b = run_b_fashion(name, args.data_dir, Path(tmp) / f"{name}-fast")

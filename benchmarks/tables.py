@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+import statistics
 from pathlib import Path
 
 import torch
@@ -18,6 +19,12 @@ def describe_machine(device: torch.device | str = "cpu") -> str:
         pass
     gpu = f"{torch.cuda.get_device_name(device)}; " if device.type == "cuda" else ""
     return f"{gpu}{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def mean_std(values: list[float]) -> str:
+    """'mean ± sample std' of fractions as percentages; the mean alone for a single value."""
+    spread = f" ± {statistics.stdev(values):.2%}" if len(values) > 1 else ""
+    return f"{statistics.mean(values):.2%}{spread}"
 
 
 def write_table(path: str | Path, lines: list[str]) -> None:

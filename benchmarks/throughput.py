@@ -46,17 +46,22 @@ MODELS = ["mlp-tiny", "cnn-tiny", "convnet", "lenet", "inception-mini", "resnet-
 WARMUP = 20
 
 
-def tutorial_root(data_dir: str | None, tmp: Path) -> tuple[Path, str]:
-    """A torchvision MNIST root (MNIST/raw/ with uncompressed IDX files): real data, or same-shape synthetic."""
-    raw = tmp / "MNIST" / "raw"
+# cnnlab's dataset name -> the torchvision class (and root folder) of the same files
+TORCHVISION_NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+
+
+def tutorial_root(data_dir: str | None, tmp: Path, dataset: str = "mnist") -> tuple[Path, str]:
+    """A torchvision root for `dataset` (e.g. MNIST/raw/ with uncompressed IDX files): real data, or same-shape
+    synthetic; returns (root, the dataset name or "synthetic")."""
+    raw = tmp / TORCHVISION_NAMES[dataset] / "raw"
     raw.mkdir(parents=True)
     names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-    source = Path(data_dir, "mnist") if data_dir else None
+    source = Path(data_dir, dataset) if data_dir else None
     if source and all((source / f"{n}.gz").exists() for n in names):
         for name in names:
             with gzip.open(source / f"{name}.gz") as f_in, open(raw / name, "wb") as f_out:
                 shutil.copyfileobj(f_in, f_out)
-        return tmp, "mnist"
+        return tmp, dataset
     generator = torch.Generator().manual_seed(0)
     for name, n in (("train", 60000), ("t10k", 10000)):
         images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=generator).numpy()
@@ -67,18 +72,20 @@ def tutorial_root(data_dir: str | None, tmp: Path) -> tuple[Path, str]:
 
 
 def tutorial_setup(root: Path, model_name: str, batch_size: int, lr: float, momentum: float, device: torch.device,
-                   normalize: str = "0.1307,0.3081", seed: int = 0):
-    """(train loader, test loader, model, optimizer) as the tutorials build them: torchvision's `datasets.MNIST`,
-    `ToTensor()` (+ `Normalize` unless `normalize` is "none"), a shuffling per-sample `DataLoader`, SGD."""
+                   normalize: str = "0.1307,0.3081", seed: int = 0, dataset: str = "mnist", resize: int | None = None):
+    """(train loader, test loader, model, optimizer) as the tutorials build them: torchvision's `datasets.MNIST`
+    (or the class of `dataset`), [`Resize`], `ToTensor()` (+ `Normalize` unless `normalize` is "none"), a
+    shuffling per-sample `DataLoader`, SGD."""
     from torchvision import datasets, transforms
 
-    steps = [transforms.ToTensor()]
+    steps = ([transforms.Resize(resize)] if resize else []) + [transforms.ToTensor()]
     if normalize != "none":
         mean, std = (float(v) for v in normalize.split(","))
         steps.append(transforms.Normalize((mean,), (std,)))
     transform = transforms.Compose(steps)
-    train_set = datasets.MNIST(root, train=True, download=False, transform=transform)
-    test_set = datasets.MNIST(root, train=False, download=False, transform=transform)
+    source = getattr(datasets, TORCHVISION_NAMES[dataset])
+    train_set = source(root, train=True, download=False, transform=transform)
+    test_set = source(root, train=False, download=False, transform=transform)
     torch.manual_seed(seed)
     loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True)
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=1000)

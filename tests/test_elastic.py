@@ -224,13 +224,19 @@ def test_two_nodes_on_loopback_match_one_process(tmp_path, one_process, start):
     assert_close(load_checkpoint(one_process)["model"], load_checkpoint(out)["model"])
 
 
-@pytest.mark.slow
-def test_lost_worker_is_restarted_and_the_run_continues(tmp_path, uninterrupted, start):
+def _kill_rank_one_in_epoch_two(tmp_path, start, max_restarts: int):
+    """A 2-process torchrun job of LONG, with rank 1 killed once epoch 2 has begun: (run folder, job)."""
     out = tmp_path / "run"
-    job = start([*TORCHRUN, "--standalone", "--nproc-per-node", "2", "--max-restarts", "1", "--monitor-interval", "0.2",
-                 "-m", "cnnlab", *LONG, "--out", str(out)])
+    job = start([*TORCHRUN, "--standalone", "--nproc-per-node", "2", "--max-restarts", str(max_restarts),
+                 "--monitor-interval", "0.2", "-m", "cnnlab", *LONG, "--out", str(out)])
     wait_for_epoch_row(out, 2, job)
     os.kill(worker_pids(job.pid)[1], signal.SIGKILL)
+    return out, job
+
+
+@pytest.mark.slow
+def test_lost_worker_is_restarted_and_the_run_continues(tmp_path, uninterrupted, start):
+    out, job = _kill_rank_one_in_epoch_two(tmp_path, start, max_restarts=1)
     stdout, stderr = job.communicate(timeout=240)
     assert job.returncode == 0, stderr
     assert "cnnlab: error: lost rank 1 of 2" in stderr and "torchrun restarts the job" in stderr
@@ -242,11 +248,7 @@ def test_lost_worker_is_restarted_and_the_run_continues(tmp_path, uninterrupted,
 
 @pytest.mark.slow
 def test_lost_worker_without_restarts_is_one_line_from_rank_zero(tmp_path, start):
-    out = tmp_path / "run"
-    job = start([*TORCHRUN, "--standalone", "--nproc-per-node", "2", "--max-restarts", "0", "--monitor-interval", "0.2",
-                 "-m", "cnnlab", *LONG, "--out", str(out)])
-    wait_for_epoch_row(out, 2, job)
-    os.kill(worker_pids(job.pid)[1], signal.SIGKILL)
+    out, job = _kill_rank_one_in_epoch_two(tmp_path, start, max_restarts=0)
     _, stderr = job.communicate(timeout=120)
     assert job.returncode != 0
     ours = [line for line in stderr.splitlines() if line.startswith("cnnlab:")]

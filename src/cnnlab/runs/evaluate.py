@@ -109,9 +109,6 @@ def predict_probabilities(model: nn.Module, batches: Batches, autocast=contextli
     model.eval()
     outputs = []
     for _, x, _ in batches.iterate():
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast():
-            outputs.append(model(x).float().softmax(1).cpu())
+        outputs.append(_logits(model, x, autocast, channels_last, None).softmax(1).cpu())
     model.train(was_training)
     return torch.cat(outputs)
