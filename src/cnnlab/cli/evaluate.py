@@ -30,7 +30,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from cnnlab.runs.assess import evaluate_run
     from cnnlab.figures.plots import plot_confusion
-    from cnnlab.files import check_output
+    from cnnlab.files import check_output, confined
 
     if args.output:
         check_output(args.output, args.overwrite)  # before the work
@@ -42,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
     redraw = bool(args.output) or args.overwrite or not output.exists()
     if redraw:
         check_output(output, overwrite=True)  # still never inside checkpoints/
-        output.parent.mkdir(parents=True, exist_ok=True)
-        plot_confusion(result.confusion, classes, output, title=f"{report.trained.config.model} on {report.dataset} (test)")
+        # The default figure belongs to the run: a symlinked RUN/eval/ must not lead it elsewhere.
+        with confined(None if args.output else report.trained.run_dir):
+            plot_confusion(result.confusion, classes, output,
+                           title=f"{report.trained.config.model} on {report.dataset} (test)")
     if args.format == "json":
         print(json.dumps({**report.to_dict(), "confusion_png": str(output)}, indent=2))
         return 0

@@ -85,6 +85,18 @@ def environment_error(err: OSError) -> str | None:
     return ": ".join([what, *paths])
 
 
+def os_error_line(err: OSError) -> tuple[str, int]:
+    """Any OSError as one line with its reason and path(s), and the exit status: 1 for the environment (disk full,
+    permission, read-only), 2 for a request that named a path that cannot work (too long, a loop, a folder)."""
+    environment = environment_error(err)
+    if environment is not None:
+        return environment, 1
+    reason = err.strerror or (os.strerror(err.errno) if err.errno else "") or str(err) or type(err).__name__
+    paths = [os.fsdecode(p) for p in (err.filename, err.filename2) if p is not None]
+    line = ": ".join([reason[:1].lower() + reason[1:], *paths])
+    return line.replace("\n", " "), 2
+
+
 def _silence_stdout() -> None:
     """After a closed pipe: point stdout at /dev/null so the flush at exit cannot fail again and print noise."""
     try:
@@ -199,11 +211,12 @@ def _main(argv: list[str] | None) -> int:
     except BrokenPipeError:
         raise  # handled in main
     except OSError as err:
-        what = environment_error(err)
-        if what is None or args.debug:
+        if args.debug:
             raise
-        print(f"cnnlab: error: {what}", file=sys.stderr)
-        return 1
+        line, code = os_error_line(err)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"cnnlab: error: {line}", file=sys.stderr)
+        return code
     except Exception as err:  # noqa: BLE001
         # A bug under torchrun: one line per failing rank instead of N interleaved tracebacks.
         if args.debug or os.environ.get("WORLD_SIZE", "1") == "1":

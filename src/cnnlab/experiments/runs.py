@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.files import timestamped_dir
+from cnnlab.files import UnsafeFileError, inside_checkpoints, read_json, timestamped_dir
 
 
 COMPLETE, INCOMPLETE, NOT_A_RUN = "complete", "incomplete", "not a run"
@@ -51,16 +51,27 @@ class RunRecord:
         return self.config.get(key, default) if value is None else value
 
 
-def _read_json_file(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
+def _read_json_file(path: Path, within: Path) -> dict[str, Any] | None:
+    """A JSON object from a regular file inside `within`; None when missing. Raises UnsafeFileError (one line)
+    for a link out, a special file, a file too large, or one that is not a JSON object."""
+    if not path.exists() and not path.is_symlink():
         return None
-    return value if isinstance(value, dict) else None
+    try:
+        return read_json(path, within)
+    except OSError as err:
+        raise UnsafeFileError(f"cannot read {path.name}: {err.strerror or err}") from None
+
+
+def _problem(err: Exception) -> str:
+    return str(err).replace(" (see `cnnlab --help`)", "")
 
 
 def read_run(path: str | Path) -> RunRecord:
-    """Read a run folder without loading any model; never raises for a bad folder."""
+    """Read a run folder without loading any model; never raises for a bad folder.
+
+    Only regular files inside the folder are read, each of bounded size; a folder whose files are links,
+    special files, unparseable or of the wrong types is NOT_A_RUN (or INCOMPLETE) with the reason, never fatal.
+    """
     from cnnlab.training.rundir import read_metrics
 
     path = Path(path)
@@ -68,8 +79,11 @@ def read_run(path: str | Path) -> RunRecord:
         return RunRecord(path, NOT_A_RUN, "no such file or folder")
     if not path.is_dir():
         return RunRecord(path, NOT_A_RUN, "not a folder")
-    config_file = _read_json_file(path / "config.json")
-    summary = _read_json_file(path / "summary.json")
+    try:
+        config_file = _read_json_file(path / "config.json", path)
+        summary = _read_json_file(path / "summary.json", path)
+    except UnsafeFileError as err:
+        return RunRecord(path, NOT_A_RUN, f"unreadable: {_problem(err)}")
     if config_file is None and summary is None:
         if (path / EXPERIMENT_FILE).is_file():
             return RunRecord(path, NOT_A_RUN, "an experiment folder (pass it to compare to include its runs)")
@@ -77,12 +91,13 @@ def read_run(path: str | Path) -> RunRecord:
     config_file = config_file or {}
     config = config_file.get("config", {}) if isinstance(config_file.get("config"), dict) else {}
     meta = {k: v for k, v in config_file.items() if k != "config"}
-    history: list[dict[str, Any]] = []
+    summary_problem = _summary_problem(summary) if summary is not None else None
+    if summary_problem:
+        return RunRecord(path, NOT_A_RUN, f"unreadable: summary.json {summary_problem}", {}, config, meta)
     try:
-        if (path / "metrics.csv").is_file():
-            history = read_metrics(path / "metrics.csv")
-    except (OSError, ValueError, KeyError):
-        history = []
+        history = read_metrics(path / "metrics.csv", path)
+    except (OSError, UnsafeFileError) as err:
+        return RunRecord(path, NOT_A_RUN, f"unreadable: {_problem(err)}", summary or {}, config, meta)
     if summary is not None and summary.get("status") == COMPLETE:
         return RunRecord(path, COMPLETE, "", summary, config, meta, history)
     done = len(history)
@@ -90,6 +105,27 @@ def read_run(path: str | Path) -> RunRecord:
     reason = (f"status {summary.get('status')!r}" if summary is not None
               else f"no summary.json: crashed, interrupted or still running after {done}/{planned} epochs")
     return RunRecord(path, INCOMPLETE, reason, summary or {}, config, meta, history)
+
+
+# summary.json values that tables sort, format and plot: a number (or null) where a number goes.
+_SUMMARY_NUMBERS = ("final_test_acc", "best_test_acc", "best_epoch", "epochs", "total_seconds", "mean_images_per_s",
+                    "params", "macs", "input_size", "final_val_acc", "best_val_acc")
+
+
+def _summary_problem(summary: dict[str, Any]) -> str | None:
+    """Why a hand-edited summary.json cannot be shown (a string or infinity where a number goes), or None."""
+    import math
+
+    for key in _SUMMARY_NUMBERS:
+        value = summary.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"has {key}={value!r}, not a finite number"
+    for key in ("model", "dataset", "recipe", "status"):
+        if summary.get(key) is not None and not isinstance(summary[key], str):
+            return f"has {key}={summary[key]!r}, not a string"
+    return None
 
 
 def expand_globs(patterns: list[str | Path]) -> list[Path]:
@@ -123,7 +159,12 @@ def expand_run_paths(patterns: list[str | Path]) -> list[Path]:
 def read_experiment(path: str | Path) -> dict[str, Any] | None:
     """The experiment.json of an experiment or sweep folder, or None for any other path."""
     path = Path(path)
-    return _read_json_file(path / EXPERIMENT_FILE) if path.is_dir() else None
+    if not path.is_dir():
+        return None
+    try:
+        return _read_json_file(path / EXPERIMENT_FILE, path)
+    except UnsafeFileError:
+        return None
 
 
 def claim_experiment_folder(out_dir: Path, info: dict[str, Any], keys: tuple[str, ...]) -> None:
@@ -131,6 +172,9 @@ def claim_experiment_folder(out_dir: Path, info: dict[str, Any], keys: tuple[str
 
     `keys` are the entries of experiment.json that define the experiment; the rest (status, times) may differ.
     """
+    if inside_checkpoints(out_dir / EXPERIMENT_FILE):
+        raise CnnlabError(f"-o {str(out_dir)!r} is inside a run's checkpoints/ folder, which only its training writes; "
+                          "choose another -o")
     if not out_dir.exists() or not any(out_dir.iterdir()):
         return
     stored = read_experiment(out_dir)
@@ -138,12 +182,32 @@ def claim_experiment_folder(out_dir: Path, info: dict[str, Any], keys: tuple[str
         raise CnnlabError(f"-o {str(out_dir)!r} exists and is not an experiment folder; choose another -o")
     wanted = json.loads(json.dumps({k: info.get(k) for k in ("kind", *keys)}, default=str))
     different = [k for k, v in wanted.items() if stored.get(k) != v]
+    if different and not _any_run_started(out_dir, stored):
+        return  # an earlier attempt that failed before its first run wrote anything: the corrected command takes over
     if different:
         key = different[0]
         raise CnnlabError(
             f"-o {str(out_dir)!r} holds another experiment ({stored.get('kind')}, {key}={stored.get(key)!r}, not "
             f"{wanted[key]!r}); re-run its own command to continue it, or choose another -o"
         )
+
+
+def _any_run_started(out_dir: Path, stored: dict[str, Any]) -> bool:
+    """Whether any run folder an experiment.json lists holds anything (the folder's own files aside)."""
+    runs = stored.get("runs") if isinstance(stored.get("runs"), list) else []
+    listed = {str(run) for run in runs}
+    for entry in out_dir.iterdir():
+        if entry.name in (EXPERIMENT_FILE, "runs"):
+            continue
+        return True  # something else lives here (results, figures, files of the user's): not ours to take over
+    runs_dir = out_dir / "runs"
+    if runs_dir.is_dir() and not runs_dir.is_symlink():
+        for run in runs_dir.iterdir():
+            if f"runs/{run.name}" not in listed or run.is_symlink() or not run.is_dir() or any(run.iterdir()):
+                return True
+    elif runs_dir.exists() or runs_dir.is_symlink():
+        return True
+    return False
 
 
 def experiment_runs(path: str | Path) -> list[Path]:

@@ -31,10 +31,16 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = DPI, tight: bool = Tru
 
     `tight` crops to what is drawn, at the price of drawing twice; a figure laid out by hand needs no crop.
     """
+    import io
+
+    from cnnlab.files import make_dirs, write_bytes_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     FigureCanvasAgg(fig)  # attach the Agg canvas explicitly: rendering never depends on the global backend
-    fig.savefig(path, dpi=dpi, bbox_inches="tight" if tight else None)
+    buffer = io.BytesIO()  # drawn in memory, then written atomically: a kill never leaves a 0-byte PNG
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cnnlab.figures import plots
@@ -131,10 +130,8 @@ def save_grid(tiles: torch.Tensor, path: str | Path, title: str, *, ncols: int |
         bar = fig.add_axes(((LEFT_IN + grid_w + 0.15) / w_in, BOTTOM_IN / h_in, 0.12 / w_in,
                             (h_in - TITLE_IN - BOTTOM_IN) / h_in))
         fig.colorbar(image, cax=bar).set_label(colorbar, fontsize=8)
-    path = check_output(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI)  # no bbox_inches="tight": the size stays exactly grid_figure_pixels
+    # Not tight: the size stays exactly grid_figure_pixels.
+    path = plots.save_figure(fig, check_output(path), dpi=DPI, tight=False)
     return Grid(path, rows, cols, len(array), title)
 
 

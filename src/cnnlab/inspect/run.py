@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.errors import CnnlabError
-from cnnlab.files import inside_checkpoints
+from cnnlab.files import inside_checkpoints, make_dirs
 
 REPORT_EXAMPLES = 4  # Grad-CAM examples in a run's HTML report
 
@@ -30,6 +30,8 @@ def output_dir(trained, out: str | Path | None = None) -> Path:
     if inside_checkpoints(folder / "x.png"):
         raise CnnlabError(f"-o {str(folder)!r} is inside a run's checkpoints/ folder, which only training writes; "
                           "choose another folder")
+    if out is None:  # the run's own inspect/: a symlink there must not lead the figures out of the run
+        make_dirs(folder, within=trained.run_dir)
     return folder
 
 

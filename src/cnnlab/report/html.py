@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import UnsafeFileError, read_bytes
 from cnnlab.experiments.compare import Leaderboard, format_value, leaderboard, plot_leaderboard, table_cells
 from cnnlab.experiments.runs import (
     NOT_A_RUN, RunRecord, expand_globs, expand_run_paths, read_experiment, read_run,
@@ -73,12 +74,29 @@ def figure(data: bytes | None, caption: str, mime: str = "image/png") -> str:
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
-def file_figure(path: Path, caption: str) -> str:
-    """A figure from an image file, or '' when there is none."""
+# What an image file must start with to be embedded as its type: a report shares pictures, nothing else.
+IMAGE_MAGIC = {"image/png": (b"\x89PNG\r\n\x1a\n",), "image/jpeg": (b"\xff\xd8\xff",), "image/gif": (b"GIF87a", b"GIF89a")}
+MAX_FIGURE_BYTES = 16 * 2**20
+MAX_FOLDER_FIGURES = 200  # a folder of inspect figures, or an experiment's list, is cut here
+
+
+def file_figure(path: Path, caption: str, within: Path) -> str:
+    """A figure from an image file inside `within`, '' when there is none, or a note saying why one is left out.
+
+    The report is meant to be shared: only a regular image file (by its first bytes) of bounded size that
+    resolves inside the run or experiment folder is embedded, never what a link or `..` points at.
+    """
     mime = IMAGE_TYPES.get(path.suffix.lower())
-    if mime is None or not path.is_file():
+    if mime is None or not (path.exists() or path.is_symlink()):
         return ""
-    return figure(path.read_bytes(), caption, mime)
+    try:
+        data = read_bytes(path, within, MAX_FIGURE_BYTES)
+    except (OSError, UnsafeFileError) as err:
+        reason = err.strerror if isinstance(err, OSError) and not isinstance(err, UnsafeFileError) else str(err)
+        return note(f"{caption}: left out ({reason})")
+    if not data.startswith(IMAGE_MAGIC[mime]):
+        return note(f"{caption}: left out ({path.name} is not a {mime.split('/')[1].upper()} image)")
+    return figure(data, caption, mime)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[int] = frozenset(),
@@ -140,7 +158,7 @@ def _per_class_table(analysis: RunAnalysis) -> str:
 def _curves_section(record: RunRecord) -> str:
     from cnnlab.figures.plots import plot_curves
 
-    shown = file_figure(record.path / "curves.png", "Loss and accuracy per epoch (train and test)")
+    shown = file_figure(record.path / "curves.png", within=record.path, caption="Loss and accuracy per epoch (train and test)")
     if not shown and record.history:  # an incomplete run has metrics but no figure yet
         shown = figure(png_bytes(plot_curves, record.history),
                        f"Loss and accuracy per epoch, from metrics.csv ({len(record.history)} epochs so far)")
@@ -165,12 +183,12 @@ def _num(value: Any, pattern: str = "{:.4f}") -> str:
 def _confusion_section(record: RunRecord, analysis: RunAnalysis) -> str:
     from cnnlab.figures.plots import plot_confusion, plot_per_class
 
-    shown = file_figure(record.path / "confusion.png", "Test confusion matrix (rows: true, columns: predicted)")
+    shown = file_figure(record.path / "confusion.png", within=record.path, caption="Test confusion matrix (rows: true, columns: predicted)")
     if not shown and analysis.confusion is not None:
         shown = figure(png_bytes(plot_confusion, analysis.confusion, analysis.classes),
                        "Test confusion matrix (rows: true, columns: predicted)")
     confusion = f"<h3>Confusion matrix</h3>{shown or note('no confusion matrix: ' + (analysis.note or 'none saved'))}"
-    per_class = file_figure(record.path / "per_class.png", "Accuracy of each class on the test split")
+    per_class = file_figure(record.path / "per_class.png", within=record.path, caption="Accuracy of each class on the test split")
     if not per_class and analysis.confusion is not None:
         per_class = figure(png_bytes(plot_per_class, analysis.confusion, analysis.classes),
                            "Accuracy of each class on the test split")
@@ -192,7 +210,7 @@ def _misclassified_section(record: RunRecord, analysis: RunAnalysis) -> str:
         body = note(f"no misclassified images among the {analysis.count:,} test images")
     else:
         body = note("the model could not be evaluated: " + analysis.note)
-        body += file_figure(record.path / "samples.png", "Test samples saved by the run (mistakes in red)")
+        body += file_figure(record.path / "samples.png", within=record.path, caption="Test samples saved by the run (mistakes in red)")
     return f"<h3>Misclassified test images</h3>{body}"
 
 
@@ -202,7 +220,7 @@ def _inside_section(record: RunRecord) -> str:
     images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_TYPES) if folder.is_dir() else []
     if not images:
         return ""
-    shown = "".join(file_figure(p, p.relative_to(folder).as_posix()) for p in images)
+    shown = "".join(file_figure(p, p.relative_to(folder).as_posix(), record.path) for p in images[:MAX_FOLDER_FIGURES])
     return f'<h3>Inside the network</h3><div class="gallery">{shown}</div>'
 
 
@@ -241,13 +259,29 @@ def run_section(record: RunRecord, analysis: RunAnalysis, anchor: str, collapsed
 # ---- experiments and comparisons ----------------------------------------------------------------
 
 
+def _is_table(summary: dict[str, Any]) -> bool:
+    headers, rows = summary.get("headers"), summary.get("rows", [])
+    return (isinstance(headers, list) and isinstance(rows, list)
+            and all(isinstance(row, list) for row in rows) and isinstance(summary.get("caption", ""), (str, type(None))))
+
+
+def _experiment_figure(folder: Path, name: Any) -> str:
+    """A figure experiment.json lists: a relative path inside the experiment folder, nothing else."""
+    relative = Path(str(name))
+    if relative.is_absolute() or ".." in relative.parts:
+        return note(f"{name}: left out (figures must be files inside the experiment folder)")
+    return file_figure(folder / relative, str(name), folder)
+
+
 def experiment_section(folder: Path, info: dict[str, Any], anchor: str) -> str:
     """An experiment.json's summary table, references and figures."""
     parts = [f'<section id="{esc(anchor)}" class="experiment"><h2>{esc(info.get("title") or folder.name)}</h2>',
              f'<p class="meta">{esc(folder)} - {esc(info.get("kind", "experiment"))}, '
              f'status {esc(info.get("status", "?"))}, created {esc(info.get("created", "?"))}</p>']
     summary = info.get("summary_table")
-    if isinstance(summary, dict) and summary.get("headers"):
+    if isinstance(summary, dict) and summary.get("headers") and not _is_table(summary):
+        parts.append(note("experiment.json's summary_table is not a table (headers and rows of values); left out"))
+    elif isinstance(summary, dict) and summary.get("headers"):
         if summary.get("caption"):
             parts.append(f"<p>{esc(summary['caption'])}</p>")
         headers = summary["headers"]
@@ -263,7 +297,8 @@ def experiment_section(folder: Path, info: dict[str, Any], anchor: str) -> str:
                                      "settings", "common", "options") if k in info}
     if settings:
         parts.append(table(["setting", "value"], [[k, _show(v)] for k, v in settings.items()], css_class="kv"))
-    figures = [file_figure(folder / str(name), str(name)) for name in info.get("figures", [])]
+    listed = info.get("figures") if isinstance(info.get("figures"), list) else []
+    figures = [_experiment_figure(folder, name) for name in listed[:MAX_FOLDER_FIGURES]]
     parts.append('<div class="gallery">' + "".join(figures) + "</div>")
     return "".join(parts) + "</section>"
 
@@ -389,10 +424,8 @@ def build_report(
         else:
             names, kind = [r.name for r in inputs.runs], "runs"
         title = "cnnlab report: " + (names[0] if len(names) == 1 else f"{len(names)} {kind}")
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out_path, render_report(inputs, analyses, title))
-        make_readable(out_path)  # a report is for sharing
-    except OSError as err:
-        raise CnnlabError(f"cannot write the report {str(out_path)!r}: {err.strerror}; choose another with -o FILE") from None
+    html_text = render_report(inputs, analyses, title)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_path, html_text)  # an OSError is one line from the CLI (a full disk: exit 1)
+    make_readable(out_path)  # a report is for sharing
     return out_path

@@ -42,6 +42,10 @@ def resume_checkpoint(path: str | Path) -> dict[str, Any]:
             f"to start a new run from these weights use --init-from {path}"
         )
     if path.is_dir() and not (path / "checkpoints" / "last.pt").is_file():
+        if (path / "config.json").is_file():  # a run that stopped before its first checkpoint: the way that works
+            raise CnnlabError(f"{str(path)!r} has no checkpoints/last.pt: the run stopped before its first checkpoint; "
+                              f"start it again in place with `cnnlab train --config {path}/config.json --resume auto "
+                              f"--out {path}`")
         raise CnnlabError(f"{str(path)!r} has no checkpoints/last.pt to resume from; is it a cnnlab run folder?")
     return ckpt.load_checkpoint(path, "last.pt")
 
@@ -108,7 +112,7 @@ def _auto_decision(config: TrainConfig) -> int:
     if not entries or entries == {"checkpoints"} and not any((path / "checkpoints").iterdir()):
         return _RESTART if (path / LOCK_FILE).exists() else _NEW  # what a run leaves before it writes anything
     try:
-        saved = read_json(path / "config.json")["config"]
+        saved = read_json(path / "config.json", within=path)["config"]
     except (CnnlabError, OSError, KeyError, TypeError, ValueError):
         return _NEW  # not a run cnnlab can recognise: RunFolder refuses it as it would for any new run
     # The first attempt died before its first checkpoint: start it again here, if it is the same run.

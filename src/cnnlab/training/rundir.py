@@ -8,8 +8,10 @@ loop writes or prints; on other ranks it does nothing, so the loop never asks wh
 """
 from __future__ import annotations
 
+import errno
 import os
 import platform
+import stat
 import shutil
 import socket
 import sys
@@ -18,7 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.files import read_csv, timestamped_dir, write_bytes_atomic, write_json, write_text_atomic
+from cnnlab.files import (
+    UnsafeFileError,
+    inside_checkpoints,
+    make_dirs,
+    open_append,
+    open_regular,
+    read_csv,
+    timestamped_dir,
+    write_bytes_atomic,
+    write_json,
+    write_text_atomic,
+)
 
 METRIC_COLUMNS = [
     "epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_seconds", "images_per_s",
@@ -26,6 +39,8 @@ METRIC_COLUMNS = [
 VAL_COLUMNS = ["val_loss", "val_acc"]  # after the others, only in runs with a validation split
 STEP_COLUMNS = ["epoch", "step", "loss", "accuracy", "lr", "images_per_s", "elapsed"]
 LOCK_FILE = ".lock"
+# OSErrors that are the machine's doing, not the request's: passed on as they are (exit 1 from the CLI).
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 # What a finished, interrupted or crashed run leaves in its folder: any of these means "a run is here".
 RUN_FILES = ("config.json", "metrics.csv", "steps.csv", "summary.json", "checkpoints")
 
@@ -43,9 +58,9 @@ def is_locked(path: str | Path) -> bool:
     """Whether a training process holds `path`'s lock right now (a running run)."""
     if fcntl is None:
         return False
-    try:
-        fd = os.open(Path(path) / LOCK_FILE, os.O_RDONLY)
-    except OSError:
+    try:  # never through a link, never blocking on a FIFO planted as .lock
+        fd = open_regular(Path(path) / LOCK_FILE, within=path, limit=None)
+    except (OSError, UnsafeFileError):
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -63,20 +78,29 @@ class RunFolder:
         """`restart`: the folder holds this very run, which died before its first checkpoint (an elastic
         restart, or --resume auto, checked that by its config): start it again in place instead of refusing."""
         self.path = Path(path)
+        if inside_checkpoints(self.path / "config.json"):
+            raise CnnlabError(f"--out {str(self.path)!r} is inside another run's checkpoints/ folder, which only its "
+                              "training writes; choose another --out")
         self.created = not self.path.exists()
+        # The folders above it that this run creates for a nested --out: removed again with it when unused.
+        self.created_parents = [p for p in self.path.absolute().parents if not p.exists() and not p.is_symlink()]
         self.was_empty = self.created or not any(self.path.iterdir())
         self._lock_fd = None
         resume = resume or restart
         if not resume:
             self._refuse_if_taken()  # before writing anything into a folder that is not ours
         try:
-            (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+            make_dirs(self.path / "checkpoints", within=self.path)  # a checkpoints/ symlinked elsewhere is refused
             self._lock()
+        except UnsafeFileError:
+            self.discard_if_unused()
+            raise
         except OSError as err:
             self.discard_if_unused()
-            raise CnnlabError(
-                f"cannot write the run folder {str(self.path)!r}: {err.strerror}; choose another with --out DIR"
-            ) from None
+            if err.errno in ENVIRONMENT_ERRNOS:
+                raise  # a full or read-only disk, or no permission: the CLI says so in one line, exit 1
+            way = "fix that and resume again" if resume else "choose another with --out DIR"
+            raise CnnlabError(f"cannot write the run folder {str(self.path)!r}: {err.strerror}; {way}") from None
         if not resume:
             self._refuse_if_taken()  # again under the lock: another run may have started in between
 
@@ -90,11 +114,28 @@ class RunFolder:
             self.close()
             present = [name for name in RUN_FILES if name in entries]
             what = f"already holds a run ({', '.join(present)})" if present else "exists and is not empty"
-            hint = f"continue it with --resume {self.path}, or " if present else ""
+            hint = ""
+            if present and (self.path / "checkpoints" / "last.pt").is_file():
+                hint = f"continue it with --resume {self.path}, or "
+            elif present:  # stopped before its first checkpoint: --resume has nothing to continue from
+                hint = (f"it stopped before its first checkpoint: start it again in place with the same options and "
+                        f"--resume auto --out {self.path}, or delete it, or ")
             raise CnnlabError(f"{str(self.path)!r} {what}; {hint}choose another --out")
 
     def _lock(self) -> None:
-        self._lock_fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        lock = self.path / LOCK_FILE
+        # O_NOFOLLOW: a .lock planted as a (dangling) symlink must not create or open a file elsewhere;
+        # O_NONBLOCK: a FIFO planted as .lock must not block the open; fstat then refuses anything but a file.
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as err:
+            if lock.is_symlink():
+                raise UnsafeFileError(f"{str(lock)!r} is a symbolic link; remove it (cnnlab follows no links in a run folder)") from None
+            raise err
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UnsafeFileError(f"{str(lock)!r} is not a regular file; remove it")
+        self._lock_fd = fd
         if fcntl is None:
             return
         try:
@@ -120,9 +161,15 @@ class RunFolder:
         self.close()
         if self.created:
             shutil.rmtree(self.path, ignore_errors=True)
+            for parent in self.created_parents:  # nearest first; a parent something else wrote into stays
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
         elif self.path.is_dir():
             for entry in self.path.iterdir():
-                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+                # rmtree never follows a symlink; a link itself is only unlinked
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() and not entry.is_symlink() else entry.unlink(missing_ok=True)
 
 
 def provenance(device: str, argv: list[str] | None) -> dict[str, Any]:
@@ -167,20 +214,20 @@ class RunWriter:
         """config.json, metrics.csv and steps.csv (rows past the resumed checkpoint dropped); returns the history kept."""
         if not self.enabled:
             return []
-        write_json(self.path / "config.json", {"config": config_dict, **meta})
-        history = []
-        if resume_after_epoch is not None and (self.path / "metrics.csv").exists():
+        history, kept_steps = [], []
+        if resume_after_epoch is not None:
+            # Read before anything is written, so an unreadable file stops the resume with the folder untouched.
             # Rows written after the checkpoint we resume from would be repeated: drop them.
-            history = [r for r in read_metrics(self.path / "metrics.csv") if r["epoch"] <= resume_after_epoch]
+            history = _rows_up_to(read_metrics(self.path / "metrics.csv", self.path), resume_after_epoch)
+            kept_steps = _rows_up_to(read_metrics(self.path / "steps.csv", self.path), resume_after_epoch)
+        write_json(self.path / "config.json", {"config": config_dict, **meta}, within=self.path)
         self._columns = METRIC_COLUMNS + (VAL_COLUMNS if config_dict.get("val_split") else [])
-        _write_rows(self.path / "metrics.csv", self._columns, history)
-        kept_steps = []
-        if resume_after_epoch is not None and (self.path / "steps.csv").exists():
-            kept_steps = [r for r in read_csv(self.path / "steps.csv", integers=("epoch", "step")) if r.get("epoch", 0) <= resume_after_epoch]
-        _write_rows(self.path / "steps.csv", STEP_COLUMNS, kept_steps)
-        self._metrics = open(self.path / "metrics.csv", "a", newline="")
-        self._steps = open(self.path / "steps.csv", "a", newline="")
+        _write_rows(self.path / "metrics.csv", self._columns, history, self.path)
+        _write_rows(self.path / "steps.csv", STEP_COLUMNS, kept_steps, self.path)
+        self._metrics = open_append(self.path / "metrics.csv")
+        self._steps = open_append(self.path / "steps.csv")
         if tensorboard:
+            make_dirs(self.path / "tensorboard", within=self.path)  # the event writer follows no link out
             from cnnlab.training.tensorboard import TensorBoardLogger
 
             self.tensorboard = TensorBoardLogger(
@@ -212,9 +259,9 @@ class RunWriter:
         buffer = io.BytesIO()
         torch.save(state, buffer)
         folder = self.path / "checkpoints"
-        write_bytes_atomic(folder / name, buffer.getvalue())
+        write_bytes_atomic(folder / name, buffer.getvalue(), within=self.path)
         if keep and name == "last.pt" and state["step"] == 0:
-            write_bytes_atomic(folder / f"epoch-{state['epoch']:03d}.pt", buffer.getvalue())
+            write_bytes_atomic(folder / f"epoch-{state['epoch']:03d}.pt", buffer.getvalue(), within=self.path)
             if keep != "all":
                 for old in sorted(folder.glob("epoch-[0-9][0-9][0-9]*.pt"))[: -int(keep)]:
                     old.unlink()
@@ -223,11 +270,13 @@ class RunWriter:
         """summary.json, the figures, and the closing line."""
         if not self.enabled:
             return
-        write_json(self.path / "summary.json", summary)
+        write_json(self.path / "summary.json", summary, within=self.path)
         if final_eval is not None:
             from cnnlab.figures.run import write_run_figures  # matplotlib: imported only when drawing
+            from cnnlab.files import confined
 
-            write_run_figures(self.path, history, final_eval, model, test_batches, classes, config)
+            with confined(self.path):
+                write_run_figures(self.path, history, final_eval, model, test_batches, classes, config)
         acc, best = summary["final_test_acc"], summary["best_test_acc"]
         self.say(f"done: test accuracy {acc:.2%} (best {best:.2%} at epoch {summary['best_epoch']}); run folder {self.path}"
                  if acc is not None else f"done; run folder {self.path}")
@@ -254,13 +303,21 @@ def _csv_line(row: dict[str, Any], columns: list[str]) -> str:
     return ",".join(_fmt(row.get(c)) for c in columns) + "\n"
 
 
-def _write_rows(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    write_text_atomic(path, ",".join(columns) + "\n" + "".join(_csv_line(r, columns) for r in rows))
+def _rows_up_to(rows: list[dict[str, Any]], epoch: int) -> list[dict[str, Any]]:
+    return [r for r in rows if isinstance(r.get("epoch"), int) and r["epoch"] <= epoch]
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """metrics.csv rows with numbers parsed ('' -> None)."""
-    return read_csv(path, integers=("epoch", "step"))
+def _write_rows(path: Path, columns: list[str], rows: list[dict[str, Any]], within: Path) -> None:
+    write_text_atomic(path, ",".join(columns) + "\n" + "".join(_csv_line(r, columns) for r in rows), within)
+
+
+def read_metrics(path: Path, within: Path | None = None, missing_ok: bool = True) -> list[dict[str, Any]]:
+    """metrics.csv (or steps.csv) rows with numbers parsed ('' -> None): a regular file inside `within`
+    (default: its own folder), of bounded size; [] when it is missing and `missing_ok`."""
+    path = Path(path)
+    if missing_ok and not path.exists() and not path.is_symlink():
+        return []
+    return read_csv(path, integers=("epoch", "step"), within=within if within is not None else path.parent)
 
 
 class StepClock:
