@@ -83,7 +83,9 @@ def add_format(parser: argparse.ArgumentParser, choices=("table", "json")) -> No
 
 
 def add_device(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
-    parser.add_argument("--device", default=default, help="auto|cpu|cuda|mps" + (f" (default: {default})" if default else ""))
+    # Checked where it is used (`pick_device`, the check `train` applies too): one vocabulary, one message.
+    parser.add_argument("--device", default=default,
+                        help="auto|cpu|cuda|cuda:N|mps" + (f" (default: {default})" if default else ""))
 
 
 def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:

@@ -234,6 +234,8 @@ DATASETS: dict[str, DatasetSpec] = {
 
 def get_spec(name: str) -> DatasetSpec:
     """The spec of dataset `name`; an unknown name raises with a suggestion and the valid names."""
+    if not isinstance(name, str):  # before the lookup: the suggestion's difflib takes strings only
+        raise CnnlabError(f"dataset must be a name such as 'mnist' (see list_datasets()), got {name!r:.60}")
     try:
         return DATASETS[name]
     except KeyError:

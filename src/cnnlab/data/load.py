@@ -23,7 +23,7 @@ import torch
 from cnnlab.data import cache, locate
 from cnnlab.data.catalog import CIFAR_TRAIN_BATCHES, DATASETS, DatasetSpec, Resource, get_spec, identify
 from cnnlab.data.idx import parse_idx, read_bounded
-from cnnlab.errors import DataError
+from cnnlab.errors import CnnlabError, DataError
 
 T = TypeVar("T")
 _VERIFIED: set[tuple] = set()  # (path, size, mtime_ns, resource) of files whose sums matched
@@ -291,6 +291,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     unreadable data raises `DataError` with a one-line explanation and fix.
     """
     spec = get_spec(name)
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise CnnlabError(f"data_dir must be a folder path (str or Path) or None, got {data_dir!r:.60}")
     if spec.format == "embedded":
         return _load_embedded(spec)
     scan = locate.scan(spec, data_dir)

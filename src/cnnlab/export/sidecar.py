@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -175,13 +176,16 @@ def parse_metadata(text: str | bytes, source: str) -> dict[str, Any]:
 
 
 def read_sidecar(path: str | Path) -> dict[str, Any]:
-    """The checked metadata in sidecar `path`, read only when its size is plausible."""
+    """The checked metadata in sidecar `path`, read only when its size is plausible, through `read_bytes`
+    at the target of any link: a FIFO or device is one line at once, not a hang."""
+    from cnnlab.files import read_bytes
+
     path = Path(path)
     size = path.stat().st_size
     if size > MAX_SIDECAR_BYTES:
         raise CnnlabError(f"{path} is not a cnnlab sidecar: {size:,} bytes, more than any cnnlab writes "
                           f"({MAX_SIDECAR_BYTES:,})")
-    return parse_metadata(path.read_bytes(), str(path))
+    return parse_metadata(read_bytes(os.path.realpath(path), limit=MAX_SIDECAR_BYTES), str(path))
 
 
 def transform_from_preprocessing(pre: dict[str, Any]) -> BatchTransform:

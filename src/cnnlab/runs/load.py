@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,7 +19,9 @@ from cnnlab.data.transforms import BatchTransform
 from cnnlab.models import create_model
 from cnnlab.errors import CnnlabError
 from cnnlab.training.checkpoint import load_checkpoint, run_dir_of
-from cnnlab.training.config import TrainConfig
+from cnnlab.training.config import TrainConfig, saved_config
+
+CHECKPOINTS = ("best", "last")  # what `which` names: checkpoints/best.pt or last.pt of a run folder
 
 
 @dataclass
@@ -53,21 +56,71 @@ class LoadedRun:
         return preprocessing_info(self.config, self.spec)
 
     @torch.inference_mode()
-    def predict(self, images: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (N, classes) for uint8 images (N, C, H, W) at the dataset's stored size."""
-        x = self.transform()(images.to(self.device))
+    def predict(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Class probabilities (N, classes) for a batch of images at the dataset's stored size (`spec.image_size`).
+
+        `images`: a torch tensor or numpy array of shape (N, C, H, W), or (N, H, W) for a one-channel dataset,
+        either uint8 pixels 0..255 as the dataset stores them, or floats in [0, 1] (what torchvision's
+        ToTensor gives), which are taken as already scaled and rounded to the uint8 pixels the model was
+        trained on. Other dtypes (bool, int64, ...) are a TypeError; floats outside [0, 1] or not finite, the
+        wrong channel count or size, or another shape are a ValueError. Other sizes: resize them first, e.g.
+        with `cnnlab.runs.predict.fit_images`.
+        """
+        pixels = as_pixels(images, self.spec.channels, self.spec.image_size)
+        x = self.transform()(pixels.to(self.device))
         return self.model(x).float().softmax(1).cpu()
+
+
+def _dtype_name(images: torch.Tensor | np.ndarray) -> str:
+    return str(images.dtype).removeprefix("torch.")
+
+
+def as_pixels(images: torch.Tensor | np.ndarray, channels: int, size: int) -> torch.Tensor:
+    """uint8 (N, channels, size, size) from what `LoadedRun.predict` accepts, or a TypeError/ValueError saying
+    what to pass: a float image in [0, 1] divided by 255 again, or a bool one read as 0/1 pixels, would give
+    near-uniform probabilities without a word."""
+    what = f"uint8 pixels 0..255 or floats in [0, 1], shaped (N, {channels}, {size}, {size})" + (
+        f" or (N, {size}, {size})" if channels == 1 else "")
+    if isinstance(images, np.ndarray):
+        if images.dtype != np.uint8 and images.dtype.kind != "f":
+            raise TypeError(f"images must be {what}; got a numpy array of {images.dtype}")
+        # float16..float128 as float32 (torch has no float128); uint8 as it is
+        images = torch.from_numpy(np.ascontiguousarray(images, dtype=None if images.dtype == np.uint8 else np.float32))
+    elif not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor or numpy array of {what}; got {type(images).__name__}")
+    if images.dtype != torch.uint8 and not images.dtype.is_floating_point:
+        raise TypeError(f"images must be {what}; got {_dtype_name(images)}")
+    if images.ndim == 3 and channels == 1:
+        images = images[:, None]
+    if images.ndim != 4 or tuple(images.shape[1:]) != (channels, size, size):
+        raise ValueError(f"images must be shaped (N, {channels}, {size}, {size})"
+                         + (f" or (N, {size}, {size})" if channels == 1 else "")
+                         + f" for this run's dataset; got {tuple(images.shape)}"
+                         + ("" if images.ndim != 3 else " (one image: add the batch dimension, images[None])"))
+    if images.dtype.is_floating_point:
+        scaled = images.detach().float()
+        if not bool(torch.isfinite(scaled).all()):
+            raise ValueError("images hold NaN or infinite values")
+        if scaled.numel() and (float(scaled.min()) < 0 or float(scaled.max()) > 1):
+            raise ValueError(f"float images must be in [0, 1] (ToTensor's scale), got values in "
+                             f"[{float(scaled.min()):g}, {float(scaled.max()):g}]; for pixels 0..255 pass uint8")
+        images = scaled.mul(255).round_().to(torch.uint8)
+    return images
 
 
 def load_run(path: str | Path, which: str = "best", device: str | torch.device = "cpu") -> LoadedRun:
     """The model of RUN_DIR (its checkpoints/<which>.pt, falling back to the other) or of a checkpoint file,
-    in eval mode, with its config, dataset spec (class names) and preprocessing. `device`: a torch device or
-    a name (auto: cuda, then mps, then cpu)."""
+    in eval mode, with its config, dataset spec (class names) and preprocessing. `which`: "best" or "last".
+    `device`: a torch device or a name: auto|cpu|cuda|cuda:N|mps (auto: cuda, then mps, then cpu).
+
+    The saved config is checked as `train` checks a requested one before the model is built."""
     from cnnlab.training.device import pick_device
 
-    device = pick_device(device) if isinstance(device, str) else device
+    if which not in CHECKPOINTS:  # not silently the other one: a typo would load a model the caller did not ask for
+        raise CnnlabError(f"which must be {' or '.join(map(repr, CHECKPOINTS))}, got {which!r:.60}")
+    device = pick_device(device)
     checkpoint = load_checkpoint(path, f"{which}.pt")
-    config = TrainConfig.from_dict(checkpoint["config"])
+    config = saved_config(checkpoint["config"], repr(checkpoint["path"]))
     spec = get_spec(config.dataset)
     model = create_model(config.model, in_channels=checkpoint["in_channels"], num_classes=checkpoint["num_classes"],
                          **config.model_options)

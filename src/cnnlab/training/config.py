@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ class TrainConfig:
     recipe: str | None = _opt(
         None, "start from the model's recipe: fast (CPU-friendly, the CLI's default) | reference (as published) | "
         "none (plain defaults); see `cnnlab recipes`")
-    device: str = _opt("auto", "device: " + "|".join(DEVICES) + " (auto: cuda, then mps, then cpu)")
+    device: str = _opt("auto", "device: " + "|".join(DEVICES) + " (auto: cuda, then mps, then cpu; cuda:N: GPU N)")
     precision: str = _opt("fp32", "compute precision: " + "|".join(PRECISIONS) + " (autocast; auto: bf16 on a CPU "
                           "that computes it natively, AVX-512 BF16 or AMX, else fp32)")
     channels_last: bool = _opt(False, "use channels-last memory format")
@@ -119,15 +120,18 @@ class TrainConfig:
         from cnnlab.data import list_datasets
         from cnnlab.models import list_models
 
+        # Before asdict, which copies model_options recursively: a 700-deep dict would exhaust the stack there.
+        check_model_options(self.model_options)
         check_types(dataclasses.asdict(self))
         if self.model not in list_models():
             raise unknown_choice("model", self.model, list_models())
         if self.dataset not in list_datasets():
             raise unknown_choice("dataset", self.dataset, list_datasets())
-        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("device", DEVICES), ("precision", PRECISIONS)):
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS)):
             value = getattr(self, name)
             if value not in choices:
                 raise unknown_choice(name, value, choices)
+        check_device(self.device)
         if self.recipe is not None and self.recipe not in RECIPES and self.recipe not in record_recipes():
             raise unknown_choice("recipe", self.recipe, [*RECIPES, *record_recipes()])
         for name in ("epochs", "batch_size", "eval_every", "eval_batch_size", "step_size"):
@@ -158,6 +162,12 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise CnnlabError(f"{name} must be a positive integer, got {value}")
+        for name in ("seed", "permutation_seed"):
+            if not 0 <= getattr(self, name) <= MAX_SEED:
+                raise CnnlabError(f"{name} must be an integer from 0 to {MAX_SEED:,}, got {getattr(self, name)}")
+        if self.augment and self.seed > MAX_AUGMENT_SEED:
+            raise CnnlabError(f"seed must be at most {MAX_AUGMENT_SEED:,} with augment (each step's augmentation is "
+                              f"seeded with seed * 1,000,003^2 + step, which torch takes only below 2^64), got {self.seed}")
         parse_normalize(self.normalize)
         parse_init(self.init)
         if not isinstance(self.model_options, dict):
@@ -167,6 +177,11 @@ class TrainConfig:
 
 MAX_EPOCHS = 100_000
 MAX_RESIZE = 2048
+# Seeds go to torch generators, which take them only below 2**64 (2**80 was a traceback): the usual 32-bit range.
+MAX_SEED = 2**32 - 1
+# With augment each step draws from a generator seeded with (seed * 1,000,003 + epoch) * 1,000,003 + step
+# (data/batches.py): below 2**64 for every epoch and step only up to this seed (a larger one failed at step 1).
+MAX_AUGMENT_SEED = 2**24 - 1
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "dict": (dict,)}
 
 
@@ -282,25 +297,133 @@ def parse_init(value: str) -> tuple[str, float | None]:
     raise CnnlabError(f"--init must be 'default', 'xavier' or normal:STD (e.g. normal:0.01), got {value!r}")
 
 
+_CUDA_INDEX = re.compile(r"cuda:[0-9]{1,4}")
+
+
+def check_device(name: Any) -> str:
+    """The one check of a device name: train's --device, eval's and inspect's, and `load_run(device=...)`.
+
+    auto|cpu|cuda|mps, or cuda:N for one GPU of several; whether it is there is `pick_device`'s to say.
+    """
+    if not isinstance(name, str):
+        raise CnnlabError(f"device must be a name ({'|'.join(DEVICES)} or cuda:N), got {name!r:.60}")
+    if name not in DEVICES and not _CUDA_INDEX.fullmatch(name):
+        raise unknown_choice("device", name, [*DEVICES, "cuda:N"])
+    return name
+
+
+# Bounds on a config file, far above any real one (cnnlab's own are under 2 KB, model_options 1 level deep):
+# a small hostile file must not take the stack, the memory or minutes before the first check.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 32  # nested mappings/lists
+MAX_CONFIG_NODES = 10_000  # values in all
+
+
+def check_nesting(value: Any, source: str) -> None:
+    """Refuse a value nested deeper than MAX_CONFIG_DEPTH or holding more than MAX_CONFIG_NODES values.
+
+    Iterative, so it cannot itself run out of stack on the very input it guards against.
+    """
+    stack, nodes = [(value, 1)], 0
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_CONFIG_NODES:
+            raise CnnlabError(f"{source} holds more than {MAX_CONFIG_NODES:,} values; is it a config file?")
+        if isinstance(item, (dict, list, tuple)):
+            if depth > MAX_CONFIG_DEPTH:
+                raise CnnlabError(f"{source} is nested more than {MAX_CONFIG_DEPTH} levels deep")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+
+
+def check_model_options(options: Any) -> None:
+    """A model_options mapping holds option names (strings) and values of bounded size (not a dict: `check_types`)."""
+    if not isinstance(options, dict):
+        return
+    check_nesting(options, "model_options")
+    for key in options:
+        if not isinstance(key, str):
+            raise CnnlabError(f"model_options keys must be option names (strings), got {key!r:.60}")
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    """YAML without aliases, depth- and size-bounded while it is composed, before anything is constructed.
+
+    An alias makes the constructed value a graph: nine nested aliases in 1 KB expand to 10^9 values
+    ("billion laughs"). cnnlab's configs never need one, so an alias is refused outright.
+    """
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        depth = nodes = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise CnnlabError(f"{source} uses a YAML alias (line {mark.line + 1}); cnnlab config files take "
+                                  "plain values only: write the value out")
+            self.nodes += 1
+            if self.nodes > MAX_CONFIG_NODES:
+                raise CnnlabError(f"{source} holds more than {MAX_CONFIG_NODES:,} values; is it a config file?")
+            if self.check_event(yaml.ScalarEvent):
+                return super().compose_node(parent, index)
+            self.depth += 1  # a mapping or list: levels counted as `check_nesting` counts them
+            if self.depth > MAX_CONFIG_DEPTH:
+                raise CnnlabError(f"{source} is nested more than {MAX_CONFIG_DEPTH} levels deep")
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    loader = Loader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _read_config_text(path: Path) -> str:
+    """The text of a config file: a regular file (a link to one is followed), UTF-8, at most MAX_CONFIG_BYTES.
+
+    Read through `read_text` at the link's target, so a FIFO, a device (a link to /dev/zero) or a huge file
+    is one line at once instead of a hang or a read without end.
+    """
+    from cnnlab.files import read_text
+
+    real = os.path.realpath(path)
+    try:
+        return read_text(real, limit=MAX_CONFIG_BYTES)
+    except CnnlabError as err:  # "'/real/path' is a FIFO, ...": said of the name the user gave
+        what = str(err)
+        if not what.startswith(repr(real)):
+            raise CnnlabError(f"cannot read config file {str(path)!r}: {what}") from None
+        target = "" if real == os.path.abspath(path) else f" (a link to {real!r})"
+        raise CnnlabError(f"config file {str(path)!r}{target}{what[len(repr(real)):]}") from None
+    except OSError as err:
+        raise CnnlabError(f"cannot read config file {str(path)!r}: {err.strerror}") from None
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON config file into a dict of TrainConfig keys."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise CnnlabError(f"cannot read config file {str(path)!r}: {err.strerror}") from None
+    text = _read_config_text(path)
+    source = f"config file {str(path)!r}"
     try:
         if path.suffix.lower() == ".json":
             values = json.loads(text)
         else:
-            import yaml
-
-            values = yaml.safe_load(text)
+            values = _parse_yaml(text, source)
+    except CnnlabError:
+        raise
+    except RecursionError:  # JSON nested some thousand levels: past the bound below, whose message it takes
+        raise CnnlabError(f"{source} is nested more than {MAX_CONFIG_DEPTH} levels deep") from None
     except Exception as err:  # noqa: BLE001 - any parse error becomes one line
         first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CnnlabError(f"cannot parse config file {str(path)!r}: {first_line}") from None
     if not isinstance(values, dict):
         raise CnnlabError(f"config file {str(path)!r} must hold a mapping of option names to values")
+    check_nesting(values, source)
     # A run folder's config.json carries provenance beside the options; it is not configuration.
     values = dict(values.get("config", values))
     check_keys(values, f"config file {path.name}")
@@ -308,6 +431,24 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     # A config file says what to train, not where: repeating a run must never write into that run's folder.
     values.pop("out", None)
     return values
+
+
+def saved_config(values: dict[str, Any], source: str) -> TrainConfig:
+    """A run's saved config (a checkpoint's `config`) as a TrainConfig, checked exactly as `train` checks a
+    requested one (`validate`, then the model's input sizes) before anything is built from it.
+
+    The file may come from anywhere: a resize of -28 or 10**6 or a seed of 2**80 is one line here, not a
+    traceback, or gigabytes allocated, further on.
+    """
+    from cnnlab.data.catalog import get_spec
+    from cnnlab.models.registry import check_input_size
+
+    try:
+        config = TrainConfig.from_dict(values, "saved config").validate()
+        check_input_size(config.model, config.resize or get_spec(config.dataset).image_size)
+    except CnnlabError as err:
+        raise CnnlabError(f"{source} holds a config cnnlab cannot use: {err}") from None
+    return config
 
 
 def resolve_config(

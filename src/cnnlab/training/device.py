@@ -10,17 +10,33 @@ import time
 import torch
 
 from cnnlab.errors import CnnlabError
+from cnnlab.training.config import check_device
 
 
-def pick_device(name: str) -> torch.device:
-    """'auto' -> cuda, then mps, then cpu; an explicit device that is not there is a user error."""
+def pick_device(name: str | torch.device) -> torch.device:
+    """'auto' -> cuda, then mps, then cpu; an explicit device that is not there is a user error.
+
+    Every command's --device and `load_run(device=...)` come here: the name is checked by `check_device`,
+    the check `train` applies to its config, so a name torch does not know is one line, never torch's traceback.
+    """
+    if isinstance(name, torch.device) and name.type in ("cpu", "cuda", "mps"):
+        # Checked like its name (cuda:N keeps its index; cpu:0 and mps:0 are cpu and mps); any other is the caller's.
+        name = str(name) if name.type == "cuda" else name.type
+    elif isinstance(name, torch.device):
+        return name
+    name = check_device(name)
     has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("mps") if has_mps else torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CnnlabError("--device cuda was asked for but CUDA is not available here; use --device cpu or auto")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CnnlabError(f"--device {name} was asked for but CUDA is not available here; use --device cpu or auto")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        which = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+        raise CnnlabError(f"--device {name} was asked for but this machine has {count} CUDA device"
+                          f"{'s' if count != 1 else ''} ({which}); use --device cuda or one of those")
     if name == "mps" and not has_mps:
         raise CnnlabError("--device mps was asked for but MPS is not available here; use --device cpu or auto")
     return torch.device(name)
