@@ -401,3 +401,18 @@ def test_atomic_writes_and_folders_stay_inside_their_owner(tmp_path):
     with confined(run):
         write_bytes_atomic(tmp_path / "elsewhere.png", b"x")  # a path not named under the run is not confined
     assert (tmp_path / "elsewhere.png").read_bytes() == b"x"
+
+
+def test_a_checkpoint_linked_out_of_the_run_is_not_loaded(run, tmp_path, capsys):
+    elsewhere = tmp_path / "someone-elses.pt"
+    shutil.move(run / "checkpoints" / "best.pt", elsewhere)
+    (run / "checkpoints" / "best.pt").symlink_to(elsewhere)
+    code, err = call(capsys, ["eval", str(run)])
+    assert code == 2 and "symbolic link" in one_line(err)
+
+
+def test_a_fifo_checkpoint_does_not_hang(run):
+    (run / "checkpoints" / "last.pt").unlink()
+    os.mkfifo(run / "checkpoints" / "last.pt")
+    done = run_cli("train", "--resume", str(run), "--epochs", "2")
+    assert done.returncode == 2 and "FIFO" in one_line(done.stderr)

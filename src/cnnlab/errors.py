@@ -16,15 +16,17 @@ class DataError(CnnlabError):
     """A dataset is missing, corrupt or unreadable."""
 
 
-def did_you_mean(value: str, choices: Iterable[str]) -> str:
+def did_you_mean(value: object, choices: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for the closest choices, or '' when nothing is close."""
-    close = difflib.get_close_matches(value, list(choices), n=3, cutoff=0.5)
+    if not isinstance(value, str):  # difflib compares strings only: a number or None is simply not close
+        return ""
+    close = difflib.get_close_matches(value, [c for c in choices if isinstance(c, str)], n=3, cutoff=0.5)
     if not close:
         return ""
     return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
 
 
-def unknown_choice(kind: str, value: str, choices: Iterable[str]) -> CnnlabError:
+def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> CnnlabError:
     """Error for a name that is not one of `choices`, naming the valid ones."""
     choices = sorted(choices)
     return CnnlabError(

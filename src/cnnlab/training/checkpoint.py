@@ -7,6 +7,7 @@ metric sums, every RNG state and the resolved config.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,11 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.files import write_bytes_atomic
+from cnnlab.files import UnsafeFileError, open_regular, write_bytes_atomic
 
 CHECKPOINT_VERSION = 1
+# The largest zoo model (VGG-11 at 224 pixels) with its SGD momentum is about 1 GB; a file far beyond is not ours.
+MAX_CHECKPOINT_BYTES = 4 * 2**30
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
@@ -58,7 +61,7 @@ def find_checkpoint(path: str | Path, name: str = "last.pt") -> Path:
     path = Path(path)
     if path.is_dir():
         candidate = path / "checkpoints" / name
-        if candidate.is_file():
+        if candidate.exists() or candidate.is_symlink():  # anything but a regular file is refused when opened
             return candidate
         other = "best.pt" if name == "last.pt" else "last.pt"
         if (path / "checkpoints" / other).is_file():
@@ -75,8 +78,17 @@ def load_checkpoint(path: str | Path, name: str = "last.pt") -> dict[str, Any]:
     import re
 
     file = find_checkpoint(path, name)
+    # Inside a run folder the file must be a regular file of the run (not a link out, not a FIFO that would
+    # block); a checkpoint file named directly is the caller's choice, and may be reached through a link.
+    in_run = Path(path).is_dir()
     try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+        fd = open_regular(file if in_run else os.path.realpath(file), within=path if in_run else None,
+                          limit=MAX_CHECKPOINT_BYTES)
+    except UnsafeFileError as err:
+        raise CnnlabError(f"cannot load checkpoint: {err}") from None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            checkpoint = torch.load(f, map_location="cpu", weights_only=True)
     except PermissionError:
         raise  # the environment, not the file: the CLI says so and exits 1
     except pickle.UnpicklingError as err:

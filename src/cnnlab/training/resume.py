@@ -41,7 +41,8 @@ def resume_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{str(path)!r} is not the run's latest state: a run resumes from its last.pt (--resume RUN_DIR); "
             f"to start a new run from these weights use --init-from {path}"
         )
-    if path.is_dir() and not (path / "checkpoints" / "last.pt").is_file():
+    last = path / "checkpoints" / "last.pt"
+    if path.is_dir() and not (last.exists() or last.is_symlink()):  # a link or FIFO there: load_checkpoint says so
         if (path / "config.json").is_file():  # a run that stopped before its first checkpoint: the way that works
             raise CnnlabError(f"{str(path)!r} has no checkpoints/last.pt: the run stopped before its first checkpoint; "
                               f"start it again in place with `cnnlab train --config {path}/config.json --resume auto "
