@@ -27,7 +27,7 @@ from tables import describe_machine, write_table
 from throughput import MODELS, best_settings
 
 from cnnlab.models import model_info
-from cnnlab.training.device import pick_device
+from cnnlab.device import pick_device
 
 OPTIONS = ["foreach SGD", "for-loop SGD", "1 thread", "native conv", "TorchScript trace", "torch.compile",
            "bf16 weights"]

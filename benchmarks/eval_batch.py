@@ -22,11 +22,11 @@ from tables import describe_machine, write_table
 from cnnlab.data import load_dataset
 from cnnlab.data.batches import Batches
 from cnnlab.data.catalog import get_spec
-from cnnlab.data.preprocess import build_transform
+from cnnlab.runfolder.preprocess import build_transform
 from cnnlab.models import create_model, model_info
 from cnnlab.runs.evaluate import evaluate
 from cnnlab.training import resolve_config
-from cnnlab.training.device import autocast_context, pick_device, resolve_precision, tune_cpu_threads
+from cnnlab.device import autocast_context, pick_device, resolve_precision, tune_cpu_threads
 
 SIZES = (250, 500, 1000, 2500, 10000)
 

@@ -21,8 +21,8 @@ from tables import describe_machine, write_table
 
 from cnnlab.data.catalog import get_spec
 from cnnlab.models import create_model, list_models
-from cnnlab.training.config import recipe_values
-from cnnlab.training.device import pick_device
+from cnnlab.runfolder.resolve import recipe_values
+from cnnlab.device import pick_device
 
 MODES = {"fp32": (False, False), "fp32 channels-last": (True, False), "bf16": (False, True),
          "bf16 channels-last": (True, True)}

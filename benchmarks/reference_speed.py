@@ -81,7 +81,7 @@ def main() -> int:
     from throughput import tutorial_root
 
     from cnnlab.models import model_info
-    from cnnlab.training.device import resolve_precision
+    from cnnlab.device import resolve_precision
 
     import torch
 

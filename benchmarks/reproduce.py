@@ -24,7 +24,7 @@ from tables import describe_machine, mean_std, write_table
 from cnnlab.errors import CnnlabError
 from cnnlab.models import list_models, model_info
 from cnnlab.training import resolve_config, train
-from cnnlab.training.device import pick_device, resolve_precision
+from cnnlab.device import pick_device, resolve_precision
 from cnnlab.training.loop import TrainingInterrupted
 
 # What each side changes in the reference recipe: nothing, or the published arithmetic.

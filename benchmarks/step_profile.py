@@ -25,7 +25,7 @@ from tables import describe_machine, write_table
 from throughput import MODELS, best_settings, run_side, tutorial_root
 
 from cnnlab.models import model_info
-from cnnlab.training.device import pick_device
+from cnnlab.device import pick_device
 
 # profiler op names -> the kind of work they are (first match wins); the rest is "other"
 KINDS = {"conv": ("convolution",), "pool": ("pool",), "linear": ("addmm", "aten::mm", "linear"),

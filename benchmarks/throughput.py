@@ -37,10 +37,10 @@ from cnnlab.data.batches import Batches
 from cnnlab.data.catalog import get_spec
 from cnnlab.data.idx import encode_idx, read_idx
 from cnnlab.runs.evaluate import evaluate
-from cnnlab.data.preprocess import build_transform
+from cnnlab.runfolder.preprocess import build_transform
 from cnnlab.models import create_model, model_info
 from cnnlab.training import TrainConfig, train
-from cnnlab.training.device import autocast_context, pick_device, resolve_precision, tune_cpu_allocator
+from cnnlab.device import autocast_context, pick_device, resolve_precision, tune_cpu_allocator
 
 MODELS = ["mlp-tiny", "cnn-tiny", "convnet", "lenet", "inception-mini", "resnet-mini"]
 WARMUP = 20

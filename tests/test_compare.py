@@ -41,6 +41,7 @@ def test_records_know_what_each_folder_is(folders):
     assert read_run(root / "mlp-1ep").status == "complete"
     crashed = read_run(root / "crashed")
     assert crashed.status == "incomplete" and "after 2/2 epochs" in crashed.reason and len(crashed.history) == 2
+    assert crashed.state == "stopped" and read_run(root / "mlp-1ep").state == "complete"
     assert read_run(root / "running").reason == "status 'running'"
     assert read_run(root / "notes").reason == "no config.json or summary.json"
     assert read_run(root / "file.txt").reason == "not a folder"
@@ -81,7 +82,7 @@ def test_formats(folders):
     assert lines[0].split() == ["run", "model", "dataset", "recipe", "epochs", "params", "MACs", "best", "acc",
                                 "final", "acc", "seconds", "images/s", "device"]
     assert "cnn-2ep" in text and acc in text and "6,422" in text
-    assert "not compared (2):" in text and "crashed  (incomplete: no summary.json" in text
+    assert "not compared (2):" in text and "crashed  (incomplete: stopped after 2/2 epochs" in text
     assert "notes  (not a run: no config.json or summary.json)" in text
 
     markdown = format_leaderboard(board, "md")
@@ -94,7 +95,7 @@ def test_formats(folders):
 
     data = json.loads(format_leaderboard(board, "json"))
     assert len(data["runs"]) == 2 and [r["status"] for r in data["not_compared"]] == ["incomplete", "not a run"]
-    assert data["not_compared"][0]["reason"].startswith("no summary.json")
+    assert data["not_compared"][0]["reason"].startswith("stopped after 2/2 epochs")
 
 
 def test_experiment_folder_stands_for_its_runs(folders, tmp_path):

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from cnnlab.training.checkpoint import load_checkpoint
+from cnnlab.runfolder.checkpoint import load_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")]
 

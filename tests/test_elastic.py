@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from cnnlab.cli.main import main
-from cnnlab.training.checkpoint import load_checkpoint
+from cnnlab.runfolder.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
 

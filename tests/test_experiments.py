@@ -201,7 +201,7 @@ def test_sweep_continues_where_it_stopped(tmp_path, capsys):
 def test_an_interrupted_run_is_resumed_not_restarted(tmp_path):
     from cnnlab.experiments import ensure_run
     from cnnlab.training import resolve_config
-    from cnnlab.training.checkpoint import load_checkpoint, save_atomic
+    from cnnlab.runfolder.checkpoint import load_checkpoint, save_atomic
 
     config = resolve_config({"model": "mlp-tiny", "epochs": 2, "recipe": "reference", "out": str(tmp_path / "run"),
                              **TINY})

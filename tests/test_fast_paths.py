@@ -11,8 +11,8 @@ import torch
 
 from cnnlab.models import create_model
 from cnnlab.training import train
-from cnnlab.training.checkpoint import load_checkpoint
-from cnnlab.training.device import resolve_precision
+from cnnlab.runfolder.checkpoint import load_checkpoint
+from cnnlab.device import resolve_precision
 
 SAMPLE = dict(dataset="mnist-sample", recipe="none", optimizer="sgd", lr=0.05, momentum=0.9, batch_size=64,
               limit_train=512, limit_test=200, epochs=1, progress=False, seed=3)
@@ -107,7 +107,7 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 # after tune_cpu_allocator (glibc's mallinfo2().hblks counts the live mmapped blocks).
 _HBLKS_SCRIPT = """
 import ctypes, torch
-from cnnlab.training.device import tune_cpu_allocator
+from cnnlab.device import tune_cpu_allocator
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
@@ -142,7 +142,7 @@ def test_training_on_the_cpu_tunes_the_allocator(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("idle, expected", [(0.0, 1), (0.4, 1), (1.2, 1), (1.6, 2), (None, 2)])
 def test_cpu_threads_follow_the_idle_cores(monkeypatch, idle, expected):
-    from cnnlab.training import device
+    from cnnlab import device
 
     before = torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -162,7 +162,8 @@ def test_cpu_threads_follow_the_idle_cores(monkeypatch, idle, expected):
 
 
 def test_a_run_gives_the_caller_its_thread_count_back_and_a_deterministic_one_keeps_it(monkeypatch, tmp_path):
-    from cnnlab.training import device, train
+    from cnnlab import device
+    from cnnlab.training import train
 
     before = torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -179,7 +180,7 @@ def test_a_run_gives_the_caller_its_thread_count_back_and_a_deterministic_one_ke
 
 
 def test_idle_cores_is_a_core_count():
-    from cnnlab.training.device import idle_cores
+    from cnnlab.device import idle_cores
 
     idle = idle_cores(0.05)
     assert idle is None or 0 <= idle <= (os.cpu_count() or 1) + 0.01

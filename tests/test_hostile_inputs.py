@@ -179,7 +179,7 @@ def test_run_config_json_that_is_a_fifo_fails_at_once(tmp_path):
 
 
 def test_config_through_a_link_to_a_regular_file_still_works(tmp_path):
-    from cnnlab.training.config import load_config_file
+    from cnnlab.runfolder.config_file import load_config_file
 
     real = tmp_path / "real.yaml"
     real.write_text("model: convnet\nepochs: 2\n")
@@ -189,7 +189,7 @@ def test_config_through_a_link_to_a_regular_file_still_works(tmp_path):
 
 
 def test_deep_model_options_through_the_python_api(tmp_path):
-    from cnnlab.training.config import TrainConfig
+    from cnnlab.runfolder.config import TrainConfig
 
     deep: dict = {}
     for _ in range(700):

@@ -283,7 +283,6 @@ def test_a_hand_edited_run_is_listed_beside_the_leaderboard(run, finished, tmp_p
     shutil.copytree(finished, good)
     code, err = call(capsys, ["compare", str(run), str(good)])
     assert code == 0, err
-    out = capsys.readouterr()
     code, err = call(capsys, ["report", str(run), str(good), "-o", str(tmp_path / "r.html")])
     assert code == 0, err
     assert "unreadable" in (tmp_path / "r.html").read_text()

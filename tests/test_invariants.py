@@ -20,7 +20,7 @@ import torch
 
 from cnnlab.data.batches import Batches
 from cnnlab.training import train
-from cnnlab.training.config import TrainConfig
+from cnnlab.runfolder.config import TrainConfig
 from cnnlab.training.loop import TrainingInterrupted
 from cnnlab.training.optim import build_scheduler
 

@@ -373,7 +373,7 @@ def test_checked_models_copy_and_pickle():
 @pytest.mark.parametrize("name", ALL)
 def test_metadata_is_complete_and_consistent(name):
     from cnnlab.data.catalog import get_spec
-    from cnnlab.training.config import TrainConfig
+    from cnnlab.runfolder.config import TrainConfig
 
     info = model_info(name)
     assert info.name == name and info.family and info.paper and info.reference_result

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cnnlab.data import cache, load, load_dataset
-from cnnlab.training.config import TrainConfig
+from cnnlab.runfolder.config import TrainConfig
 from cnnlab.training.optim import build_optimizer
 
 
@@ -112,7 +112,7 @@ def test_val_split_selects_on_validation_and_reports_both(tmp_path):
                    out=str(tmp_path / "run"))
     with open(tmp_path / "run" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    from cnnlab.training.rundir import METRIC_COLUMNS
+    from cnnlab.runfolder.layout import METRIC_COLUMNS
 
     assert list(rows[0]) == METRIC_COLUMNS + ["val_loss", "val_acc"]  # existing columns first, unchanged
     assert all(r["val_acc"] and r["test_acc"] for r in rows)
@@ -125,7 +125,7 @@ def test_val_split_selects_on_validation_and_reports_both(tmp_path):
 
 def test_val_split_is_validated():
     from cnnlab.errors import CnnlabError
-    from cnnlab.training.config import resolve_config
+    from cnnlab.runfolder.resolve import resolve_config
 
     with pytest.raises(CnnlabError, match="val_split must be a positive integer, got 0"):
         resolve_config({"model": "convnet", "val_split": 0})
@@ -140,7 +140,8 @@ def test_record_recipes_resolve_to_their_model_and_are_listed(capsys):
     from cnnlab.cli.main import main
     from cnnlab.errors import CnnlabError
     from cnnlab.models import model_info
-    from cnnlab.training.config import record_recipes, resolve_config
+    from cnnlab.runfolder.config import record_recipes
+    from cnnlab.runfolder.resolve import resolve_config
 
     assert {"mnist-99.0", "mnist-99.2", "fashion-mnist-91"} <= set(record_recipes())
     for name, (model, values) in record_recipes().items():

@@ -12,8 +12,9 @@ import torch
 
 from cnnlab.cli.main import main
 from cnnlab.training import train
-from cnnlab.training.checkpoint import load_checkpoint, save_atomic
-from cnnlab.training.rundir import RunFolder, is_locked
+from cnnlab.runfolder.checkpoint import load_checkpoint, save_atomic
+from cnnlab.training.rundir import RunFolder
+from cnnlab.runfolder.layout import is_locked
 
 QUICK = dict(model="mlp-tiny", dataset="mnist-sample", recipe="none", epochs=2, batch_size=64, limit_train=256,
              limit_test=100, progress=False)

@@ -15,8 +15,8 @@ import torch
 from cnnlab.cli.main import main
 from cnnlab.data.batches import Batches
 from cnnlab.training import NonFiniteLoss, TrainConfig, TrainingInterrupted, train
-from cnnlab.training.checkpoint import load_checkpoint, save_atomic
-from cnnlab.training.rundir import METRIC_COLUMNS
+from cnnlab.runfolder.checkpoint import load_checkpoint, save_atomic
+from cnnlab.runfolder.layout import METRIC_COLUMNS
 
 SAMPLE = dict(dataset="mnist-sample", progress=False)
 

@@ -259,7 +259,7 @@ def test_garbage_checkpoint_is_one_line(tmp_path, capsys, content):
 
 
 def test_a_real_checkpoint_still_loads(trained_run):
-    from cnnlab.training.checkpoint import load_checkpoint, validate_checkpoint
+    from cnnlab.runfolder.checkpoint import load_checkpoint, validate_checkpoint
 
     checkpoint = load_checkpoint(trained_run)
     assert validate_checkpoint(checkpoint, "x") is checkpoint and checkpoint["num_classes"] == 10

@@ -15,7 +15,7 @@ from cnnlab.errors import CnnlabError
 
 
 def _typed(name: str):
-    from cnnlab.training.config import parse_option
+    from cnnlab.runfolder.config import parse_option
 
     def parse(text: str):
         try:
@@ -30,7 +30,7 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: frozenset[str] | 
                      defaults: dict | None = None) -> None:
     """One flag per TrainConfig field (but `exclude`); unset flags stay absent from the namespace, so the
     layers below (recipe, config file, a command's own `defaults` shown in the help) show through."""
-    from cnnlab.training.config import TrainConfig
+    from cnnlab.runfolder.config import TrainConfig
 
     shown = {**dataclasses.asdict(TrainConfig()), **(defaults or {})}
     for f in dataclasses.fields(TrainConfig):
@@ -50,14 +50,14 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: frozenset[str] | 
 def config_options(args: argparse.Namespace, exclude: frozenset[str] | set[str] = frozenset()) -> dict:
     """The TrainConfig values given on the command line through `add_config_flags` (pass the same `exclude`:
     those names are the command's own arguments)."""
-    from cnnlab.training.config import TrainConfig
+    from cnnlab.runfolder.config import TrainConfig
 
     return {name: getattr(args, name) for name in TrainConfig.field_names() if name in vars(args) and name not in exclude}
 
 
 def as_flags(err: CnnlabError) -> CnnlabError:
     """`lr must be ...`, `unknown optimizer ...`, `resize=224` -> `--lr must be ...`, `--resize 224`."""
-    from cnnlab.training.config import TrainConfig
+    from cnnlab.runfolder.config import TrainConfig
 
     message = str(err)
     for name in sorted(set(TrainConfig.field_names()) - {"model", "dataset"}, key=len, reverse=True):

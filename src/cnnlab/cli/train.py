@@ -36,7 +36,9 @@ def explicit_options(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.training import train
-    from cnnlab.training.config import TrainConfig, load_config_file, resolve_config
+    from cnnlab.runfolder.config import TrainConfig
+    from cnnlab.runfolder.config_file import load_config_file
+    from cnnlab.runfolder.resolve import resolve_config
     from cnnlab.training.resume import resume_checkpoint
 
     options = explicit_options(args)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError, unknown_choice
-from cnnlab.experiments.runs import RunRecord, expand_run_paths, read_run
+from cnnlab.runfolder.record import RunRecord, read_run
+from cnnlab.experiments.runs import expand_run_paths
 
 # (key, header) of each leaderboard column, in display order.
 COLUMNS = [

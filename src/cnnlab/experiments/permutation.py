@@ -24,7 +24,8 @@ import torch
 
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments.plots import grouped_accuracy_figure, permutation_figure, save_figure
-from cnnlab.experiments.runs import RunRecord, claim_experiment_folder, now_iso, write_experiment_file
+from cnnlab.runfolder.record import RunRecord
+from cnnlab.experiments.runs import claim_experiment_folder, now_iso, write_experiment_file
 from cnnlab.files import timestamped_dir, write_text_atomic
 from cnnlab.experiments.sweep import GridPoint, GridResult, plan_grid, run_grid
 
@@ -127,7 +128,7 @@ def _write_permutation(out_dir: Path, dataset: str, permutation_seed: int, image
     from cnnlab.files import write_json
 
     spec = get_spec(dataset)
-    # The same call the trainer makes (cnnlab.data.preprocess.pixel_permutation), so the record is exact.
+    # The same call the trainer makes (cnnlab.runfolder.preprocess.pixel_permutation), so the record is exact.
     permutation = make_permutation(spec.image_size * spec.image_size, permutation_seed)
     write_json(out_dir / "permutation.json", {
         "seed": permutation_seed,

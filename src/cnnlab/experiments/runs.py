@@ -11,121 +11,18 @@ import datetime as _dt
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.files import UnsafeFileError, inside_checkpoints, read_json, timestamped_dir
+from cnnlab.files import UnsafeFileError, inside_checkpoints, timestamped_dir
+from cnnlab.runfolder.config import INCIDENTAL_KEYS
+from cnnlab.runfolder.layout import is_locked
+# COMPLETE, NOT_A_RUN and RunRecord: what experiments' callers compare records with
+from cnnlab.runfolder.record import COMPLETE, INCOMPLETE, NOT_A_RUN, RunRecord, read_json_file, read_run  # noqa: F401
 
 
-COMPLETE, INCOMPLETE, NOT_A_RUN = "complete", "incomplete", "not a run"
 EXPERIMENT_FILE = "experiment.json"
-# Config keys that may differ between two runs that are still "the same run" (where/how it is shown, not what).
-_INCIDENTAL_KEYS = {"out", "progress", "data_dir", "device", "tensorboard", "backend", "eval_batch_size"}
-
-
-@dataclass
-class RunRecord:
-    """What a folder holds: a complete run, an incomplete one (crashed, interrupted, running) or no run."""
-
-    path: Path
-    status: str  # COMPLETE | INCOMPLETE | NOT_A_RUN
-    reason: str = ""  # why it is not complete, in words
-    summary: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)  # the TrainConfig values
-    meta: dict[str, Any] = field(default_factory=dict)  # the rest of config.json (versions, device, command)
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def complete(self) -> bool:
-        return self.status == COMPLETE
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """A summary value, falling back to the config (incomplete runs have no summary)."""
-        value = self.summary.get(key)
-        return self.config.get(key, default) if value is None else value
-
-
-def _read_json_file(path: Path, within: Path) -> dict[str, Any] | None:
-    """A JSON object from a regular file inside `within`; None when missing. Raises UnsafeFileError (one line)
-    for a link out, a special file, a file too large, or one that is not a JSON object."""
-    if not path.exists() and not path.is_symlink():
-        return None
-    try:
-        return read_json(path, within)
-    except OSError as err:
-        raise UnsafeFileError(f"cannot read {path.name}: {err.strerror or err}") from None
-
-
-def _problem(err: Exception) -> str:
-    return str(err).replace(" (see `cnnlab --help`)", "")
-
-
-def read_run(path: str | Path) -> RunRecord:
-    """Read a run folder without loading any model; never raises for a bad folder.
-
-    Only regular files inside the folder are read, each of bounded size; a folder whose files are links,
-    special files, unparseable or of the wrong types is NOT_A_RUN (or INCOMPLETE) with the reason, never fatal.
-    """
-    from cnnlab.training.rundir import read_metrics
-
-    path = Path(path)
-    if not path.exists():
-        return RunRecord(path, NOT_A_RUN, "no such file or folder")
-    if not path.is_dir():
-        return RunRecord(path, NOT_A_RUN, "not a folder")
-    try:
-        config_file = _read_json_file(path / "config.json", path)
-        summary = _read_json_file(path / "summary.json", path)
-    except UnsafeFileError as err:
-        return RunRecord(path, NOT_A_RUN, f"unreadable: {_problem(err)}")
-    if config_file is None and summary is None:
-        if (path / EXPERIMENT_FILE).is_file():
-            return RunRecord(path, NOT_A_RUN, "an experiment folder (pass it to compare to include its runs)")
-        return RunRecord(path, NOT_A_RUN, "no config.json or summary.json")
-    config_file = config_file or {}
-    config = config_file.get("config", {}) if isinstance(config_file.get("config"), dict) else {}
-    meta = {k: v for k, v in config_file.items() if k != "config"}
-    summary_problem = _summary_problem(summary) if summary is not None else None
-    if summary_problem:
-        return RunRecord(path, NOT_A_RUN, f"unreadable: summary.json {summary_problem}", {}, config, meta)
-    try:
-        history = read_metrics(path / "metrics.csv", path)
-    except (OSError, UnsafeFileError) as err:
-        return RunRecord(path, NOT_A_RUN, f"unreadable: {_problem(err)}", summary or {}, config, meta)
-    if summary is not None and summary.get("status") == COMPLETE:
-        return RunRecord(path, COMPLETE, "", summary, config, meta, history)
-    done = len(history)
-    planned = config.get("epochs", "?")
-    reason = (f"status {summary.get('status')!r}" if summary is not None
-              else f"no summary.json: crashed, interrupted or still running after {done}/{planned} epochs")
-    return RunRecord(path, INCOMPLETE, reason, summary or {}, config, meta, history)
-
-
-# summary.json values that tables sort, format and plot: a number (or null) where a number goes.
-_SUMMARY_NUMBERS = ("final_test_acc", "best_test_acc", "best_epoch", "epochs", "total_seconds", "mean_images_per_s",
-                    "params", "macs", "input_size", "final_val_acc", "best_val_acc")
-
-
-def _summary_problem(summary: dict[str, Any]) -> str | None:
-    """Why a hand-edited summary.json cannot be shown (a string or infinity where a number goes), or None."""
-    import math
-
-    for key in _SUMMARY_NUMBERS:
-        value = summary.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return f"has {key}={value!r}, not a finite number"
-    for key in ("model", "dataset", "recipe", "status"):
-        if summary.get(key) is not None and not isinstance(summary[key], str):
-            return f"has {key}={summary[key]!r}, not a string"
-    return None
 
 
 def expand_globs(patterns: list[str | Path]) -> list[Path]:
@@ -162,7 +59,7 @@ def read_experiment(path: str | Path) -> dict[str, Any] | None:
     if not path.is_dir():
         return None
     try:
-        return _read_json_file(path / EXPERIMENT_FILE, path)
+        return read_json_file(path / EXPERIMENT_FILE, path)
     except UnsafeFileError:
         return None
 
@@ -235,13 +132,13 @@ def safe_name(text: str) -> str:
 
 
 def _differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    keys = sorted((set(stored) | set(wanted)) - _INCIDENTAL_KEYS)
+    keys = sorted((set(stored) | set(wanted)) - set(INCIDENTAL_KEYS))
     return [f"{k}={stored.get(k)!r} (wanted {wanted.get(k)!r})" for k in keys if stored.get(k) != wanted.get(k)]
 
 
 def _resumable(run_dir: Path, config_values: dict[str, Any]) -> bool:
     """Whether run_dir's last checkpoint is a partial run of this very config."""
-    from cnnlab.training.checkpoint import load_checkpoint
+    from cnnlab.runfolder.checkpoint import load_checkpoint  # here: it imports torch, which compare does without
 
     try:
         checkpoint = load_checkpoint(run_dir, "last.pt")
@@ -281,8 +178,6 @@ def ensure_run(config, log: Callable[[str], None] = print) -> tuple[RunRecord, s
     wanted = config.to_dict()
     if record.complete:
         return record, "skipped"
-    from cnnlab.training.rundir import is_locked
-
     if is_locked(run_dir):
         raise CnnlabError(f"{run_dir} is being trained by another cnnlab process; wait for it to finish")
     if record.status == INCOMPLETE and _resumable(run_dir, wanted):

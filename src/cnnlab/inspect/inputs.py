@@ -1,6 +1,6 @@
 """What to look at: test images or image files, as the model saw them and (for permuted runs) un-permuted.
 
-A run's preprocessing is scale, permute pixels, resize, normalize (`cnnlab.data.preprocess`).
+A run's preprocessing is scale, permute pixels, resize, normalize (`cnnlab.runfolder.preprocess`).
 "As the model saw it" is that chain without the normalization, so pictures stay in [0, 1];
 "un-permuted" is the same without the permutation. Maps computed in the model's input
 space (Grad-CAM, saliency, first-layer templates) go back to the original pixel order

@@ -19,9 +19,8 @@ from typing import Any
 from cnnlab.errors import CnnlabError
 from cnnlab.files import UnsafeFileError, read_bytes
 from cnnlab.experiments.compare import Leaderboard, format_value, leaderboard, plot_leaderboard, table_cells
-from cnnlab.experiments.runs import (
-    NOT_A_RUN, RunRecord, expand_globs, expand_run_paths, read_experiment, read_run,
-)
+from cnnlab.runfolder.record import NOT_A_RUN, RunRecord, read_run
+from cnnlab.experiments.runs import expand_globs, expand_run_paths, read_experiment
 from cnnlab.report.analysis import DatasetCache, RunAnalysis, analyse_run, png_bytes
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}

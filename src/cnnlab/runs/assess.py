@@ -9,7 +9,7 @@ from cnnlab.data import load_dataset
 from cnnlab.data.batches import Batches
 from cnnlab.data.catalog import get_spec
 from cnnlab.errors import CnnlabError
-from cnnlab.training.device import pick_device
+from cnnlab.device import pick_device
 from cnnlab.runs.evaluate import EvalResult, evaluate, tta_kind
 from cnnlab.runs.load import LoadedRun, load_run
 

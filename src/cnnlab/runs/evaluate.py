@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data.batches import Batches
-from cnnlab.training.distributed import DistInfo, all_reduce_sum
+from cnnlab.distributed import DistInfo, all_reduce_sum
 
 
 @dataclass

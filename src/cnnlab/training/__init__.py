@@ -1,13 +1,13 @@
-"""Training: the loop and what only it uses (config, optimizer, device, processes, checkpoints, the run folder).
+"""Training: the loop and what only it uses (optimizer and schedule, the training state, resume, launching,
+writing the run folder). The run's format (config, checkpoint layout, files) is `cnnlab.runfolder`'s.
 
-Names are imported lazily, so `cnnlab.training.config` loads without torch (fast `--help`) and
-`cnnlab.runs` can use the checkpoint format without an import cycle.
+Names are imported lazily: `import cnnlab.training` alone does not load torch.
 """
 from __future__ import annotations
 
 _EXPORTS = {
-    "TrainConfig": "cnnlab.training.config",
-    "resolve_config": "cnnlab.training.config",
+    "TrainConfig": "cnnlab.runfolder.config",
+    "resolve_config": "cnnlab.runfolder.resolve",
     "train": "cnnlab.training.loop",
     "TrainResult": "cnnlab.training.loop",
     "NonFiniteLoss": "cnnlab.training.loop",

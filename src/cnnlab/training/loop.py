@@ -18,24 +18,19 @@ from cnnlab.data.batches import Batches
 from cnnlab.data.catalog import get_spec
 from cnnlab.data.split import stratified_split
 from cnnlab.errors import CnnlabError
-from cnnlab.data.preprocess import build_transform
+from cnnlab.runfolder.preprocess import build_transform
 from cnnlab.models import check_input_size, count_macs, create_model
 from cnnlab.runs.evaluate import EvalResult, evaluate, tta_kind
-from cnnlab.training import checkpoint as ckpt
-from cnnlab.training.config import TrainConfig, check_memory, resolve_config
-from cnnlab.training.device import (
-    autocast_context, make_grad_scaler, pick_device, resolve_precision, set_determinism, tune_cpu_allocator,
-    tune_cpu_threads,
-)
-from cnnlab.training.distributed import (
-    DistInfo, all_reduce_sum, elastic_max_restarts, elastic_restart, init_distributed, is_peer_failure,
-    launched_by_torchrun, local_device, max_across_ranks, shutdown,
-)
+from cnnlab.runfolder import checkpoint as ckpt
+from cnnlab.training.state import TrainState
+from cnnlab.runfolder.config import TrainConfig
+from cnnlab.device import check_memory
+from cnnlab.runfolder.resolve import resolve_config
+from cnnlab.device import autocast_context, make_grad_scaler, pick_device, resolve_precision, set_determinism, tune_cpu_allocator, tune_cpu_threads
+from cnnlab.distributed import DistInfo, all_reduce_sum, elastic_max_restarts, elastic_restart, init_distributed, is_peer_failure, launched_by_torchrun, local_device, max_across_ranks, shutdown
 from cnnlab.training.optim import build_optimizer, build_scheduler, initialize_weights
 from cnnlab.training.progress import Progress
-from cnnlab.training.resume import (
-    AUTO_NEEDS_OUT, check_compatible, peer_lost, resume_auto, resume_checkpoint, resume_mode, resumed_folder,
-)
+from cnnlab.training.resume import AUTO_NEEDS_OUT, check_compatible, peer_lost, resume_auto, resume_checkpoint, resume_mode, resumed_folder
 from cnnlab.training.rundir import RunFolder, RunWriter, StepClock, default_run_dir, provenance
 
 # On CUDA a finiteness check is a host sync, and under DDP the stop-signal check is an all-reduce: both run
@@ -287,7 +282,7 @@ def _run(config: TrainConfig, checkpoint, spec, data, device: torch.device, dist
     return TrainResult(Path(config.out), model, config, history, summary, final_eval)
 
 
-def _run_epoch(net, batches: Batches, state: ckpt.TrainState, config: TrainConfig, epoch: int, start_step: int,
+def _run_epoch(net, batches: Batches, state: TrainState, config: TrainConfig, epoch: int, start_step: int,
                saved_sums, autocast, stop, writer: RunWriter, dist_info: DistInfo, run_start: float):
     """One pass over the training batches from `start_step`: the step itself, sums kept on the device, progress.
 
@@ -393,7 +388,7 @@ def _train_state(model: nn.Module, config: TrainConfig, device: torch.device, st
     # fp16's GradScaler with the fused SGD step turned losses into NaN within a few steps (measured on
     # CUDA and CPU, torch 2.11 and 2.14); the unfused step skips overflowing steps as it should.
     optimizer = build_optimizer(model, config, fused=precision != "fp16")
-    state = ckpt.TrainState(model, optimizer, build_scheduler(optimizer, config, steps_per_epoch),
+    state = TrainState(model, optimizer, build_scheduler(optimizer, config, steps_per_epoch),
                             make_grad_scaler(device, precision))
     return model, state, precision
 
@@ -411,7 +406,7 @@ def _init_weights(config: TrainConfig, spec) -> dict[str, torch.Tensor]:
     return source["model"]
 
 
-def _save(writer: RunWriter, state: ckpt.TrainState, config: TrainConfig, spec, name: str, epoch: int, step: int,
+def _save(writer: RunWriter, state: TrainState, config: TrainConfig, spec, name: str, epoch: int, step: int,
           sums=None) -> None:
     if writer.enabled:
         writer.checkpoint(name, state.to_checkpoint(config, spec, epoch, step, sums), config.keep_checkpoints)

@@ -7,7 +7,8 @@ import math
 import torch
 from torch import nn
 
-from cnnlab.training.config import TrainConfig, parse_init
+from cnnlab.runfolder.config import TrainConfig
+from cnnlab.runfolder.values import parse_init
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig, fused: bool = True) -> torch.optim.Optimizer:

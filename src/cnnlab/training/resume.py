@@ -13,15 +13,13 @@ import torch
 
 from cnnlab.errors import CnnlabError
 from cnnlab.files import read_json
-from cnnlab.training import checkpoint as ckpt
-from cnnlab.training.config import TrainConfig
-from cnnlab.training.distributed import DistInfo, elastic_max_restarts, elastic_restart, max_across_ranks, missing_ranks
-from cnnlab.training.rundir import LOCK_FILE, is_locked
+from cnnlab.runfolder import checkpoint as ckpt
+from cnnlab.runfolder.config import RESUME_KEYS
+from cnnlab.runfolder.config import TrainConfig
+from cnnlab.distributed import DistInfo, elastic_max_restarts, elastic_restart, max_across_ranks, missing_ranks
+from cnnlab.runfolder.layout import LOCK_FILE, is_locked
 
 # What must match for a checkpoint to continue under a config: the same network on the same data.
-RESUME_KEYS = ("model", "dataset", "model_options", "resize", "permute_pixels", "permutation_seed", "normalize",
-               "batch_size", "limit_train", "val_split")
-
 
 class PeerLost(CnnlabError):
     """Under torchrun, another process died or stopped answering: the environment, exit 1."""

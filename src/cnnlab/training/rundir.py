@@ -1,7 +1,6 @@
-"""The run folder: owned by one run, locked while it trains, written only by rank 0.
+"""Writing the run folder: owned by one run, locked while it trains, written only by rank 0.
 
-Layout: config.json, metrics.csv (one row per epoch), steps.csv (a row every few steps, for live
-curves), summary.json (at the end), checkpoints/ and figures. `RunFolder` opens a folder for a new
+The layout (file names, columns, the lock) is runfolder/layout.py's. `RunFolder` opens a folder for a new
 run (refusing one that already holds a run) or for a resume, and holds an exclusive lock on
 `.lock` for the life of the run, so a second writer fails at once. `RunWriter` is everything the
 loop writes or prints; on other ranks it does nothing, so the loop never asks which rank it is.
@@ -20,55 +19,24 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
+from cnnlab.runfolder.layout import LOCK_FILE, METRIC_COLUMNS, RUN_FILES, STEP_COLUMNS, VAL_COLUMNS, fcntl, is_locked, read_metrics  # noqa: F401 (is_locked: TEMPORARY)
 from cnnlab.files import (
     UnsafeFileError,
     inside_checkpoints,
     make_dirs,
     open_append,
-    open_regular,
-    read_csv,
     timestamped_dir,
     write_bytes_atomic,
     write_json,
     write_text_atomic,
 )
 
-METRIC_COLUMNS = [
-    "epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_seconds", "images_per_s",
-]
-VAL_COLUMNS = ["val_loss", "val_acc"]  # after the others, only in runs with a validation split
-STEP_COLUMNS = ["epoch", "step", "loss", "accuracy", "lr", "images_per_s", "elapsed"]
-LOCK_FILE = ".lock"
 # OSErrors that are the machine's doing, not the request's: passed on as they are (exit 1 from the CLI).
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
-# What a finished, interrupted or crashed run leaves in its folder: any of these means "a run is here".
-RUN_FILES = ("config.json", "metrics.csv", "steps.csv", "summary.json", "checkpoints")
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; a second writer is not detected there
-    fcntl = None
 
 
 def default_run_dir(model: str, dataset: str) -> Path:
     return timestamped_dir(f"{model}-{dataset}")
-
-
-def is_locked(path: str | Path) -> bool:
-    """Whether a training process holds `path`'s lock right now (a running run)."""
-    if fcntl is None:
-        return False
-    try:  # never through a link, never blocking on a FIFO planted as .lock
-        fd = open_regular(Path(path) / LOCK_FILE, within=path, limit=None)
-    except (OSError, UnsafeFileError):
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
 
 
 class RunFolder:
@@ -311,15 +279,6 @@ def _write_rows(path: Path, columns: list[str], rows: list[dict[str, Any]], with
     write_text_atomic(path, ",".join(columns) + "\n" + "".join(_csv_line(r, columns) for r in rows), within)
 
 
-def read_metrics(path: Path, within: Path | None = None, missing_ok: bool = True) -> list[dict[str, Any]]:
-    """metrics.csv (or steps.csv) rows with numbers parsed ('' -> None): a regular file inside `within`
-    (default: its own folder), of bounded size; [] when it is missing and `missing_ok`."""
-    path = Path(path)
-    if missing_ok and not path.exists() and not path.is_symlink():
-        return []
-    return read_csv(path, integers=("epoch", "step"), within=within if within is not None else path.parent)
-
-
 class StepClock:
     """When to report progress within an epoch: every ~10% of it, or every 30 s, whichever comes first."""
 
@@ -337,4 +296,4 @@ class StepClock:
         return False
 
 
-__all__ = ["RunFolder", "RunWriter", "StepClock", "default_run_dir", "is_locked", "provenance", "read_metrics"]
+__all__ = ["RunFolder", "RunWriter", "StepClock", "default_run_dir", "provenance"]

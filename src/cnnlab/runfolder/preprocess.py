@@ -6,7 +6,8 @@ from typing import Any
 import torch
 
 from cnnlab.data.transforms import BatchTransform, make_permutation
-from cnnlab.training.config import TrainConfig, parse_normalize
+from cnnlab.runfolder.config import TrainConfig
+from cnnlab.runfolder.values import parse_normalize
 
 
 def normalization(config: TrainConfig, dataset_mean, dataset_std) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:

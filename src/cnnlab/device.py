@@ -10,7 +10,7 @@ import time
 import torch
 
 from cnnlab.errors import CnnlabError
-from cnnlab.training.config import check_device
+from cnnlab.runfolder.values import check_device
 
 
 def pick_device(name: str | torch.device) -> torch.device:
@@ -149,3 +149,21 @@ def set_determinism(seed: int, deterministic: bool) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+
+
+def check_memory(config, spec) -> None:
+    """Refuse a batch and resize whose inputs alone would not fit in this machine's memory.
+
+    A rough floor: float32 inputs of the larger batch, times 8 for the activations of even a small net.
+    """
+    size = config.resize or spec.image_size
+    need = max(config.batch_size, config.eval_batch_size) * spec.channels * size * size * 4 * 8
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > have:
+        raise CnnlabError(
+            f"batches of {max(config.batch_size, config.eval_batch_size)} images at {size}x{size} need about "
+            f"{need / 2**30:.0f} GiB, more than this machine's {have / 2**30:.0f} GiB; lower resize or batch_size"
+        )

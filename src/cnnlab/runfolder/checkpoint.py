@@ -1,15 +1,14 @@
-"""Checkpoints: plain dicts of tensors and plain types, written atomically, loaded with weights_only.
+"""The checkpoint layout: plain dicts of tensors and plain types, written atomically, loaded with weights_only
+and checked key by key before anything uses them.
 
-A checkpoint holds everything needed to continue a run exactly: model, optimizer,
-scheduler and grad-scaler state, the position (epoch, step), the partial-epoch
-metric sums, every RNG state and the resolved config.
+A checkpoint holds everything needed to continue a run exactly: model, optimizer, scheduler and
+grad-scaler state, the position (epoch, step), the partial-epoch metric sums, every RNG state and the
+resolved config. The trainer's `TrainState` (training/state.py) writes and restores it.
 """
 from __future__ import annotations
 
 import io
 import os
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.runfolder.config import TrainConfig, check_types
 from cnnlab.files import UnsafeFileError, open_regular, write_bytes_atomic
 
 CHECKPOINT_VERSION = 1
@@ -172,13 +172,9 @@ def _checkpoint_problem(obj: Any) -> str | None:
     config = obj["config"]
     if not isinstance(config, dict) or not all(isinstance(key, str) for key in config):
         return "config must be a dict of training options"
-    from cnnlab.training.config import TrainConfig  # here: config imports more than a checkpoint needs
-
     unknown = sorted(set(config) - set(TrainConfig.field_names()))
     if unknown:
         return f"config has unknown option {unknown[0]!r:.60}"
-    from cnnlab.training.config import check_types
-
     try:
         check_types(config)
     except CnnlabError as err:
@@ -216,87 +212,3 @@ def validate_checkpoint(obj: Any, file: str | Path) -> dict[str, Any]:
             f"{str(file)!r} was written by a newer cnnlab (checkpoint version {obj['version']}); upgrade cnnlab"
         )
     return obj
-
-
-def rng_states() -> dict[str, Any]:
-    states = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-# The options that shape the learning-rate schedule: a resume that changes one re-plans it.
-SCHEDULE_KEYS = ("epochs", "schedule", "lr", "warmup_epochs", "step_size", "gamma")
-
-
-@dataclass
-class TrainState:
-    """Everything a run's checkpoint holds, and the one place its layout is written and read back."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    scaler: Any
-    epoch: int = 0  # epochs completed
-    step: int = 0  # optimizer steps into epoch `epoch` (0 at an epoch boundary)
-    best_acc: float = -1.0
-    best_epoch: int | None = None
-    epoch_sums: dict[str, Any] | None = None  # partial-epoch sums of an interrupted epoch
-
-    def to_checkpoint(self, config, spec, epoch: int, step: int, sums: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {
-            "version": CHECKPOINT_VERSION,
-            "model": model_state(self.model),
-            "optimizer": self.optimizer.state_dict(),
-            # without callables, so weights_only loading accepts it
-            "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if not callable(v)},
-            "scaler": self.scaler.state_dict(),
-            "epoch": epoch,
-            "step": step,
-            "epoch_sums": sums,
-            "best_acc": self.best_acc,
-            "best_epoch": self.best_epoch,
-            "rng": rng_states(),
-            "config": config.to_dict(),
-            "run_dir": config.out,  # informational: where the run was written; never used to find it
-            "num_classes": len(spec.classes),
-            "in_channels": spec.channels,
-            "classes": list(spec.classes),
-        }
-
-    def restore(self, checkpoint: dict[str, Any], config, steps_per_epoch: int) -> bool:
-        """Continue from `checkpoint`; returns whether the lr schedule had to be re-planned for a changed config."""
-        from cnnlab.training.optim import build_scheduler
-
-        try:
-            self.model.load_state_dict(checkpoint["model"])
-            self.optimizer.load_state_dict(checkpoint["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise CnnlabError(f"{checkpoint['path']!r} is not a cnnlab checkpoint: its state does not fit "
-                              f"{config.model} ({str(err).strip().splitlines()[0][:200]})") from None
-        self.scaler.load_state_dict(checkpoint["scaler"])
-        self.epoch, self.step = checkpoint["epoch"], checkpoint["step"]
-        self.best_acc, self.best_epoch = checkpoint["best_acc"], checkpoint["best_epoch"]
-        self.epoch_sums = checkpoint.get("epoch_sums")
-        set_rng_states(checkpoint["rng"])
-        if all(checkpoint["config"].get(key) == getattr(config, key) for key in SCHEDULE_KEYS):
-            self.scheduler.load_state_dict(checkpoint["scheduler"])
-            return False
-        # e.g. --epochs raised: plan anew for the new length, standing at the step reached (every schedule here is
-        # closed-form in the step). The loaded optimizer state carries the old plan's lr keys: the new plan sets its own.
-        for group in self.optimizer.param_groups:
-            group["lr"] = config.lr
-            for key in ("initial_lr", "max_lr", "min_lr"):
-                group.pop(key, None)
-        self.scheduler = build_scheduler(self.optimizer, config, steps_per_epoch)
-        self.scheduler.last_epoch = self.epoch * steps_per_epoch + self.step - 1
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()": no step is skipped here
-            self.scheduler.step()
-        return True
