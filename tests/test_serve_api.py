@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,6 +27,12 @@ from cnnlab.runs.predict import predict_files  # noqa: E402
 from cnnlab.training import TrainConfig, train  # noqa: E402
 
 RUN_FILES = ("config.json", "summary.json", "metrics.csv")
+UPLOAD = {"Content-Type": "application/octet-stream"}  # what the playground sends
+
+
+def _client(roots):
+    """A test client that names the lab by a host it answers to (TestClient's own "testserver" is refused)."""
+    return TestClient(cnnlab.create_app(roots), base_url="http://127.0.0.1")
 
 
 def _copy_records(src, dst, files=RUN_FILES):
@@ -47,7 +54,7 @@ def lab(tmp_path_factory):
     (root / "broken" / "config.json").write_text('{"config": {"model": "conv')  # half-written
     (base / "secret.txt").write_text("not for the web")
     (root / "convnet" / "leak.txt").symlink_to(base / "secret.txt")
-    client = TestClient(cnnlab.create_app([root]))
+    client = _client([root])
     return {"root": root, "run": run, "client": client, "base": base}
 
 
@@ -82,7 +89,7 @@ def test_lists_every_run_with_its_status(lab):
 def test_status_from_lock_summary_and_checkpoints(lab, tmp_path):
     root = tmp_path / "root"
     run = _copy_records(lab["run"], root / "r", ("config.json", "metrics.csv"))
-    client = TestClient(cnnlab.create_app([root]))
+    client = _client([root])
     assert _runs(client)["r"]["status"] == "failed"
     (run / "checkpoints").mkdir()
     shutil.copy(lab["run"] / "checkpoints" / "last.pt", run / "checkpoints" / "last.pt")
@@ -111,7 +118,7 @@ def test_curves_use_steps_csv_when_present(lab, tmp_path):
     run = _copy_records(lab["run"], tmp_path / "root" / "live")
     (run / "steps.csv").write_text("epoch,step,loss,accuracy,lr,images_per_s,elapsed\n1,2,2.3,0.1,0.05,900,0.5\n"
                                    "1,4,2.1,0.2,0.05,900,1.0\n2,2,1.9,0.3,0.05,900,1.5\n2,")  # last line half-written
-    client = TestClient(cnnlab.create_app([tmp_path / "root"]))
+    client = _client([tmp_path / "root"])
     curves = client.get("/api/curves", params={"id": "0:live"}).json()
     assert curves["source"] == "steps.csv" and [p["x"] for p in curves["train"]] == [0.5, 1.0, 1.5]
 
@@ -122,7 +129,7 @@ def test_predict_matches_cnnlab_predict(lab, tmp_path):
     path.write_bytes(_png(image))
     expected = predict_files(lab["run"], [path], k=10)[0]["top"]
     response = lab["client"].post("/api/predict", params={"id": "0:convnet", "center": "0", "invert": "0"},
-                                  content=path.read_bytes())
+                                  content=path.read_bytes(), headers=UPLOAD)
     assert response.status_code == 200, response.text
     got = response.json()
     assert got["top"][0]["index"] == expected[0]["index"]
@@ -138,7 +145,7 @@ def test_feature_maps_follow_the_summary(lab):
     convs = [(layer.path, list(layer.output_shape)) for layer in summary.layers if layer.type == "Conv2d"]
     drawing = np.full((280, 280), 255, np.uint8)
     drawing[40:240, 130:150] = 0  # a "1", dark on light, off-centre
-    got = lab["client"].post("/api/predict", params={"id": "0:convnet"}, content=_png(drawing)).json()
+    got = lab["client"].post("/api/predict", params={"id": "0:convnet"}, content=_png(drawing), headers=UPLOAD).json()
     assert [(f["layer"], f["shape"]) for f in got["features"]] == convs
     assert got["preprocessing"] == {"inverted": True, "fit": "mnist-centering"}
     assert got["gradcam"]["shape"] == [28, 28] and abs(sum(got["probabilities"]) - 1) < 1e-5
@@ -187,22 +194,24 @@ def test_files_are_served_read_only(lab):
 def test_upload_limits(lab):
     client = lab["client"]
     params = {"id": "0:convnet"}
-    big = client.post("/api/predict", params=params, content=b"\0" * (5 * 2**20 + 1))
+    big = client.post("/api/predict", params=params, content=b"\0" * (5 * 2**20 + 1), headers=UPLOAD)
     assert big.status_code == 413 and "limit is 5 MB" in big.json()["detail"]
-    wide = client.post("/api/predict", params=params, content=_png(np.zeros((8, 5000), np.uint8)))
+    wide = client.post("/api/predict", params=params, content=_png(np.zeros((8, 5000), np.uint8)), headers=UPLOAD)
     assert wide.status_code == 400 and "4096x4096" in wide.json()["detail"]
-    text = client.post("/api/predict", params=params, content=b"hello, not a picture")
+    text = client.post("/api/predict", params=params, content=b"hello, not a picture", headers=UPLOAD)
     assert text.status_code == 400 and "not an image" in text.json()["detail"]
-    assert client.post("/api/predict", params=params, content=_png(_test_images(1)[0])).status_code == 200
+    assert client.post("/api/predict", params=params, content=_png(_test_images(1)[0]), headers=UPLOAD).status_code == 200
 
 
 def test_twenty_concurrent_predicts(lab):
     client = lab["client"]
     images = [_png(image) for image in _test_images(4)]
     params = {"id": "0:convnet", "center": "0", "invert": "0"}
-    expected = [client.post("/api/predict", params=params, content=data).json()["probabilities"] for data in images]
+    expected = [client.post("/api/predict", params=params, content=data, headers=UPLOAD).json()["probabilities"]
+                for data in images]
     with ThreadPoolExecutor(20) as pool:
-        responses = list(pool.map(lambda i: client.post("/api/predict", params=params, content=images[i % 4]), range(20)))
+        responses = list(pool.map(lambda i: client.post("/api/predict", params=params, content=images[i % 4],
+                                                        headers=UPLOAD), range(20)))
     for i, response in enumerate(responses):
         assert response.status_code == 200
         assert response.json()["probabilities"] == pytest.approx(expected[i % 4], abs=1e-6)
@@ -212,7 +221,7 @@ def test_listing_500_runs_under_a_second(lab, tmp_path):
     root = tmp_path / "many"
     for i in range(500):
         _copy_records(lab["run"], root / f"run-{i:03d}")
-    client = TestClient(cnnlab.create_app([root]))
+    client = _client([root])
     start = time.perf_counter()
     first = client.get("/api/runs").json()["runs"]
     cold = time.perf_counter() - start
@@ -244,10 +253,10 @@ def test_cli_serves_until_ctrl_c(lab):
                                 "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = [process.stdout.readline(), process.stdout.readline()]
-        assert "no authentication" in lines[0]
-        url = lines[1].split(" on ")[1].split()[0]
-        port = url.rstrip("/").rsplit(":", 1)[1]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs", timeout=30) as response:
+        assert "reachable from the network" in lines[0] and "token" in lines[0]
+        url = urllib.parse.urlsplit(lines[1].split(" on ")[1].split()[0])
+        token = urllib.parse.parse_qs(url.query)["token"][0]  # beyond loopback the lab always asks for one
+        with urllib.request.urlopen(f"http://127.0.0.1:{url.port}/api/runs?token={token}", timeout=30) as response:
             assert len(json.load(response)["runs"]) == 3
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0

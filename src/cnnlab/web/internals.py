@@ -7,12 +7,14 @@ the run listing (plain JSON and CSV) does not pay for `import torch`.
 from __future__ import annotations
 
 from cnnlab.errors import CnnlabError  # noqa: F401  (re-exported)
+from cnnlab.files import is_inside  # noqa: F401  (re-exported)
 
 
-def read_metrics(path):
+def read_metrics(path, within):
+    """metrics.csv rows, numbers parsed: a regular file inside `within`, bounded (cnnlab.files refuses the rest)."""
     from cnnlab.files import read_csv
 
-    return read_csv(path, integers=("epoch", "step"))
+    return read_csv(path, integers=("epoch", "step"), within=within)
 
 
 def dataset_spec(name: str):
@@ -49,9 +51,14 @@ def model_view(trained, pixels):
 
 
 def load_test_split(trained):
-    from cnnlab.inspect.inputs import load_test_split as _load_test_split
+    """The run's test images (uint8) and labels, from a copy already on this machine: a page view never starts
+    a download (a request would wait minutes, and a run folder from elsewhere would choose what to fetch).
+    Missing data is a one-line DataError naming where it looked and how to supply it."""
+    from cnnlab.data import load_dataset
 
-    return _load_test_split(trained)
+    # inspect.inputs.load_test_split has no download switch; this is its body with download=False.
+    data = load_dataset(trained.config.dataset, trained.config.data_dir, download=False)
+    return data.test_images, data.test_labels
 
 
 def predict_probabilities(model, images, labels, transform, batch_size: int = 500):

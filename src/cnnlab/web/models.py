@@ -6,6 +6,8 @@ serve in parallel. A model is reloaded when its checkpoint files change.
 """
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -34,10 +36,26 @@ def checkpoint_stamp(run_dir: Path) -> tuple:
     stamp = []
     for name in ("best.pt", "last.pt"):
         try:
-            stamp.append((run_dir / "checkpoints" / name).stat().st_mtime_ns)
+            stamp.append(os.lstat(run_dir / "checkpoints" / name).st_mtime_ns)
         except OSError:
             stamp.append(None)
     return tuple(stamp)
+
+
+def check_checkpoints(run_dir: Path) -> None:
+    """Refuse a run whose checkpoints are links or special files before torch opens them: a link could lead
+    torch.load to any file of this machine, and a FIFO would hang the request."""
+    folder = run_dir / "checkpoints"
+    if not lab.is_inside(folder, run_dir):
+        raise lab.CnnlabError(f"{folder.name}/ of {run_dir.name} leads outside the run folder; the lab does not load it")
+    for name in ("best.pt", "last.pt"):
+        try:
+            mode = os.lstat(folder / name).st_mode
+        except OSError:
+            continue  # missing: load_run says which one it wanted
+        if not stat.S_ISREG(mode):
+            raise lab.CnnlabError(f"checkpoints/{name} of {run_dir.name} is not a regular file (a link or a "
+                                  "special file); the lab loads only plain checkpoint files")
 
 
 class ModelCache:
@@ -61,6 +79,7 @@ class ModelCache:
                 served = self._models.get(run_dir)
                 if served is not None and served.stamp == stamp:
                     return served
+            check_checkpoints(run_dir)
             trained = lab.load_run(run_dir, "best")
             summary = lab.summarize(trained.model, trained.input_size, trained.spec.channels)
             convs = [(layer.path, tuple(layer.output_shape)) for layer in summary.layers if layer.type == "Conv2d"]

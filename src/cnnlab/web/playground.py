@@ -21,9 +21,16 @@ from cnnlab.web.encode import png_data_uri, quantized, unit_to_uint8
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 MAX_SIDE = 4096
+MAX_PIXELS = MAX_SIDE * MAX_SIDE  # 16 megapixels: 64 MB as RGBA, the most one upload may decode to
+# Decoded pictures are shrunk to at most about this side before anything else: every dataset's stored size
+# is far smaller, so nothing the model sees is lost, and the copies made below stay small.
+WORK_SIDE = 1024
+UPLOAD_TYPES = ("application/octet-stream", "image/png", "image/jpeg")  # what playground.js sends, and images
 INK_THRESHOLD = 24  # grey level (after inversion) above which a pixel counts as ink for the bounding box
 MAX_CHANNELS_SHOWN = 64  # feature maps per layer row; wider layers are cut (the count is reported)
 TOP_K = 5
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")  # what PIL may parse an upload as: no TIFF, PSD, ... parsers
+NOT_AN_IMAGE = "not an image: send a PNG, JPEG, GIF, BMP or WebP file"
 
 
 class InputError(ValueError):
@@ -34,27 +41,82 @@ class InputError(ValueError):
         self.status = status
 
 
-def decode_image(data: bytes, channels: int) -> np.ndarray:
-    """Image bytes -> uint8 (H, W) or (H, W, 3); transparent pixels become white (a canvas' blank paper)."""
+def check_size(width: int, height: int) -> None:
+    """Refuse a picture from its header, before a pixel of it is decoded."""
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise InputError(f"image is {width}x{height} pixels; the limit is {MAX_SIDE}x{MAX_SIDE} "
+                         f"({MAX_PIXELS / 1e6:.1f} megapixels)")
+
+
+def _declared_size(data: bytes) -> tuple[int, int] | None:
+    """An image's size from its header through PIL's format plugins, without PIL's decompression-bomb check.
+
+    Image.open refuses a header over 2 x Image.MAX_IMAGE_PIXELS outright (as if it were no image); we want to
+    say how large it is. Setting MAX_IMAGE_PIXELS would change it for every thread and all of cnnlab.
+    """
+    from PIL import Image
+
+    Image.init()
+    for name in FORMATS:
+        factory, accept = Image.OPEN[name]
+        matched = accept(data[:16]) if accept is not None else True
+        if matched and not isinstance(matched, str):  # a str is PIL's "looks like it, but unsupported"
+            try:
+                return factory(io.BytesIO(data), None).size  # reads the header only
+            except Exception:  # noqa: BLE001, S112 - a plugin's own parse error: not this format
+                continue
+    return None
+
+
+def _open(data: bytes):
     from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(io.BytesIO(data), formats=FORMATS)
+    except Image.DecompressionBombError:
+        size = _declared_size(data)
+        if size is not None:
+            check_size(*size)
+        raise InputError(f"image is over {2 * Image.MAX_IMAGE_PIXELS:,} pixels; the limit is {MAX_SIDE}x{MAX_SIDE}") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise InputError(NOT_AN_IMAGE) from None
+
+
+def _shrink(img):
+    """Halve (or more) a large decoded picture by whole factors, box-averaged: cheap, and no detail the model
+    could see is lost. Modes `reduce` does not take (palettes, 16-bit) are converted first."""
+    factor = max(img.size) // WORK_SIDE
+    if factor < 2:
+        return img
+    if img.mode not in ("L", "LA", "RGB", "RGBA"):
+        has_alpha = img.mode in ("PA", "La", "RGBa") or "transparency" in img.info
+        img = img.convert("RGBA" if has_alpha else "RGB")
+    return img.reduce(factor)
+
+
+def decode_image(data: bytes, channels: int) -> np.ndarray:
+    """Image bytes -> uint8 (H, W) or (H, W, 3); transparent pixels become white (a canvas' blank paper).
+
+    The size is checked from the header before decoding; JPEGs are decoded straight at a fraction of their
+    size (`draft`), other formats shrunk right after decoding, so one upload costs at most MAX_PIXELS once.
+    """
+    from PIL import Image
 
     if not data:
         raise InputError("empty upload: send a PNG or JPEG image")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size  # read from the header, before any pixel is decoded
-            if width > MAX_SIDE or height > MAX_SIDE:
-                raise InputError(f"image is {width}x{height} pixels; the limit is {MAX_SIDE}x{MAX_SIDE}")
+    with _open(data) as img:
+        check_size(*img.size)
+        try:
+            img.draft("L" if channels == 1 else "RGB", (WORK_SIDE, WORK_SIDE))  # JPEG only; a no-op elsewhere
             img.load()
+            img = _shrink(img)
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 rgba = img.convert("RGBA")
                 paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 img = Image.alpha_composite(paper, rgba)
             return np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
-    except InputError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        raise InputError("not an image: send a PNG, JPEG, GIF, BMP or WebP file") from None
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            raise InputError(NOT_AN_IMAGE) from None
 
 
 def is_light_background(image: np.ndarray) -> bool:

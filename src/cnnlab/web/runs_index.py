@@ -3,90 +3,71 @@
 Only config.json, summary.json, metrics.csv and steps.csv are read here, never a checkpoint, so
 hundreds of runs list in well under a second. A folder that cannot be read becomes a row with
 status "unreadable: <reason>" instead of an error, so one bad run never hides the others.
+
+Run folders may come from anyone (a shared disk, a downloaded archive), so every run file is read
+through `cnnlab.files` as the rest of cnnlab reads it: never through a symlink, never a FIFO or device
+(which would hang the request), never more than a bound; what the CLI refuses, the lab refuses too.
 """
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnlab.files import read_text
+from cnnlab.runfolder.layout import STEP_COLUMNS
+from cnnlab.runfolder.record import COMPLETE, NOT_A_RUN, read_run, run_state
 from cnnlab.web import internals as lab
 
-try:  # POSIX only; elsewhere a run is never reported as running
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None
-
 PRUNED_DIRS = {"checkpoints", "tensorboard", "inspect", "export", "__pycache__", "node_modules"}
-STEP_COLUMNS = ("epoch", "step", "loss", "accuracy", "lr", "images_per_s", "elapsed")
 
 
 def run_status(path: Path, summary: dict[str, Any] | None) -> str:
-    """running | complete | stopped | failed, from RUN/.lock, summary.json and checkpoints/last.pt."""
-    lock = path / ".lock"
-    if fcntl is not None and lock.exists():
-        try:
-            fd = os.open(lock, os.O_RDONLY)
-        except OSError:
-            fd = None
-        if fd is not None:
-            try:
-                # A trainer holds an exclusive lock for its whole life: a shared one fails only while it runs.
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            except OSError:
-                return "running"
-            finally:
-                os.close(fd)
-    if summary and summary.get("status") == "complete":
-        return "complete"
-    if (path / "checkpoints" / "last.pt").is_file():
-        return "stopped"
-    return "failed"
+    """running | complete | stopped | failed: the status compare, report and sweeps give the same folder."""
+    return run_state(path, bool(summary) and summary.get("status") == COMPLETE)
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    """(mtime_ns, size) of a file, None when missing: what the caches key on."""
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """(mtime_ns, size, inode) of a file itself (a link is not followed), None when missing: what the caches key on."""
     try:
-        st = path.stat()
+        st = os.lstat(path)
     except OSError:
         return None
-    return st.st_mtime_ns, st.st_size
+    return st.st_mtime_ns, st.st_size, st.st_ino
 
 
-def _read_json(path: Path, required: bool) -> dict[str, Any] | None:
-    if not path.is_file():
-        if required:
-            raise ValueError(f"no {path.name}")
-        return None
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot read {path.name}: {err}") from None
-    except ValueError as err:
-        raise ValueError(f"{path.name} is not valid JSON ({err})") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path.name} is not a JSON object")
-    return value
+def _reason(err: Exception, path: Path) -> str:
+    """The one-line reason a run file is refused, naming it by its name rather than its full path."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text.replace(repr(str(path)), path.name).replace(str(path), path.name)
 
 
 def read_steps(path: Path) -> list[dict[str, float]]:
-    """steps.csv rows as numbers; a half-written last line (the trainer appends) is skipped."""
-    rows = []
+    """steps.csv rows as numbers; a half-written last line (the trainer appends) is skipped.
+
+    Read through `cnnlab.files` (a regular file inside the run folder, bounded); the rows are parsed
+    leniently because the trainer may be writing the file as we read it. Raises ValueError when the
+    file is refused; a missing file is no rows.
+    """
     try:
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                try:
-                    rows.append({k: float(row[k]) for k in STEP_COLUMNS if row.get(k) not in (None, "")})
-                except (TypeError, ValueError):
-                    continue
-    except OSError:
+        text = read_text(path, within=path.parent)
+    except FileNotFoundError:
         return []
+    except (OSError, ValueError) as err:
+        raise ValueError(_reason(err, path)) from None
+    text = text[:text.rfind("\n") + 1]  # the trainer may be mid-way through the last line
+    rows = []
+    for row in csv.DictReader(io.StringIO(text, newline="")):
+        try:
+            rows.append({k: float(row[k]) for k in STEP_COLUMNS if row.get(k) not in (None, "")})
+        except (TypeError, ValueError):
+            continue
     return [r for r in rows if "epoch" in r and "step" in r]
 
 
@@ -113,23 +94,22 @@ def _number(value: Any) -> float | None:
 
 
 def read_entry(run_id: str, root: Path, path: Path, stamp: tuple) -> RunEntry:
-    entry = RunEntry(run_id, root, path, stamp)
-    try:
-        config_file = _read_json(path / "config.json", required=True)
-        if not isinstance(config_file.get("config"), dict):
-            raise ValueError('config.json has no "config" section (an older or foreign run folder?)')
-        entry.config = config_file["config"]
-        entry.meta = {k: v for k, v in config_file.items() if k != "config"}
-        entry.summary = _read_json(path / "summary.json", required=False) or {}
-        if (path / "metrics.csv").is_file():
-            try:
-                entry.history = lab.read_metrics(path / "metrics.csv")
-            except (OSError, ValueError, KeyError, TypeError) as err:
-                raise ValueError(f"metrics.csv cannot be parsed ({err})") from None
-    except ValueError as err:
-        entry.error = str(err)
+    """The row of one run folder, read by `read_run` as every other reader of a run reads it."""
+    record = read_run(path)
+    entry = RunEntry(run_id, root, path, stamp, config=record.config, meta=record.meta, summary=record.summary,
+                     history=record.history)
+    if record.status == NOT_A_RUN:
+        entry.error = _without_path(record.reason.removeprefix("unreadable: "), path)
+    elif not record.config:
+        entry.error = 'config.json has no "config" section (an older or foreign run folder?)'
     entry.row = _row(entry)
     return entry
+
+
+def _without_path(reason: str, folder: Path) -> str:
+    """A reason naming run files by their names, not by paths the page has no business showing."""
+    quoted = re.escape("'" + str(folder) + "/") + r"([^']*)'"  # '/runs/x/summary.json' -> summary.json
+    return re.sub(quoted, r"\1", reason).replace(str(folder) + "/", "")
 
 
 def _row(entry: RunEntry) -> dict[str, Any]:
@@ -223,20 +203,25 @@ def steps_per_epoch(entry: RunEntry, steps: list[dict[str, float]]) -> float | N
     first = [r["step"] for r in steps if r["epoch"] == 1]
     if first and any(r["epoch"] > 1 for r in steps):
         return max(first)
+    # The config is whatever the folder holds: a value of the wrong type means "unknown", not a 500.
     config = entry.config
+    batch, limit = _number(config.get("batch_size")), _number(config.get("limit_train"))
     try:
         size = lab.dataset_spec(config.get("dataset")).train_size
     except lab.CnnlabError:
         return None
-    if config.get("limit_train"):
-        size = min(size, int(config["limit_train"]))
-    batch = config.get("batch_size") or 0
-    return math.ceil(size / batch) if batch else None
+    if limit and limit > 0:
+        size = min(size, int(limit))
+    return math.ceil(size / batch) if batch and batch > 0 else None
 
 
 def curves(entry: RunEntry) -> dict[str, Any]:
     """Train and test series against (fractional) epochs: steps.csv when the trainer writes it, else metrics.csv."""
-    steps = read_steps(entry.path / "steps.csv") if (entry.path / "steps.csv").is_file() else []
+    result: dict[str, Any] = {}
+    try:
+        steps = read_steps(entry.path / "steps.csv")
+    except ValueError as err:  # refused (a link, a FIFO, too large): the epoch curves still show
+        steps, result["steps_error"] = [], str(err)
     test = [{"x": r["epoch"], "loss": r.get("test_loss"), "acc": r.get("test_acc")}
             for r in entry.history if r.get("test_acc") is not None]
     if steps:
@@ -248,4 +233,4 @@ def curves(entry: RunEntry) -> dict[str, Any]:
         train = [{"x": r["epoch"], "loss": r.get("train_loss"), "acc": r.get("train_acc"), "lr": r.get("lr")}
                  for r in entry.history]
         source = "metrics.csv"
-    return {"source": source, "train": train, "test": test, "points": len(train) + len(test)}
+    return {"source": source, "train": train, "test": test, "points": len(train) + len(test), **result}
