@@ -196,7 +196,7 @@ def test_missing_optional_dependency_says_what_to_install(convnet_run, tmp_path,
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
     code, err = error_of(capsys, ["export", str(convnet_run), "--format", "onnx", "-o", str(tmp_path / "m.onnx")])
     assert code == 2 and "\n" not in err
-    assert err.startswith("cnnlab: error: ONNX export needs the optional package")
+    assert err.startswith("cnnlab: error: ONNX export: the optional package")
     assert "onnxruntime" in err and 'pip install "cnnlab[export]"' in err
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "m.onnx").write_bytes(b"not used")

@@ -376,7 +376,7 @@ def test_missing_captum_is_one_line_with_the_install_command(runs, tmp_path, cap
     monkeypatch.setitem(sys.modules, "captum", None)  # makes `import captum...` raise ImportError
     code, out, err = run_cli(["inspect", runs["convnet"], "saliency", "--index", "0", "-o", tmp_path], capsys)
     assert code == 2 and out == [] and err.count("\n") == 1
-    assert err == 'cnnlab: error: saliency maps need captum, an optional extra: pip install "cnnlab[inspect]"\n'
+    assert err == 'cnnlab: error: saliency maps: the optional package captum is not installed; pip install "cnnlab[inspect]"\n'
     assert report_figures(runs["convnet"], tmp_path)["gradcam"] == []  # the report just leaves Grad-CAM out
 
 

@@ -70,7 +70,7 @@ def test_resume_purges_the_epochs_logged_again(tmp_path):
 def test_missing_tensorboard_is_one_line_with_the_install_command(tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, "torch.utils.tensorboard", raising=False)
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # makes the import raise ImportError
-    message = '--tensorboard needs the tensorboard package, an optional extra: pip install "cnnlab[tensorboard]"'
+    message = '--tensorboard: the optional package tensorboard is not installed; pip install "cnnlab[tensorboard]"'
     with pytest.raises(CnnlabError) as error:
         TensorBoardLogger(tmp_path)
     assert str(error.value) == message

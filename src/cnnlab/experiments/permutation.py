@@ -22,12 +22,18 @@ from typing import Any
 
 import torch
 
+from cnnlab.data import load_dataset
+from cnnlab.data.catalog import get_spec
+from cnnlab.data.transforms import invert_permutation, make_permutation, permute_pixels
 from cnnlab.errors import CnnlabError
+from cnnlab.experiments.compare import leaderboard
 from cnnlab.experiments.plots import grouped_accuracy_figure, permutation_figure, save_figure
-from cnnlab.runfolder.record import RunRecord
 from cnnlab.experiments.runs import claim_experiment_folder, now_iso, write_experiment_file
-from cnnlab.files import timestamped_dir, write_text_atomic
 from cnnlab.experiments.sweep import GridPoint, GridResult, plan_grid, run_grid
+from cnnlab.files import timestamped_dir, write_json, write_text_atomic
+from cnnlab.models import model_info
+from cnnlab.models.summary import render_table
+from cnnlab.runfolder.record import RunRecord
 
 CONDITIONS = ("ordered", "permuted")
 DEFAULT_MODELS = ("mlp-tiny", "cnn-tiny")
@@ -87,7 +93,6 @@ class PermutationResult:
         return "\n".join(lines)
 
     def text(self) -> str:
-        from cnnlab.models.summary import render_table
 
         return render_table(*self.table(), right={1, 2, 3, 4})
 
@@ -112,7 +117,6 @@ def experiment_points(models: Sequence[str], seeds: int, permutation_seed: int) 
 
 def _example_images(dataset: str, data_dir: str | None) -> tuple[torch.Tensor, list[str]]:
     """A few test images (one per class where possible, so the figure shows different shapes) and their labels."""
-    from cnnlab.data import load_dataset
 
     data = load_dataset(dataset, data_dir)
     labels = data.test_labels.tolist()
@@ -123,9 +127,6 @@ def _example_images(dataset: str, data_dir: str | None) -> tuple[torch.Tensor, l
 def _write_permutation(out_dir: Path, dataset: str, permutation_seed: int, images: torch.Tensor,
                        names: list[str]) -> torch.Tensor:
     """permutation.json and permutation.png; returns the permutation the trainer will use."""
-    from cnnlab.data.catalog import get_spec
-    from cnnlab.data.transforms import invert_permutation, make_permutation, permute_pixels
-    from cnnlab.files import write_json
 
     spec = get_spec(dataset)
     # The same call the trainer makes (cnnlab.runfolder.preprocess.pixel_permutation), so the record is exact.
@@ -194,7 +195,6 @@ def run_permutation(
     `options` are further TrainConfig values shared by every run (limit_train, limit_test, progress,
     batch_size, ...). Runs already complete in `out` are skipped, so an interrupted call continues.
     """
-    from cnnlab.models import model_info
 
     points = experiment_points(models, seeds, permutation_seed)
     models = list(dict.fromkeys(models))
@@ -227,7 +227,6 @@ def run_permutation(
         cells[(row["model"], row["condition"])].accuracies.append(float(row["final_test_acc"]))
     params = {row["model"]: row["params"] for row in rows}
 
-    from cnnlab.experiments.compare import leaderboard
 
     board = leaderboard([r.path for r in records])
     result = PermutationResult(out_dir, cells, permutation, permutation_seed,

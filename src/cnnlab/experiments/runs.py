@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.files import UnsafeFileError, inside_checkpoints, timestamped_dir
+from cnnlab.files import UnsafeFileError, inside_checkpoints, timestamped_dir, write_json
 from cnnlab.runfolder.config import INCIDENTAL_KEYS
 from cnnlab.runfolder.layout import is_locked
+
 # COMPLETE, NOT_A_RUN and RunRecord: what experiments' callers compare records with
 from cnnlab.runfolder.record import COMPLETE, INCOMPLETE, NOT_A_RUN, RunRecord, read_json_file, read_run  # noqa: F401
-
 
 EXPERIMENT_FILE = "experiment.json"
 
@@ -121,7 +121,6 @@ def now_iso() -> str:
 
 def write_experiment_file(out_dir: Path, info: dict[str, Any]) -> None:
     """experiment.json: what an experiment folder holds (kind, title, runs, figures, summary table)."""
-    from cnnlab.files import write_json
 
     write_json(Path(out_dir) / EXPERIMENT_FILE, info)
 

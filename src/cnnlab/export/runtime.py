@@ -12,6 +12,7 @@ import torch
 from cnnlab.errors import CnnlabError, unknown_choice
 from cnnlab.export.deps import ONNX_RUN, require
 from cnnlab.export.sidecar import METADATA_KEY, parse_metadata, read_sidecar, sidecar_path
+from cnnlab.export.torchscript import load_torchscript
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pts": "torchscript", ".ts": "torchscript",
@@ -78,7 +79,6 @@ def _open_onnx(path: Path) -> ExportedModel:
 
 
 def _open_torchscript(path: Path) -> ExportedModel:
-    from cnnlab.export.torchscript import load_torchscript
 
     module, text = load_torchscript(path)
     metadata = parse_metadata(text, f"{path.name} metadata") if text else None

@@ -17,7 +17,7 @@ import torch
 import cnnlab
 from cnnlab.data.transforms import BatchTransform
 from cnnlab.errors import CnnlabError
-from cnnlab.files import write_text_atomic
+from cnnlab.files import read_bytes, write_text_atomic
 from cnnlab.runs.load import LoadedRun
 
 METADATA_VERSION = 1
@@ -178,7 +178,6 @@ def parse_metadata(text: str | bytes, source: str) -> dict[str, Any]:
 def read_sidecar(path: str | Path) -> dict[str, Any]:
     """The checked metadata in sidecar `path`, read only when its size is plausible, through `read_bytes`
     at the target of any link: a FIFO or device is one line at once, not a hang."""
-    from cnnlab.files import read_bytes
 
     path = Path(path)
     size = path.stat().st_size

@@ -19,6 +19,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import make_dirs, write_bytes_atomic
 from cnnlab.runs import evaluate
 
 DPI = 110
@@ -33,7 +34,6 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = DPI, tight: bool = Tru
     """
     import io
 
-    from cnnlab.files import make_dirs, write_bytes_atomic
 
     path = Path(path)
     make_dirs(path.parent)

@@ -12,7 +12,12 @@ from cnnlab.inspect.filters import FilterTiles, default_filter_layer, filter_lay
 from cnnlab.inspect.layers import capture_outputs, conv_layers, get_layer, last_conv_layer
 from cnnlab.inspect.mistakes import Mistakes, confused_pairs, most_confident_mistakes
 from cnnlab.inspect.run import (
-    inspect_features, inspect_filters, inspect_mistakes, inspect_saliency, open_run, report_figures,
+    inspect_features,
+    inspect_filters,
+    inspect_mistakes,
+    inspect_saliency,
+    open_run,
+    report_figures,
 )
 from cnnlab.inspect.saliency import METHODS, attribute
 

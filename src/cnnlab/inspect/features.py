@@ -17,6 +17,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect.grid import Grid, save_figure, save_grid
+from cnnlab.inspect.inputs import is_permuted, model_view, unpermuted_view
 from cnnlab.inspect.layers import capture_outputs, default_feature_layers, get_layer
 
 
@@ -77,7 +78,6 @@ def plot_input(views: list[tuple[str, torch.Tensor]], path: str | Path, title: s
 
 def input_views(trained, pixels: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
     """The image as the model saw it and, for a permuted run, in the original pixel order too."""
-    from cnnlab.inspect.inputs import is_permuted, model_view, unpermuted_view
 
     size = trained.input_size
     views = [(f"as the model saw it ({size}x{size})", model_view(trained, pixels)[0])]

@@ -17,6 +17,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect.grid import Grid, grid_shape, normalize_tiles, save_grid
+from cnnlab.inspect.inputs import is_permuted, to_unpermuted
 from cnnlab.inspect.layers import conv_layers, execution_order, get_layer
 
 MAX_FILTERS = 64  # rows of a deeper layer's table (output filters)
@@ -124,7 +125,6 @@ def plot_filter_tiles(filters: FilterTiles, path: str | Path, title: str) -> Gri
 def write_filters(trained, out_dir: str | Path, layer: str | None = None, *, max_filters: int = MAX_FILTERS,
                   max_channels: int = MAX_CHANNELS) -> list[Grid]:
     """filters-<layer>.png for a trained run (and filters-<layer>-unpermuted.png for a permuted MLP)."""
-    from cnnlab.inspect.inputs import is_permuted, to_unpermuted
 
     model, name = trained.model, trained.config.model
     input_shape = (trained.spec.channels, trained.input_size, trained.input_size)

@@ -17,8 +17,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from cnnlab.data import load_dataset
 from cnnlab.data.transforms import invert_permutation, permute_pixels
 from cnnlab.errors import CnnlabError
+from cnnlab.runs.predict import load_images
 
 
 @dataclass
@@ -33,11 +35,9 @@ def _tag(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).stem).strip("_") or "image"
 
 
-def load_test_split(trained, data_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The run's test images (uint8) and labels."""
-    from cnnlab.data import load_dataset
-
-    data = load_dataset(trained.config.dataset, data_dir or trained.config.data_dir)
+def load_test_split(trained, data_dir: str | None = None, download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's test images (uint8) and labels; `download=False`: only from a copy already on this machine."""
+    data = load_dataset(trained.config.dataset, data_dir or trained.config.data_dir, download=download)
     return data.test_images, data.test_labels
 
 
@@ -47,7 +47,6 @@ def load_inputs(trained, indices: Sequence[int] | None = None, images: Sequence[
     if bool(indices) == bool(images):
         raise CnnlabError("give either --index N (a test image of the run's dataset) or --image FILE, not both or neither")
     if images:
-        from cnnlab.runs.predict import load_images
 
         pixels, names = load_images(list(images), trained.spec.channels, trained.spec.image_size, invert)
         return InspectInput(pixels, None, names, [_tag(n) for n in names])

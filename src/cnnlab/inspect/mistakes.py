@@ -8,8 +8,12 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from cnnlab.data.batches import Batches
 from cnnlab.errors import CnnlabError
+from cnnlab.figures.plots import plot_samples
 from cnnlab.inspect.grid import save_figure
+from cnnlab.inspect.inputs import is_permuted, load_test_split, model_view, unpermuted_view
+from cnnlab.runs.evaluate import predict_probabilities
 
 TOP = 32  # images in the mistakes grid
 PAIRS = 10  # bars in the confused-pairs chart
@@ -53,9 +57,6 @@ def most_confident_mistakes(probabilities: torch.Tensor, labels: torch.Tensor, t
 def find_mistakes(trained, top: int = TOP, pairs: int = PAIRS, data_dir: str | None = None, limit_test: int | None = None,
                   device: str | torch.device = "cpu", batch_size: int = 500) -> tuple[Mistakes, torch.Tensor]:
     """Evaluate the run's model on its test split; returns the mistakes and the test images (uint8)."""
-    from cnnlab.data.batches import Batches
-    from cnnlab.inspect.inputs import load_test_split
-    from cnnlab.runs.evaluate import predict_probabilities
 
     if top < 1:
         raise CnnlabError(f"--top must be a positive integer, got {top}")
@@ -101,8 +102,6 @@ def _uint8(images: torch.Tensor) -> torch.Tensor:
 def write_mistakes(trained, out_dir: str | Path, top: int = TOP, pairs: int = PAIRS, data_dir: str | None = None,
                    limit_test: int | None = None, device: str | torch.device = "cpu") -> tuple[Mistakes, list[Path]]:
     """mistakes.png (+ mistakes-unpermuted.png for a permuted run) and confused-pairs.png; none when there are no mistakes."""
-    from cnnlab.inspect.inputs import is_permuted, model_view, unpermuted_view
-    from cnnlab.figures.plots import plot_samples
 
     mistakes, images = find_mistakes(trained, top, pairs, data_dir, limit_test, device)
     out_dir, classes, name = Path(out_dir), trained.classes, trained.config.model

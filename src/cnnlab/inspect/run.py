@@ -13,13 +13,19 @@ import torch
 
 from cnnlab.errors import CnnlabError
 from cnnlab.files import inside_checkpoints, make_dirs
+from cnnlab.inspect.features import write_features
+from cnnlab.inspect.filters import MAX_CHANNELS, MAX_FILTERS, write_filters
+from cnnlab.inspect.inputs import InspectInput, load_inputs, load_test_split
+from cnnlab.inspect.layers import conv_layers
+from cnnlab.inspect.mistakes import write_mistakes
+from cnnlab.inspect.saliency import check_method, require_captum, write_saliency
+from cnnlab.runs.load import LoadedRun, load_run
 
 REPORT_EXAMPLES = 4  # Grad-CAM examples in a run's HTML report
 
 
 def open_run(run, which: str = "best", device: str | torch.device = "cpu"):
     """A LoadedRun from a run folder or checkpoint (a LoadedRun passes through)."""
-    from cnnlab.runs.load import LoadedRun, load_run
 
     return run if isinstance(run, LoadedRun) else load_run(run, which, device)
 
@@ -38,7 +44,6 @@ def output_dir(trained, out: str | Path | None = None) -> Path:
 def inspect_filters(run, layer: str | None = None, out: str | Path | None = None, which: str = "best",
                     max_filters: int | None = None, max_channels: int | None = None) -> list[Path]:
     """Kernels of a conv layer (the first by default) as a grid: filters-<layer>.png."""
-    from cnnlab.inspect.filters import MAX_CHANNELS, MAX_FILTERS, write_filters
 
     trained = open_run(run, which)
     grids = write_filters(trained, output_dir(trained, out), layer,
@@ -50,8 +55,6 @@ def inspect_features(run, index: int | None = None, image: str | Path | None = N
                      out: str | Path | None = None, which: str = "best", invert: bool = False,
                      data_dir: str | None = None) -> list[Path]:
     """Feature maps of `layers` (default: the conv layers) for test image `index` or an image file."""
-    from cnnlab.inspect.features import write_features
-    from cnnlab.inspect.inputs import load_inputs
 
     trained = open_run(run, which)
     inputs = load_inputs(trained, None if index is None else [index], None if image is None else [image], invert, data_dir)
@@ -66,8 +69,6 @@ def inspect_saliency(run, indices: Sequence[int] | None = None, images: Sequence
 
     `method`: gradcam | integrated-gradients | saliency; None is gradcam (integrated-gradients without conv layers).
     """
-    from cnnlab.inspect.inputs import load_inputs
-    from cnnlab.inspect.saliency import check_method, require_captum, write_saliency
 
     require_captum()  # before loading anything: the missing extra is the first thing to hear about
     check_method(method)
@@ -79,7 +80,6 @@ def inspect_saliency(run, indices: Sequence[int] | None = None, images: Sequence
 def inspect_mistakes(run, top: int = 32, pairs: int = 10, out: str | Path | None = None, which: str = "best",
                      data_dir: str | None = None, limit_test: int | None = None, device: str = "cpu"):
     """(Mistakes, paths): the most confident test mistakes and the most confused class pairs."""
-    from cnnlab.inspect.mistakes import write_mistakes
 
     trained = open_run(run, which, device)
     return write_mistakes(trained, output_dir(trained, out), top, pairs, data_dir, limit_test, trained.device)
@@ -92,10 +92,6 @@ def report_figures(run, out: str | Path | None = None, examples: int = REPORT_EX
     Grad-CAM needs captum and a conv layer; without them "gradcam" is an empty list, not an error.
     The examples are the first test images, mistakes first, so the report shows where the model looked when wrong.
     """
-    from cnnlab.inspect.filters import write_filters
-    from cnnlab.inspect.inputs import InspectInput, load_test_split
-    from cnnlab.inspect.layers import conv_layers
-    from cnnlab.inspect.saliency import write_saliency
 
     trained = open_run(run, which)
     folder = output_dir(trained, out)

@@ -22,7 +22,9 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from cnnlab.errors import CnnlabError, unknown_choice
+from cnnlab.extras import require_extra
 from cnnlab.inspect.grid import save_figure
+from cnnlab.inspect.inputs import is_permuted, model_view, to_unpermuted, unpermuted_view
 from cnnlab.inspect.layers import capture_outputs, conv_layers, get_layer, last_conv_layer
 
 METHODS = ("gradcam", "integrated-gradients", "saliency")
@@ -33,11 +35,7 @@ IG_BATCH = 16  # images per forward pass (at least the inputs): bounds memory on
 
 def require_captum():
     """captum.attr, or a one-line error that says how to install it."""
-    try:
-        import captum.attr
-    except ImportError:
-        raise CnnlabError('saliency maps need captum, an optional extra: pip install "cnnlab[inspect]"') from None
-    return captum.attr
+    return require_extra("inspect", "saliency maps")["captum.attr"]
 
 
 def resolve_target(value: str | int | None, classes: Sequence[str]) -> int | None:
@@ -174,7 +172,6 @@ def write_saliency(trained, inputs, out_dir: str | Path, method: str | None = No
 
     `method` None: gradcam, or integrated-gradients for a model without conv layers (an MLP).
     """
-    from cnnlab.inspect.inputs import is_permuted, model_view, to_unpermuted, unpermuted_view
 
     require_captum()
     classes, model, model_name = trained.classes, trained.model, trained.config.model

@@ -13,7 +13,12 @@ from typing import Any
 
 import torch
 
+from cnnlab.data import load_dataset
+from cnnlab.data.batches import Batches
 from cnnlab.errors import CnnlabError
+from cnnlab.figures.plots import plot_samples
+from cnnlab.runs.evaluate import evaluate, predict_probabilities
+from cnnlab.runs.load import load_run
 
 EVAL_BATCH = 1000
 
@@ -37,7 +42,6 @@ class DatasetCache:
         self._loaded: dict[tuple[str, str | None], Any] = {}
 
     def get(self, name: str, data_dir: str | None):
-        from cnnlab.data import load_dataset
 
         key = (name, data_dir)
         if key not in self._loaded:
@@ -57,10 +61,6 @@ def png_bytes(plot, *args, **kwargs) -> bytes:
 def analyse_run(run_dir: str | Path, datasets: DatasetCache, data_dir: str | None = None, which: str = "last",
                 max_images: int = 32) -> RunAnalysis:
     """Evaluate the run's `which` checkpoint on its test split; collect up to `max_images` mistakes."""
-    from cnnlab.data.batches import Batches
-    from cnnlab.runs.evaluate import evaluate, predict_probabilities
-    from cnnlab.figures.plots import plot_samples
-    from cnnlab.runs.load import load_run
 
     try:
         trained = load_run(run_dir, which)

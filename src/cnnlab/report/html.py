@@ -16,12 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnlab import __version__
 from cnnlab.errors import CnnlabError
-from cnnlab.files import UnsafeFileError, read_bytes
-from cnnlab.experiments.compare import Leaderboard, format_value, leaderboard, plot_leaderboard, table_cells
-from cnnlab.runfolder.record import NOT_A_RUN, RunRecord, read_run
+from cnnlab.experiments.compare import (
+    COLUMNS,
+    NUMERIC,
+    Leaderboard,
+    format_value,
+    leaderboard,
+    plot_leaderboard,
+    table_cells,
+)
 from cnnlab.experiments.runs import expand_globs, expand_run_paths, read_experiment
+from cnnlab.figures.plots import plot_confusion, plot_curves, plot_per_class
+from cnnlab.files import UnsafeFileError, check_output, make_readable, read_bytes, write_text_atomic
 from cnnlab.report.analysis import DatasetCache, RunAnalysis, analyse_run, png_bytes
+from cnnlab.runfolder.record import NOT_A_RUN, RunRecord, read_run
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
 # Summary keys in display order, with how to show them.
@@ -155,7 +165,6 @@ def _per_class_table(analysis: RunAnalysis) -> str:
 
 
 def _curves_section(record: RunRecord) -> str:
-    from cnnlab.figures.plots import plot_curves
 
     shown = file_figure(record.path / "curves.png", within=record.path, caption="Loss and accuracy per epoch (train and test)")
     if not shown and record.history:  # an incomplete run has metrics but no figure yet
@@ -180,7 +189,6 @@ def _num(value: Any, pattern: str = "{:.4f}") -> str:
 
 
 def _confusion_section(record: RunRecord, analysis: RunAnalysis) -> str:
-    from cnnlab.figures.plots import plot_confusion, plot_per_class
 
     shown = file_figure(record.path / "confusion.png", within=record.path, caption="Test confusion matrix (rows: true, columns: predicted)")
     if not shown and analysis.confusion is not None:
@@ -303,7 +311,6 @@ def experiment_section(folder: Path, info: dict[str, Any], anchor: str) -> str:
 
 
 def comparison_section(board: Leaderboard, anchor: str) -> str:
-    from cnnlab.experiments.compare import COLUMNS, NUMERIC
 
     parts = [f'<section id="{esc(anchor)}" class="comparison"><h2>Comparison</h2>']
     headers, cells = table_cells(board)
@@ -350,7 +357,6 @@ def collect_inputs(paths: Sequence[str | Path]) -> ReportInputs:
 
 
 def render_report(inputs: ReportInputs, analyses: Sequence[RunAnalysis], title: str) -> str:
-    from cnnlab import __version__
 
     sections, contents = [], []
     for i, (folder, info) in enumerate(inputs.experiments):
@@ -404,7 +410,6 @@ def build_report(
     `checkpoint` ("last": the final epoch, matching the run's figures; or "best") is the model whose
     test predictions give the per-class table and the misclassified images.
     """
-    from cnnlab.files import check_output, make_readable, write_text_atomic
 
     if checkpoint not in ("last", "best"):
         raise CnnlabError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")

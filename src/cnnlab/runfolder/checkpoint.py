@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.runfolder.config import TrainConfig, check_types
 from cnnlab.files import UnsafeFileError, open_regular, write_bytes_atomic
+from cnnlab.runfolder.config import TrainConfig, check_types
 
 CHECKPOINT_VERSION = 1
 # The largest zoo model (VGG-11 at 224 pixels) with its SGD momentum is about 1 GB; a file far beyond is not ours.

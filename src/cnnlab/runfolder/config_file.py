@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import read_text
 from cnnlab.runfolder.config import check_keys, check_types
 from cnnlab.runfolder.values import MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, MAX_CONFIG_NODES, check_nesting
 
@@ -56,7 +57,6 @@ def _read_config_text(path: Path) -> str:
     Read through `read_text` at the link's target, so a FIFO, a device (a link to /dev/zero) or a huge file
     is one line at once instead of a hang or a read without end.
     """
-    from cnnlab.files import read_text
 
     real = os.path.realpath(path)
     try:

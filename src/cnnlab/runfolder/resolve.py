@@ -9,7 +9,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from cnnlab.data.catalog import get_spec
 from cnnlab.errors import CnnlabError, unknown_choice
+from cnnlab.models import list_models, model_info
+from cnnlab.models.registry import check_input_size
 from cnnlab.runfolder.config import DEFAULT_RECIPE, RECIPES, TrainConfig, check_keys, check_types, record_recipes
 from cnnlab.runfolder.config_file import load_config_file
 
@@ -21,8 +24,6 @@ def saved_config(values: dict[str, Any], source: str) -> TrainConfig:
     The file may come from anywhere: a resize of -28 or 10**6 or a seed of 2**80 is one line here, not a
     traceback, or gigabytes allocated, further on.
     """
-    from cnnlab.data.catalog import get_spec
-    from cnnlab.models.registry import check_input_size
 
     try:
         config = TrainConfig.from_dict(values, "saved config").validate()
@@ -64,7 +65,6 @@ def resolve_config(
 
 def recipe_values(model: str, recipe: str) -> dict[str, Any]:
     """The TrainConfig values of a model's named recipe."""
-    from cnnlab.models import list_models, model_info
 
     records = record_recipes()
     if recipe not in RECIPES and recipe not in records:

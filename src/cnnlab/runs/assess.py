@@ -8,8 +8,8 @@ from pathlib import Path
 from cnnlab.data import load_dataset
 from cnnlab.data.batches import Batches
 from cnnlab.data.catalog import get_spec
-from cnnlab.errors import CnnlabError
 from cnnlab.device import pick_device
+from cnnlab.errors import CnnlabError
 from cnnlab.runs.evaluate import EvalResult, evaluate, tta_kind
 from cnnlab.runs.load import LoadedRun, load_run
 

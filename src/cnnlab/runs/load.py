@@ -14,12 +14,13 @@ import torch
 from torch import nn
 
 from cnnlab.data.catalog import get_spec
-from cnnlab.runfolder.preprocess import build_transform, preprocessing_info
 from cnnlab.data.transforms import BatchTransform
-from cnnlab.models import create_model
+from cnnlab.device import pick_device
 from cnnlab.errors import CnnlabError
+from cnnlab.models import create_model
 from cnnlab.runfolder.checkpoint import load_checkpoint, run_dir_of
 from cnnlab.runfolder.config import TrainConfig
+from cnnlab.runfolder.preprocess import build_transform, preprocessing_info
 from cnnlab.runfolder.resolve import saved_config
 
 CHECKPOINTS = ("best", "last")  # what `which` names: checkpoints/best.pt or last.pt of a run folder
@@ -115,7 +116,6 @@ def load_run(path: str | Path, which: str = "best", device: str | torch.device =
     `device`: a torch device or a name: auto|cpu|cuda|cuda:N|mps (auto: cuda, then mps, then cpu).
 
     The saved config is checked as `train` checks a requested one before the model is built."""
-    from cnnlab.device import pick_device
 
     if which not in CHECKPOINTS:  # not silently the other one: a typo would load a model the caller did not ask for
         raise CnnlabError(f"which must be {' or '.join(map(repr, CHECKPOINTS))}, got {which!r:.60}")

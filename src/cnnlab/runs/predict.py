@@ -10,6 +10,7 @@ import torch
 
 from cnnlab.errors import CnnlabError
 from cnnlab.files import open_regular
+from cnnlab.runs.load import load_run
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -171,7 +172,6 @@ def top_k(probabilities: torch.Tensor, classes: list[str], names: list[str], k: 
 @torch.inference_mode()
 def predict_files(path: str | Path, images: list[str | Path], k: int = 3, invert: bool = False, which: str = "best") -> list[dict[str, Any]]:
     """Top-k predictions of the run's model for image files, with the run's preprocessing."""
-    from cnnlab.runs.load import load_run
 
     trained = load_run(path, which)
     pixels, names = load_images(images, trained.spec.channels, trained.spec.image_size, invert)

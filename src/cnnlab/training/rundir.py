@@ -10,18 +10,19 @@ from __future__ import annotations
 import errno
 import os
 import platform
-import stat
 import shutil
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from cnnlab import __version__
 from cnnlab.errors import CnnlabError
-from cnnlab.runfolder.layout import LOCK_FILE, METRIC_COLUMNS, RUN_FILES, STEP_COLUMNS, VAL_COLUMNS, fcntl, is_locked, read_metrics  # noqa: F401 (is_locked: TEMPORARY)
 from cnnlab.files import (
     UnsafeFileError,
+    confined,
     inside_checkpoints,
     make_dirs,
     open_append,
@@ -29,6 +30,16 @@ from cnnlab.files import (
     write_bytes_atomic,
     write_json,
     write_text_atomic,
+)
+from cnnlab.runfolder.layout import (  # noqa: F401 (is_locked: TEMPORARY)
+    LOCK_FILE,
+    METRIC_COLUMNS,
+    RUN_FILES,
+    STEP_COLUMNS,
+    VAL_COLUMNS,
+    fcntl,
+    is_locked,
+    read_metrics,
 )
 
 # OSErrors that are the machine's doing, not the request's: passed on as they are (exit 1 from the CLI).
@@ -145,7 +156,6 @@ def provenance(device: str, argv: list[str] | None) -> dict[str, Any]:
 
     import torch
 
-    from cnnlab import __version__
 
     return {
         "cnnlab": __version__,
@@ -241,7 +251,6 @@ class RunWriter:
         write_json(self.path / "summary.json", summary, within=self.path)
         if final_eval is not None:
             from cnnlab.figures.run import write_run_figures  # matplotlib: imported only when drawing
-            from cnnlab.files import confined
 
             with confined(self.path):
                 write_run_figures(self.path, history, final_eval, model, test_batches, classes, config)

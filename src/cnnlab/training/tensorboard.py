@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab.errors import CnnlabError
+from cnnlab.extras import require_extra
+from cnnlab.figures.plots import _confusion_figure, _samples_figure
+from cnnlab.figures.run import sample_predictions
 
 # metrics.csv column -> TensorBoard tag; tags sharing a prefix are drawn in one section.
 SCALARS = {
@@ -36,13 +38,7 @@ def require_tensorboard():
 
     Cheap to call while validating options, before a run folder is created.
     """
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise CnnlabError(
-            '--tensorboard needs the tensorboard package, an optional extra: pip install "cnnlab[tensorboard]"'
-        ) from None
-    return SummaryWriter
+    return require_extra("tensorboard", "--tensorboard")["torch.utils.tensorboard"].SummaryWriter
 
 
 def _figure_pixels(fig) -> np.ndarray:
@@ -83,7 +79,6 @@ class TensorBoardLogger:
             if value is not None and math.isfinite(float(value)):
                 self.writer.add_scalar(tag, float(value), epoch)
         if confusion is not None:
-            from cnnlab.figures.plots import _confusion_figure
 
             names = list(classes) if classes is not None else [str(i) for i in range(len(confusion))]
             fig = _confusion_figure(confusion, names, f"Test confusion matrix, epoch {epoch}")
@@ -95,7 +90,6 @@ class TensorBoardLogger:
 
     def log_run_epoch(self, row: dict[str, Any], model, test_batches, final_eval, classes, channels_last: bool) -> None:
         """`log_epoch` with what the loop has at the end of an epoch: 16 test predictions, mistakes first."""
-        from cnnlab.figures.run import sample_predictions
 
         images, truth, predicted, confidence = sample_predictions(model, test_batches, 16, channels_last)
         self.log_epoch(row["epoch"], row, final_eval.confusion if final_eval is not None else None, list(classes),
@@ -104,7 +98,6 @@ class TensorBoardLogger:
     @staticmethod
     def _image_grid(images, classes, labels, predicted, probs, epoch: int) -> np.ndarray:
         if labels is not None and predicted is not None and classes is not None:
-            from cnnlab.figures.plots import _samples_figure
 
             fig = _samples_figure(images, labels, predicted, list(classes), probs, IMAGE_COLUMNS,
                                   f"Test samples after epoch {epoch}: predicted (true)")

@@ -12,7 +12,12 @@ from typing import Any
 
 import torch
 
-from cnnlab.web import internals as lab
+from cnnlab.data.batches import Batches
+from cnnlab.errors import CnnlabError
+from cnnlab.inspect.filters import filter_layers, filter_tiles
+from cnnlab.inspect.inputs import load_test_split
+from cnnlab.inspect.mistakes import most_confident_mistakes
+from cnnlab.runs.evaluate import per_class_accuracy, predict_probabilities
 from cnnlab.web.encode import png_data_uri, quantized
 from cnnlab.web.models import ServedModel
 
@@ -54,15 +59,18 @@ def _image(images: torch.Tensor, index: int, labels, predicted, probabilities, c
 
 def _evaluate(served: ServedModel) -> TestResults:
     trained = served.trained
-    images, labels = lab.load_test_split(trained)
+    # A page view never starts a download (a request would wait minutes, and a run folder from elsewhere would
+    # choose what to fetch): missing data is a one-line DataError naming where it looked.
+    images, labels = load_test_split(trained, download=False)
+    batches = Batches(images, labels, 500, trained.transform(), shuffle=False)
     with served.lock:
-        probabilities = lab.predict_probabilities(trained.model, images, labels, trained.transform())
+        probabilities = predict_probabilities(trained.model, batches)
     predicted = probabilities.argmax(1)
     classes = trained.classes
     k = len(classes)
     confusion = torch.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
-    per_class = lab.per_class_accuracy(confusion)
-    mistakes = lab.most_confident_mistakes(probabilities, labels, MISTAKES)
+    per_class = per_class_accuracy(confusion)
+    mistakes = most_confident_mistakes(probabilities, labels, MISTAKES)
     args = (images, labels, predicted, probabilities, classes)
     summary = {
         "classes": classes,
@@ -99,11 +107,11 @@ def filters(served: ServedModel, layer: str | None) -> dict[str, Any]:
     """Kernels of `layer` (default: the first conv layer) as tiles the page colours (weights scaled to [-1, 1])."""
     trained = served.trained
     with served.lock:  # filter_layers runs a probe through the model's hooks
-        layers = lab.filter_layers(trained.model, served.input_shape)
+        layers = filter_layers(trained.model, served.input_shape)
         if not layers:
-            raise lab.CnnlabError(f"{trained.config.model} has no conv layers or image-sized linear layer: no kernels")
+            raise CnnlabError(f"{trained.config.model} has no conv layers or image-sized linear layer: no kernels")
         chosen = layer or next((p for p, _ in served.conv_layers), layers[0])
-        tiles = lab.filter_tiles(trained.model, chosen, served.input_shape, trained.config.model)
+        tiles = filter_tiles(trained.model, chosen, served.input_shape, model_name=trained.config.model)
     rgb = tiles.tiles.ndim == 4
     return {"layers": layers, "layer": tiles.layer, "rows": tiles.rows, "cols": tiles.cols, "matrix": tiles.matrix,
             "rgb": rgb, "weight_shape": list(tiles.weight_shape), "shown": tiles.shown,

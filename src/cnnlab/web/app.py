@@ -20,7 +20,8 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from cnnlab.web import internals as lab
+from cnnlab.errors import CnnlabError
+from cnnlab.extras import has_extra
 from cnnlab.web.analysis import AnalysisCache, cell_images, filters, gallery
 from cnnlab.web.models import ModelCache
 from cnnlab.web.playground import (
@@ -124,8 +125,8 @@ def create_app(roots: list[str | Path] | tuple = ("runs",), *, allowed_hosts: It
     models, analyses = ModelCache(), AnalysisCache()
     app.state.index = index
 
-    @app.exception_handler(lab.CnnlabError)
-    async def cnnlab_error(request: Request, err: lab.CnnlabError):
+    @app.exception_handler(CnnlabError)
+    async def cnnlab_error(request: Request, err: CnnlabError):
         return LabJSON({"detail": _one_line(err)}, status_code=422)
 
     @app.exception_handler(InputError)
@@ -204,7 +205,7 @@ def create_app(roots: list[str | Path] | tuple = ("runs",), *, allowed_hosts: It
                 "stored_size": trained.spec.image_size, "conv_layers": [{"layer": p, "shape": list(s)}
                                                                          for p, s in served.conv_layers],
                 "drawing": trained.spec.channels == 1 and not trained.spec.name.startswith("fashion"),
-                "captum": lab.captum_available(), "preprocessing": trained.preprocessing()}
+                "captum": has_extra("inspect"), "preprocessing": trained.preprocessing()}
 
     @app.get("/api/model")
     async def model_info(id: str):

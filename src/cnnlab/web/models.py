@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.web import internals as lab
+from cnnlab.errors import CnnlabError
+from cnnlab.files import is_inside
+from cnnlab.models import summarize
+from cnnlab.runs.load import load_run
 
 MAX_MODELS = 8  # a model of the small nets is well under a megabyte; 224-pixel nets are the reason for a bound
 
@@ -46,15 +49,15 @@ def check_checkpoints(run_dir: Path) -> None:
     """Refuse a run whose checkpoints are links or special files before torch opens them: a link could lead
     torch.load to any file of this machine, and a FIFO would hang the request."""
     folder = run_dir / "checkpoints"
-    if not lab.is_inside(folder, run_dir):
-        raise lab.CnnlabError(f"{folder.name}/ of {run_dir.name} leads outside the run folder; the lab does not load it")
+    if not is_inside(folder, run_dir):
+        raise CnnlabError(f"{folder.name}/ of {run_dir.name} leads outside the run folder; the lab does not load it")
     for name in ("best.pt", "last.pt"):
         try:
             mode = os.lstat(folder / name).st_mode
         except OSError:
             continue  # missing: load_run says which one it wanted
         if not stat.S_ISREG(mode):
-            raise lab.CnnlabError(f"checkpoints/{name} of {run_dir.name} is not a regular file (a link or a "
+            raise CnnlabError(f"checkpoints/{name} of {run_dir.name} is not a regular file (a link or a "
                                   "special file); the lab loads only plain checkpoint files")
 
 
@@ -80,8 +83,8 @@ class ModelCache:
                 if served is not None and served.stamp == stamp:
                     return served
             check_checkpoints(run_dir)
-            trained = lab.load_run(run_dir, "best")
-            summary = lab.summarize(trained.model, trained.input_size, trained.spec.channels)
+            trained = load_run(run_dir, "best")
+            summary = summarize(trained.model, trained.input_size, trained.spec.channels)
             convs = [(layer.path, tuple(layer.output_shape)) for layer in summary.layers if layer.type == "Conv2d"]
             served = ServedModel(trained, threading.Lock(), convs, stamp)
             with self._lock:

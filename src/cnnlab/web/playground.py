@@ -16,7 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab.web import internals as lab
+from cnnlab.extras import has_extra
+from cnnlab.inspect.features import feature_maps
+from cnnlab.inspect.inputs import model_view
+from cnnlab.inspect.saliency import attribute
+from cnnlab.runs.predict import fit_images
 from cnnlab.web.encode import png_data_uri, quantized, unit_to_uint8
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -188,7 +192,7 @@ def prepare_pixels(data: bytes, trained, center: str = "auto", invert: str = "au
     elif center == "0":
         tensor = torch.from_numpy(image.copy())
         tensor = tensor[None, None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)[None]
-        return lab.fit_images(tensor, spec.channels, spec.image_size), {"inverted": do_invert, "fit": "resize"}
+        return fit_images(tensor, spec.channels, spec.image_size), {"inverted": do_invert, "fit": "resize"}
     else:
         image = fit_square(image, spec.image_size)
         steps = "fit-square"
@@ -210,16 +214,16 @@ def analyse_input(served, pixels: torch.Tensor, with_features: bool = True, with
     with served.lock:
         x = trained.transform()(pixels)
         if layers:
-            output, features = lab.feature_maps(model, x, layers, name)
+            output, features = feature_maps(model, x, layers, name)
         else:
             with torch.no_grad():
                 output, features = model(x), []
         probabilities = output.float().softmax(1)[0]
         predicted = int(probabilities.argmax())
         cam = None
-        if with_cam and served.conv_layers and lab.captum_available():
-            cam = lab.gradcam(model, x, predicted, name)[0]
-    view = lab.model_view(trained, pixels)[0]
+        if with_cam and served.conv_layers and has_extra("inspect"):
+            cam = attribute(model, x, predicted, "gradcam", model_name=name)[0]
+    view = model_view(trained, pixels)[0]
     result: dict[str, Any] = {
         "probabilities": [float(p) for p in probabilities],
         "top": top_classes(probabilities, trained.classes),
@@ -228,7 +232,7 @@ def analyse_input(served, pixels: torch.Tensor, with_features: bool = True, with
         "input_size": trained.input_size,
         "features": [],
         "gradcam": None,
-        "captum": lab.captum_available(),
+        "captum": has_extra("inspect"),
     }
     for feature in features:
         maps = feature.maps[:MAX_CHANNELS_SHOWN]

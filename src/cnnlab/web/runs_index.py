@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnlab.errors import CnnlabError
 from cnnlab.files import read_text
 from cnnlab.runfolder.layout import STEP_COLUMNS
 from cnnlab.runfolder.record import COMPLETE, NOT_A_RUN, read_run, run_state
-from cnnlab.web import internals as lab
 
 PRUNED_DIRS = {"checkpoints", "tensorboard", "inspect", "export", "__pycache__", "node_modules"}
 
@@ -207,8 +207,10 @@ def steps_per_epoch(entry: RunEntry, steps: list[dict[str, float]]) -> float | N
     config = entry.config
     batch, limit = _number(config.get("batch_size")), _number(config.get("limit_train"))
     try:
-        size = lab.dataset_spec(config.get("dataset")).train_size
-    except lab.CnnlabError:
+        from cnnlab.data.catalog import get_spec  # here: cnnlab.data loads torch, which the listing does without
+
+        size = get_spec(config.get("dataset")).train_size
+    except CnnlabError:
         return None
     if limit and limit > 0:
         size = min(size, int(limit))

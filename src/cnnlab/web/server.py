@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import quote
 
+from cnnlab.errors import CnnlabError
+from cnnlab.web.app import create_app
 from cnnlab.web.deps import require_web
-from cnnlab.web.internals import CnnlabError
 from cnnlab.web.security import HostPolicy, hosts_for, is_loopback, new_token
 
 TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]{16,}")  # URL- and cookie-safe, and not guessable in a lunch break
@@ -70,7 +71,6 @@ def serve(roots: list[str | Path] | tuple = ("runs",), host: str = "127.0.0.1", 
     require_web()
     import uvicorn
 
-    from cnnlab.web.app import create_app
 
     roots = [Path(r) for r in roots] or [Path("runs")]
     token = resolve_token(host, token)
