@@ -12,6 +12,7 @@ bound for removing the per-step weight casts; it is not the same training). Each
 
 Writes benchmarks/results/cpu_options.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,19 +23,27 @@ from pathlib import Path
 
 import torch
 import torch._inductor.config
+
+from cnnlab.device import pick_device
+from cnnlab.models import model_info
 from fast_paths import model_and_inputs, sgd_step, step_rate
 from tables import describe_machine, write_table
 from throughput import MODELS, best_settings
 
-from cnnlab.models import model_info
-from cnnlab.device import pick_device
+OPTIONS = [
+    "foreach SGD",
+    "for-loop SGD",
+    "1 thread",
+    "native conv",
+    "TorchScript trace",
+    "torch.compile",
+    "bf16 weights",
+]
 
-OPTIONS = ["foreach SGD", "for-loop SGD", "1 thread", "native conv", "TorchScript trace", "torch.compile",
-           "bf16 weights"]
 
-
-def option_steps(name: str, device: torch.device, batch: int, channels_last: bool, bf16: bool,
-                 threads: int) -> dict[str, tuple]:
+def option_steps(
+    name: str, device: torch.device, batch: int, channels_last: bool, bf16: bool, threads: int
+) -> dict[str, tuple]:
     """{option: (step, threads, context)} for side (b)'s step ("(b)") and each option that applies."""
     recipe = model_info(name).reference_recipe
     sgd = dict(lr=recipe["lr"], momentum=recipe.get("momentum", 0.0))

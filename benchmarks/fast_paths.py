@@ -8,6 +8,7 @@ each mode timed twice in turn (the better run kept, so a noisy neighbour costs a
 
 Writes benchmarks/results/fast_paths.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,20 +18,30 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tables import describe_machine, write_table
 
 from cnnlab.data.catalog import get_spec
+from cnnlab.device import pick_device
 from cnnlab.models import create_model, list_models
 from cnnlab.runfolder.resolve import recipe_values
-from cnnlab.device import pick_device
+from tables import describe_machine, write_table
 
-MODES = {"fp32": (False, False), "fp32 channels-last": (True, False), "bf16": (False, True),
-         "bf16 channels-last": (True, True)}
+MODES = {
+    "fp32": (False, False),
+    "fp32 channels-last": (True, False),
+    "bf16": (False, True),
+    "bf16 channels-last": (True, True),
+}
 LARGE = {"alexnet", "vgg11", "googlenet", "resnet18", "nin", "nin-single"}
 
 
-def model_and_inputs(name: str, device: torch.device, batch: int, channels_last: bool,
-                     model_options: dict | None = None, size: int | None = None):
+def model_and_inputs(
+    name: str,
+    device: torch.device,
+    batch: int,
+    channels_last: bool,
+    model_options: dict | None = None,
+    size: int | None = None,
+):
     """(model, x, y): the model, seeded, and one fixed random batch, in the given memory layout.
 
     Model options and input size default to the model's fast recipe's.
@@ -48,6 +59,7 @@ def model_and_inputs(name: str, device: torch.device, batch: int, channels_last:
 
 def sgd_step(model, x: torch.Tensor, y: torch.Tensor, bf16: bool, optimizer: torch.optim.Optimizer):
     """A forward/backward/optimizer step of `model` (any callable) on (x, y), as a function of no arguments."""
+
     def step():
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = F.cross_entropy(model(x).float(), y)
@@ -58,8 +70,15 @@ def sgd_step(model, x: torch.Tensor, y: torch.Tensor, bf16: bool, optimizer: tor
     return step
 
 
-def training_step(name: str, device: torch.device, batch: int, channels_last: bool, bf16: bool,
-                  model_options: dict | None = None, size: int | None = None):
+def training_step(
+    name: str,
+    device: torch.device,
+    batch: int,
+    channels_last: bool,
+    bf16: bool,
+    model_options: dict | None = None,
+    size: int | None = None,
+):
     """A plain forward/backward/SGD step on fixed random inputs (see `model_and_inputs`)."""
     model, x, y = model_and_inputs(name, device, batch, channels_last, model_options, size)
     return sgd_step(model, x, y, bf16, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
@@ -83,8 +102,16 @@ def step_rate(step, steps: int, batch: int, device: torch.device) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
-def images_per_s(name: str, device: torch.device, steps: int, batch: int, channels_last: bool, bf16: bool,
-                 model_options: dict | None = None, size: int | None = None) -> float:
+def images_per_s(
+    name: str,
+    device: torch.device,
+    steps: int,
+    batch: int,
+    channels_last: bool,
+    bf16: bool,
+    model_options: dict | None = None,
+    size: int | None = None,
+) -> float:
     """A plain training step's images/s on random inputs (see `training_step`)."""
     step = training_step(name, device, batch, channels_last, bf16, model_options, size)
     return step_rate(step, steps, batch, device)
@@ -100,14 +127,21 @@ def main() -> int:
     args = parser.parse_args()
     device = pick_device(args.device)
 
-    lines = ["# Fast paths: training images/s per precision and memory layout", "",
-             f"Machine: {describe_machine(device)}. Batch {args.batch_size}; input size and model options of each fast "
-             f"recipe; best of two runs per mode. Command: `python benchmarks/fast_paths.py {' '.join(sys.argv[1:])}`",
-             "", "| model | " + " | ".join(MODES) + " | fast recipe uses |", "|---" * (len(MODES) + 2) + "|"]
+    lines = [
+        "# Fast paths: training images/s per precision and memory layout",
+        "",
+        f"Machine: {describe_machine(device)}. Batch {args.batch_size}; input size and model options of each fast "
+        f"recipe; best of two runs per mode. Command: `python benchmarks/fast_paths.py {' '.join(sys.argv[1:])}`",
+        "",
+        "| model | " + " | ".join(MODES) + " | fast recipe uses |",
+        "|---" * (len(MODES) + 2) + "|",
+    ]
     for name in args.models:
         steps = max(2, args.steps // 10) if name in LARGE else args.steps
-        rates = {mode: max(images_per_s(name, device, steps, args.batch_size, *flags) for _ in range(2))
-                 for mode, flags in MODES.items()}
+        rates = {
+            mode: max(images_per_s(name, device, steps, args.batch_size, *flags) for _ in range(2))
+            for mode, flags in MODES.items()
+        }
         fast = recipe_values(name, "fast")
         chosen = f"{fast['precision']}{' channels-last' if fast['channels_last'] else ''}"
         lines.append(f"| {name} | " + " | ".join(f"{r:,.0f}" for r in rates.values()) + f" | {chosen} |")

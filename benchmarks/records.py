@@ -13,6 +13,7 @@ A record whose recipe uses test-time augmentation (--tta) is also evaluated with
 
 Writes benchmarks/results/records.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,14 +28,33 @@ from pathlib import Path
 from tables import describe_machine, mean_std, write_table
 
 # record -> (target final test accuracy, time budget in seconds on the 2-core CPU of the issue)
-TARGETS = {"mnist-99.0": (0.990, 5.0), "mnist-99.2": (0.992, 8.0), "fashion-mnist-91": (0.91, 12.0),
-           "mnist-99.5": (0.995, 60.0), "fashion-mnist-93": (0.93, 180.0)}
+TARGETS = {
+    "mnist-99.0": (0.990, 5.0),
+    "mnist-99.2": (0.992, 8.0),
+    "fashion-mnist-91": (0.91, 12.0),
+    "mnist-99.5": (0.995, 60.0),
+    "fashion-mnist-93": (0.93, 180.0),
+}
 
 
-def one_run(name: str, seed: int, data_dir: str | None, out: Path, extra: list[str]) -> tuple[float, float, float | None]:
+def one_run(
+    name: str, seed: int, data_dir: str | None, out: Path, extra: list[str]
+) -> tuple[float, float, float | None]:
     """(final test accuracy, seconds, final test accuracy without test-time augmentation where the run used it)."""
-    command = [sys.executable, "-m", "cnnlab", "train", "--recipe", name, "--seed", str(seed), "--out", str(out),
-               "--no-progress", *extra] + (["--data-dir", data_dir] if data_dir else [])
+    command = [
+        sys.executable,
+        "-m",
+        "cnnlab",
+        "train",
+        "--recipe",
+        name,
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ] + (["--data-dir", data_dir] if data_dir else [])
     start = time.time()
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -43,8 +63,20 @@ def one_run(name: str, seed: int, data_dir: str | None, out: Path, extra: list[s
     seconds = summary_path.stat().st_mtime - start
     plain = None
     if json.loads((out / "config.json").read_text())["config"].get("tta"):  # the same model, evaluated without it
-        command = [sys.executable, "-m", "cnnlab", "eval", str(out), "--checkpoint", "last", "--no-tta", "--format",
-                   "json", "-o", str(out / "plain.png")] + (["--data-dir", data_dir] if data_dir else [])
+        command = [
+            sys.executable,
+            "-m",
+            "cnnlab",
+            "eval",
+            str(out),
+            "--checkpoint",
+            "last",
+            "--no-tta",
+            "--format",
+            "json",
+            "-o",
+            str(out / "plain.png"),
+        ] + (["--data-dir", data_dir] if data_dir else [])
         evaluated = subprocess.run(command, capture_output=True, text=True, check=True)
         plain = json.loads(evaluated.stdout)["accuracy"]
     return json.loads(summary_path.read_text())["final_test_acc"], seconds, plain
@@ -60,13 +92,18 @@ def main() -> int:
     parser.add_argument("extra", nargs="*", help="more `cnnlab train` flags, after --")
     args = parser.parse_args()
 
-    lines = ["# Records: fixed recipes, final test accuracy over seeds", "",
-             "`cnnlab train --recipe NAME --seed S`, one fresh process per seed (seeds 1..N); final test accuracy "
-             "(no early stop, no best epoch); time from process start to the end of the final evaluation.",
-             f"Machine: {describe_machine('cpu')}.", f"Command: `python benchmarks/records.py {' '.join(sys.argv[1:])}`",
-             "", "| record | target | budget s | seeds | final test acc mean ± std | min-max | median s | min-max s | holds | "
-             "without TTA: mean ± std |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Records: fixed recipes, final test accuracy over seeds",
+        "",
+        "`cnnlab train --recipe NAME --seed S`, one fresh process per seed (seeds 1..N); final test accuracy "
+        "(no early stop, no best epoch); time from process start to the end of the final evaluation.",
+        f"Machine: {describe_machine('cpu')}.",
+        f"Command: `python benchmarks/records.py {' '.join(sys.argv[1:])}`",
+        "",
+        "| record | target | budget s | seeds | final test acc mean ± std | min-max | median s | min-max s | holds | "
+        "without TTA: mean ± std |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep or tmp)
         for name in args.records:
@@ -77,13 +114,18 @@ def main() -> int:
                 accs.append(acc)
                 times.append(seconds)
                 plains += [plain] if plain is not None else []
-                print(f"{name} seed {seed}: final test acc {acc:.2%} in {seconds:.1f} s"
-                      + (f" ({plain:.2%} without TTA)" if plain is not None else ""), flush=True)
+                print(
+                    f"{name} seed {seed}: final test acc {acc:.2%} in {seconds:.1f} s"
+                    + (f" ({plain:.2%} without TTA)" if plain is not None else ""),
+                    flush=True,
+                )
             median = statistics.median(times)
             holds = "yes" if statistics.mean(accs) >= target and median <= budget else "no"
-            lines.append(f"| {name} | {target:.1%} | {budget:.0f} | {len(accs)} | {mean_std(accs)} | "
-                         f"{min(accs):.2%}-{max(accs):.2%} | {median:.1f} | {min(times):.1f}-{max(times):.1f} | {holds} | "
-                         f"{mean_std(plains) if plains else '-'} |")
+            lines.append(
+                f"| {name} | {target:.1%} | {budget:.0f} | {len(accs)} | {mean_std(accs)} | "
+                f"{min(accs):.2%}-{max(accs):.2%} | {median:.1f} | {min(times):.1f}-{max(times):.1f} | {holds} | "
+                f"{mean_std(plains) if plains else '-'} |"
+            )
     write_table(args.output, lines)
     print("\n".join(lines))
     return 0

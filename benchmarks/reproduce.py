@@ -10,6 +10,7 @@ On a CPU, large models may be shrunk with --limit-train / --resize, and the tabl
 
 Writes benchmarks/results/reproduce.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,13 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-from tables import describe_machine, mean_std, write_table
-
+from cnnlab.device import pick_device, resolve_precision
 from cnnlab.errors import CnnlabError
 from cnnlab.models import list_models, model_info
 from cnnlab.training import resolve_config, train
-from cnnlab.device import pick_device, resolve_precision
 from cnnlab.training.loop import TrainingInterrupted
+from tables import describe_machine, mean_std, write_table
 
 # What each side changes in the reference recipe: nothing, or the published arithmetic.
 SIDES = {"recipe": {}, "fp32": {"precision": "fp32", "channels_last": False}}
@@ -49,29 +49,39 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=list_models())
     parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N, each side")
     parser.add_argument("--limit-train", type=int, help="train on the first N images only (stated in the table)")
-    parser.add_argument("--resize-large", type=int,
-                        help="input size for models whose reference input is larger (stated in the table)")
+    parser.add_argument(
+        "--resize-large", type=int, help="input size for models whose reference input is larger (stated in the table)"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="runs/reproduce")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "reproduce.md"))
     args = parser.parse_args()
 
     device = pick_device(args.device)
-    lines = ["# Reference recipes: published vs measured", "",
-             "`--recipe reference` as the recipe says (its layout, and its precision as resolved on this device), "
-             "against the published arithmetic (`--precision fp32`, NCHW), "
-             f"seeds 1..{args.seeds} each side; final test accuracy mean ± std (per seed); s/epoch: median training "
-             "seconds per epoch (metrics.csv), all seeds.",
-             f"Machine: {describe_machine(device)}.",
-             f"Command: `python benchmarks/reproduce.py {' '.join(sys.argv[1:])}`", "",
-             "| model | dataset | published | recipe's arithmetic | test acc, recipe | test acc, fp32 NCHW | "
-             "s/epoch recipe | s/epoch fp32 | speed-up | changes from the recipe | time |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Reference recipes: published vs measured",
+        "",
+        "`--recipe reference` as the recipe says (its layout, and its precision as resolved on this device), "
+        "against the published arithmetic (`--precision fp32`, NCHW), "
+        f"seeds 1..{args.seeds} each side; final test accuracy mean ± std (per seed); s/epoch: median training "
+        "seconds per epoch (metrics.csv), all seeds.",
+        f"Machine: {describe_machine(device)}.",
+        f"Command: `python benchmarks/reproduce.py {' '.join(sys.argv[1:])}`",
+        "",
+        "| model | dataset | published | recipe's arithmetic | test acc, recipe | test acc, fp32 NCHW | "
+        "s/epoch recipe | s/epoch fp32 | speed-up | changes from the recipe | time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in args.models:
         info = model_info(name)
         reference = info.reference_recipe
-        options = {"model": name, "recipe": "reference", "data_dir": args.data_dir, "device": args.device,
-                   "progress": False}
+        options = {
+            "model": name,
+            "recipe": "reference",
+            "data_dir": args.data_dir,
+            "device": args.device,
+            "progress": False,
+        }
         changes = []
         if args.limit_train:
             options["limit_train"] = args.limit_train
@@ -79,8 +89,10 @@ def main() -> int:
         if args.resize_large and (reference.get("resize") or 0) > args.resize_large:
             options["resize"] = max(args.resize_large, info.min_input_size)
             changes.append(f"resize {options['resize']} instead of {reference['resize']}")
-        arithmetic = (f"{resolve_precision(device, reference['precision'])}, "
-                      f"{'channels-last' if reference['channels_last'] else 'NCHW'}")
+        arithmetic = (
+            f"{resolve_precision(device, reference['precision'])}, "
+            f"{'channels-last' if reference['channels_last'] else 'NCHW'}"
+        )
         accs: dict[str, list[float]] = {side: [] for side in SIDES}
         seconds: dict[str, list[float]] = {side: [] for side in SIDES}
         start, error = time.perf_counter(), None
@@ -100,10 +112,12 @@ def main() -> int:
             if error:
                 break
         per_epoch = {side: statistics.median(v) if v else float("nan") for side, v in seconds.items()}
-        row = (f"| {name} | {reference['dataset']} | {info.reference_result} | {arithmetic} | "
-               f"{error or accuracies(accs['recipe'])} | {accuracies(accs['fp32'])} | {per_epoch['recipe']:.2f} | "
-               f"{per_epoch['fp32']:.2f} | {per_epoch['fp32'] / per_epoch['recipe']:.2f}x | "
-               f"{'; '.join(changes) or 'none'} | {time.perf_counter() - start:,.0f} s |")
+        row = (
+            f"| {name} | {reference['dataset']} | {info.reference_result} | {arithmetic} | "
+            f"{error or accuracies(accs['recipe'])} | {accuracies(accs['fp32'])} | {per_epoch['recipe']:.2f} | "
+            f"{per_epoch['fp32']:.2f} | {per_epoch['fp32'] / per_epoch['recipe']:.2f}x | "
+            f"{'; '.join(changes) or 'none'} | {time.perf_counter() - start:,.0f} s |"
+        )
         print(row, flush=True)
         lines.append(row)
     write_table(args.output, lines)

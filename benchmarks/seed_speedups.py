@@ -21,6 +21,7 @@ resolution, BatchNorm), run to the target. Usage:
 
 Writes benchmarks/results/seed_speedups.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,20 +45,31 @@ TARGETS = {"mlp-tiny": 0.88, "cnn-tiny": 0.96, "convnet": 0.9797, "inception-min
 # the 224-pixel Fashion-MNIST seeds: model -> published test accuracy after the reference recipe's 10 epochs
 FASHION_TARGETS = {"nin-single": 0.8574, "alexnet": 0.88}
 TIMED_STEPS, WARMUP_STEPS = 50, 5
-FAST_FLAGS = {"mlp-tiny": ["--epochs", "1"], "cnn-tiny": ["--epochs", "1"], "convnet": ["--epochs", "1"],
-              "inception-mini": ["--epochs", "1"], "resnet-mini": ["--epochs", "2"]}
+FAST_FLAGS = {
+    "mlp-tiny": ["--epochs", "1"],
+    "cnn-tiny": ["--epochs", "1"],
+    "convnet": ["--epochs", "1"],
+    "inception-mini": ["--epochs", "1"],
+    "resnet-mini": ["--epochs", "2"],
+}
 
 
 def worker(args: argparse.Namespace) -> int:
     """Side (a) in this fresh process: one JSON line per epoch on stdout."""
     import torch
 
+    from cnnlab.models import model_info
     from throughput import tutorial_to_target
 
-    from cnnlab.models import model_info
-
-    tutorial_to_target(Path(args.root), args.model, model_info(args.model).reference_recipe, args.target,
-                       torch.device("cpu"), args.deadline, report=lambda row: print(json.dumps(row), flush=True))
+    tutorial_to_target(
+        Path(args.root),
+        args.model,
+        model_info(args.model).reference_recipe,
+        args.target,
+        torch.device("cpu"),
+        args.deadline,
+        report=lambda row: print(json.dumps(row), flush=True),
+    )
     return 0
 
 
@@ -66,16 +78,25 @@ def worker_224(args: argparse.Namespace) -> int:
     import time
 
     import torch
-    from throughput import tutorial_setup, tutorial_step
 
     from cnnlab.models import model_info
     from cnnlab.training.optim import initialize_weights
+    from throughput import tutorial_setup, tutorial_step
 
     recipe = model_info(args.model).reference_recipe
     cpu = torch.device("cpu")
     loader, _, model, optimizer = tutorial_setup(
-        Path(args.root), args.model, recipe["batch_size"], recipe["lr"], recipe["momentum"], cpu, recipe["normalize"],
-        recipe.get("seed") or 0, dataset="fashion-mnist", resize=recipe["resize"])
+        Path(args.root),
+        args.model,
+        recipe["batch_size"],
+        recipe["lr"],
+        recipe["momentum"],
+        cpu,
+        recipe["normalize"],
+        recipe.get("seed") or 0,
+        dataset="fashion-mnist",
+        resize=recipe["resize"],
+    )
     initialize_weights(model, recipe["init"])  # in place: the optimizer holds the same tensors
     model.train()
     start = None
@@ -92,8 +113,11 @@ def worker_224(args: argparse.Namespace) -> int:
 
 def run_a_224(name: str, root: Path) -> dict:
     load = os.getloadavg()[0]
-    result = subprocess.run([sys.executable, __file__, "--side", "a224", "--model", name, "--root", str(root)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, __file__, "--side", "a224", "--model", name, "--root", str(root)],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         raise SystemExit(f"{name} (a) failed:\n{result.stderr[-2000:]}")
     row = json.loads(result.stdout.splitlines()[-1])
@@ -102,15 +126,32 @@ def run_a_224(name: str, root: Path) -> dict:
 
 def run_b_fashion(name: str, data_dir: str, out: Path) -> dict:
     seconds, acc, wall, epochs = one_run(name, "fashion-mnist", FASHION_TARGETS[name], None, data_dir, out, [])
-    return {"seconds": wall if seconds is None else seconds, "reached": seconds is not None, "epochs": epochs,
-            "acc": acc, "wall": wall}
+    return {
+        "seconds": wall if seconds is None else seconds,
+        "reached": seconds is not None,
+        "epochs": epochs,
+        "acc": acc,
+        "wall": wall,
+    }
 
 
 def run_a(name: str, root: Path, cap: float, threads: int | None) -> dict:
     load = os.getloadavg()[0]
     start = time.time()
-    command = [sys.executable, __file__, "--side", "a", "--model", name, "--root", str(root),
-               "--target", str(TARGETS[name]), "--deadline", str(start + cap)]
+    command = [
+        sys.executable,
+        __file__,
+        "--side",
+        "a",
+        "--model",
+        name,
+        "--root",
+        str(root),
+        "--target",
+        str(TARGETS[name]),
+        "--deadline",
+        str(start + cap),
+    ]
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode != 0:
@@ -123,19 +164,33 @@ def run_a(name: str, root: Path, cap: float, threads: int | None) -> dict:
     # A capped run had not reached the target, so it would have run at least to the end of the epoch it was in:
     # that end, extrapolated at the epoch's own pace so far, is a lower bound too (an estimate, not measured).
     last = rows[-1]
-    at_least = (last["unix_time"] - start + last["epoch_seconds_so_far"] * (last["steps_per_epoch"] / last["steps"] - 1)
-                if capped else None)
-    return {"seconds": end["unix_time"] - start, "reached": reached is not None, "capped": capped, "at_least": at_least,
-            "load": load,
-            "epochs": len(epochs), "accs": [r["test_acc"] for r in epochs],
-            "epoch_seconds": [r["epoch_seconds"] for r in epochs]}
+    at_least = (
+        last["unix_time"] - start + last["epoch_seconds_so_far"] * (last["steps_per_epoch"] / last["steps"] - 1)
+        if capped
+        else None
+    )
+    return {
+        "seconds": end["unix_time"] - start,
+        "reached": reached is not None,
+        "capped": capped,
+        "at_least": at_least,
+        "load": load,
+        "epochs": len(epochs),
+        "accs": [r["test_acc"] for r in epochs],
+        "epoch_seconds": [r["epoch_seconds"] for r in epochs],
+    }
 
 
 def run_b(name: str, data_dir: str | None, out: Path) -> dict:
     """cnnlab's fast recipe for `name`, stopping at the seed's accuracy (time_to_accuracy.py's run)."""
     seconds, acc, wall, epochs = one_run(name, "mnist", TARGETS[name], None, data_dir, out, FAST_FLAGS[name])
-    return {"seconds": wall if seconds is None else seconds, "reached": seconds is not None, "epochs": epochs,
-            "acc": acc, "wall": wall}
+    return {
+        "seconds": wall if seconds is None else seconds,
+        "reached": seconds is not None,
+        "epochs": epochs,
+        "acc": acc,
+        "wall": wall,
+    }
 
 
 def spread(values: list[float]) -> str:
@@ -150,8 +205,12 @@ def main() -> int:
     parser.add_argument("--cap", type=float, default=150.0, help="seconds after which an (a) run stops")
     parser.add_argument("--tutorial-threads", type=int, help="OMP_NUM_THREADS for (a) (default: torch's, all cores)")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "seed_speedups.md"))
-    parser.add_argument("--fashion-models", nargs="*", default=list(FASHION_TARGETS),
-                        help="224-pixel Fashion-MNIST seeds (their loop extrapolated from 50 steps)")
+    parser.add_argument(
+        "--fashion-models",
+        nargs="*",
+        default=list(FASHION_TARGETS),
+        help="224-pixel Fashion-MNIST seeds (their loop extrapolated from 50 steps)",
+    )
     parser.add_argument("--side", choices=("a", "a224"), help=argparse.SUPPRESS)  # worker mode
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
@@ -161,9 +220,8 @@ def main() -> int:
     if args.side:
         return worker(args) if args.side == "a" else worker_224(args)
 
-    from throughput import tutorial_root
-
     from cnnlab.models import model_info
+    from throughput import tutorial_root
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -177,13 +235,16 @@ def main() -> int:
                 b = run_b(name, args.data_dir, Path(tmp) / f"{name}-{round_}")
                 a_runs.append(a)
                 b_runs.append(b)
-                print(f"{name} round {round_ + 1}: (a) {'>' if a['capped'] else ''}{a['seconds']:.1f} s "
-                      f"({a['epochs']} epochs, accs {', '.join(f'{x:.2%}' for x in a['accs'])}"
-                      f"{', capped; end of that epoch >= %.1f s est.' % a['at_least'] if a['capped'] else ''}"
-                      f"{'' if a['capped'] else ''}{'' if a['reached'] else ', target NOT reached'})  "
-                      f"(b) {b['seconds']:.1f} s ({b['epochs']} epochs, {b['acc']:.2%}"
-                      f"{'' if b['reached'] else ', target NOT reached'})  ratio {a['seconds'] / b['seconds']:.1f}x, load {a['load']:.1f}",
-                      flush=True)
+                capped_note = f", capped; end of that epoch >= {a['at_least']:.1f} s est." if a["capped"] else ""
+                print(
+                    f"{name} round {round_ + 1}: (a) {'>' if a['capped'] else ''}{a['seconds']:.1f} s "
+                    f"({a['epochs']} epochs, accs {', '.join(f'{x:.2%}' for x in a['accs'])}"
+                    f"{capped_note}"
+                    f"{'' if a['capped'] else ''}{'' if a['reached'] else ', target NOT reached'})  "
+                    f"(b) {b['seconds']:.1f} s ({b['epochs']} epochs, {b['acc']:.2%}"
+                    f"{'' if b['reached'] else ', target NOT reached'})  ratio {a['seconds'] / b['seconds']:.1f}x, load {a['load']:.1f}",
+                    flush=True,
+                )
             rows.append((name, a_runs, b_runs))
         fashion_rows = []
         if args.fashion_models:
@@ -193,9 +254,12 @@ def main() -> int:
         for name in args.fashion_models:  # one round each: (b) alone runs for minutes
             a = run_a_224(name, froot)
             b = run_b_fashion(name, args.data_dir, Path(tmp) / f"{name}-fast")
-            print(f"{name}: (a) {a['step_seconds']:.2f} s/step x {a['steps_per_epoch']} x {a['epochs']} epochs = "
-                  f"{a['estimate']:.0f} s est.  (b) {b['seconds']:.1f} s ({b['epochs']} epochs, {b['acc']:.2%}"
-                  f"{'' if b['reached'] else ', target NOT reached'})  ratio {a['estimate'] / b['seconds']:.1f}x", flush=True)
+            print(
+                f"{name}: (a) {a['step_seconds']:.2f} s/step x {a['steps_per_epoch']} x {a['epochs']} epochs = "
+                f"{a['estimate']:.0f} s est.  (b) {b['seconds']:.1f} s ({b['epochs']} epochs, {b['acc']:.2%}"
+                f"{'' if b['reached'] else ', target NOT reached'})  ratio {a['estimate'] / b['seconds']:.1f}x",
+                flush=True,
+            )
             fashion_rows.append((name, a, b))
 
     recipe_of = lambda n: model_info(n).reference_recipe  # noqa: E731
@@ -207,12 +271,16 @@ def main() -> int:
         "recipe run by the tutorial loop (torchvision `datasets.MNIST` + per-sample `DataLoader`, fp32, test after "
         f"every epoch), stopped at the target; a run still short of it after {args.cap:.0f} s stops there, and its "
         "time is a measured lower bound (>). (b): `cnnlab train MODEL --dataset mnist --recipe fast --epochs E "
-        "--target-acc T` (one-cycle over E epochs: " + ", ".join(f"{m} {FAST_FLAGS[m][1]}" for m in args.models)
+        "--target-acc T` (one-cycle over E epochs: "
+        + ", ".join(f"{m} {FAST_FLAGS[m][1]}" for m in args.models)
         + "), time to summary.json's `target_reached`. "
         f"{args.rounds} rounds of (a) then (b) per model; medians, min-max in brackets; ratio: (a)/(b) per pair; load: "
         "the 1-minute load average before each pair (the machine is shared). (a) runs with "
-        + (f"{args.tutorial_threads} thread(s) (OMP_NUM_THREADS)" if args.tutorial_threads else
-           "torch's default threads (all cores), as the tutorial does")
+        + (
+            f"{args.tutorial_threads} thread(s) (OMP_NUM_THREADS)"
+            if args.tutorial_threads
+            else "torch's default threads (all cores), as the tutorial does"
+        )
         + "; (b) with as many as the cores others leave idle (cnnlab's choice).",
         f"Command: `python benchmarks/seed_speedups.py {' '.join(sys.argv[1:])}`",
         "",
@@ -224,33 +292,44 @@ def main() -> int:
         capped = any(a["capped"] for a in a_runs)
         ratios = [a["seconds"] / b["seconds"] for a, b in zip(a_runs, b_runs)]
         a_secs, b_secs = [a["seconds"] for a in a_runs], [b["seconds"] for b in b_runs]
-        accs = "; ".join((" ".join(f"{x:.2%}" for x in a["accs"]) or "-")
-                         + (f" (capped in epoch {a['epochs'] + 1}, which would end >= {a['at_least']:.0f} s, est.)"
-                            if a["capped"] else "")
-                         + ("" if a["reached"] or a["capped"] else " (target not reached: time of the recipe's end)")
-                         for a in a_runs)
+        accs = "; ".join(
+            (" ".join(f"{x:.2%}" for x in a["accs"]) or "-")
+            + (
+                f" (capped in epoch {a['epochs'] + 1}, which would end >= {a['at_least']:.0f} s, est.)"
+                if a["capped"]
+                else ""
+            )
+            + ("" if a["reached"] or a["capped"] else " (target not reached: time of the recipe's end)")
+            for a in a_runs
+        )
         mark = ">" if capped else ""
         b_note = "" if all(b["reached"] for b in b_runs) else " (not reached in a run)"
         b_accs = ", ".join(f"{b['acc']:.2%}" for b in b_runs)
         pairs = ", ".join(f"{mark}{x:.1f}x" for x in ratios)
         if capped:
-            pairs += " (est. >= " + ", ".join(f"{a['at_least'] / b['seconds']:.1f}x" for a, b in zip(a_runs, b_runs)) + ")"
+            pairs += (
+                " (est. >= " + ", ".join(f"{a['at_least'] / b['seconds']:.1f}x" for a, b in zip(a_runs, b_runs)) + ")"
+            )
         loads = ", ".join(f"{a['load']:.1f}" for a in a_runs)
         lines.append(
             f"| {name} | {TARGETS[name]:.2%} | batch {r['batch_size']}, lr {r['lr']}, momentum {r['momentum']}, "
             f"{r['epochs']} epochs | {mark}{statistics.median(a_secs):.1f} ({spread(a_secs)}) | {accs} | "
             f"{statistics.median(b_secs):.1f} ({spread(b_secs)}) | "
             f"{b_accs}{b_note} | {pairs} | "
-            f"{mark}{statistics.median(ratios):.1f}x | {loads} |")
+            f"{mark}{statistics.median(ratios):.1f}x | {loads} |"
+        )
     if fashion_rows:
         lines += [
-            "", "## The 224-pixel Fashion-MNIST seeds", "",
+            "",
+            "## The 224-pixel Fashion-MNIST seeds",
+            "",
             f"(a): the seed's loop at 224 pixels (torchvision `datasets.FashionMNIST`, `Resize(224)`, per-sample "
             f"`DataLoader`, fp32), {TIMED_STEPS} steps timed after {WARMUP_STEPS} of warm-up, extrapolated to the "
             "recipe's 10 epochs of training (its published accuracy is after epoch 10; tests and start-up not counted: "
             "an estimate and a lower bound). (b): `cnnlab train MODEL --dataset fashion-mnist --recipe fast "
             "--target-acc T` (the fast recipe: resize below 224, BatchNorm, one-cycle), wall time from process start "
-            "to the target, one run.", "",
+            "to the target, one run.",
+            "",
             "| model | target | (a) recipe | (a) s/step | (a) est. s (10 epochs) | (b) recipe | (b) s | (b) epochs, best acc | "
             "(b) ≤ 600 s | ratio (est.) | load |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -262,7 +341,8 @@ def main() -> int:
                 f"{a['step_seconds']:.2f} | {a['estimate']:,.0f} | {f['resize']} px, batch {f['batch_size']}, "
                 f"BatchNorm, {f['epochs']} epochs | {b['seconds']:.1f}{'' if b['reached'] else ' (not reached)'} | "
                 f"{b['epochs']}, {b['acc']:.2%} | {'yes' if b['reached'] and b['seconds'] <= 600 else 'no'} | "
-                f"{a['estimate'] / b['seconds']:.0f}x | {a['load']:.1f} |")
+                f"{a['estimate'] / b['seconds']:.0f}x | {a['load']:.1f} |"
+            )
     write_table(args.output, lines)
     print("\n".join(lines))
     return 0

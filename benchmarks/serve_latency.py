@@ -9,6 +9,7 @@ Prints median and p90 and writes benchmarks/results/serve_latency.md.
 
     python benchmarks/serve_latency.py [--requests 50]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="serve-latency-"))
     try:
         root = work / "runs"
-        run = train(TrainConfig(model="convnet", dataset="mnist-sample", epochs=1, progress=False,
-                                out=str(root / "convnet"))).run_dir
+        run = train(
+            TrainConfig(model="convnet", dataset="mnist-sample", epochs=1, progress=False, out=str(root / "convnet"))
+        ).run_dir
         many = work / "many"
         for i in range(args.runs):
             (many / f"run-{i:03d}").mkdir(parents=True)

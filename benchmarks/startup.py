@@ -12,6 +12,7 @@ ratio. The first repeat of each side is a warm-up (page cache, the decoded-datas
 
 Writes benchmarks/results/startup.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,24 @@ raise SystemExit(cli.main())
 
 def one_run(src: str, args: argparse.Namespace, tmp: Path, tag: str) -> dict[str, float]:
     out, marks = tmp / f"run-{tag}", tmp / f"marks-{tag}.json"
-    command = [sys.executable, "-c", WRAPPER, "train", args.model, "--dataset", args.dataset, "--epochs", "1",
-               "--limit-train", str(args.images), "--limit-test", str(args.images), "--out", str(out), "--no-progress"]
+    command = [
+        sys.executable,
+        "-c",
+        WRAPPER,
+        "train",
+        args.model,
+        "--dataset",
+        args.dataset,
+        "--epochs",
+        "1",
+        "--limit-train",
+        str(args.images),
+        "--limit-test",
+        str(args.images),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     if args.data_dir:
         command += ["--data-dir", args.data_dir]
     env = {**os.environ, "PYTHONPATH": src, "STARTUP_MARKS": str(marks)}
@@ -72,8 +89,12 @@ def one_run(src: str, args: argparse.Namespace, tmp: Path, tag: str) -> dict[str
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
     m = json.loads(marks.read_text())
     subprocess.run(["rm", "-rf", str(out)], check=True)
-    return {"to_first_step": m["first_step"] - start, "training": m["last_step"] - m["first_step"],
-            "last_step_to_exit": end - m["last_step"], "total": end - start}
+    return {
+        "to_first_step": m["first_step"] - start,
+        "training": m["last_step"] - m["first_step"],
+        "last_step_to_exit": end - m["last_step"],
+        "total": end - start,
+    }
 
 
 def main() -> int:
@@ -100,15 +121,20 @@ def main() -> int:
                     times[side].append(row)
 
     phases = ("to_first_step", "training", "last_step_to_exit", "total")
-    lines = ["# Start-up and wind-down of a short run", "",
-             f"`cnnlab train {args.model} --dataset {args.dataset} --epochs 1 --limit-train {args.images} "
-             f"--limit-test {args.images}`, one fresh process per repeat, {args.repeats} repeats after one warm-up "
-             "(sides in turn). Process start and exit are taken by the parent around the child; the first step's "
-             "start and the last step's end by a wrapper around the training batches. Figures are median "
-             "(min-max) seconds.",
-             f"Machine: {describe_machine('cpu')}.", f"Command: `python benchmarks/startup.py {' '.join(sys.argv[1:])}`",
-             "", "| code | " + " | ".join(p.replace("_", " ") for p in phases) + " |",
-             "|---" * (len(phases) + 1) + "|"]
+    lines = [
+        "# Start-up and wind-down of a short run",
+        "",
+        f"`cnnlab train {args.model} --dataset {args.dataset} --epochs 1 --limit-train {args.images} "
+        f"--limit-test {args.images}`, one fresh process per repeat, {args.repeats} repeats after one warm-up "
+        "(sides in turn). Process start and exit are taken by the parent around the child; the first step's "
+        "start and the last step's end by a wrapper around the training batches. Figures are median "
+        "(min-max) seconds.",
+        f"Machine: {describe_machine('cpu')}.",
+        f"Command: `python benchmarks/startup.py {' '.join(sys.argv[1:])}`",
+        "",
+        "| code | " + " | ".join(p.replace("_", " ") for p in phases) + " |",
+        "|---" * (len(phases) + 1) + "|",
+    ]
     for side in sides:
         cells = []
         for phase in phases:

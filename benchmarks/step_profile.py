@@ -12,6 +12,7 @@ cost would reach with these kernels. Usage:
 
 Writes benchmarks/results/step_profile.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,17 +21,21 @@ import tempfile
 from pathlib import Path
 
 import torch
+
+from cnnlab.device import pick_device
+from cnnlab.models import model_info
 from fast_paths import images_per_s, training_step
 from tables import describe_machine, write_table
 from throughput import MODELS, best_settings, run_side, tutorial_root
 
-from cnnlab.models import model_info
-from cnnlab.device import pick_device
-
 # profiler op names -> the kind of work they are (first match wins); the rest is "other"
-KINDS = {"conv": ("convolution",), "pool": ("pool",), "linear": ("addmm", "aten::mm", "linear"),
-         "optimizer": ("Optimizer", "_foreach", "mul_", "add_", "lerp_", "addcmul_", "addcdiv_"),
-         "casts": ("copy_", "_to_copy")}
+KINDS = {
+    "conv": ("convolution",),
+    "pool": ("pool",),
+    "linear": ("addmm", "aten::mm", "linear"),
+    "optimizer": ("Optimizer", "_foreach", "mul_", "add_", "lerp_", "addcmul_", "addcdiv_"),
+    "casts": ("copy_", "_to_copy"),
+}
 
 
 def step_shares(name: str, batch: int, channels_last: bool, bf16: bool, steps: int) -> dict[str, float]:
@@ -68,14 +73,19 @@ def main() -> int:
             precision, channels_last = best_settings(name, batch, device)  # also tunes this process's allocator
             bf16 = precision == "bf16"
             rate = max(images_per_s(name, device, args.steps, batch, channels_last, bf16, {}, 28) for _ in range(2))
-            big = max(images_per_s(name, device, max(2, args.steps // 8), 8 * batch, channels_last, bf16, {}, 28)
-                      for _ in range(2))
+            big = max(
+                images_per_s(name, device, max(2, args.steps // 8), 8 * batch, channels_last, bf16, {}, 28)
+                for _ in range(2)
+            )
             shares = step_shares(name, batch, channels_last, bf16, max(10, args.steps // 10))
             settings = f"{precision}{', channels-last' if channels_last else ''}"
             rows.append((name, batch, settings, tutorial, rate, big, shares))
-            print(f"{name:15s} B={batch:4d} {settings:20s} (a) {tutorial:8,.0f}  B {rate:8,.0f} ({rate / tutorial:.1f}x)  "
-                  f"8B {big:8,.0f} (ceiling {big / tutorial:.1f}x)  "
-                  + " ".join(f"{k} {v:.0%}" for k, v in shares.items()), flush=True)
+            print(
+                f"{name:15s} B={batch:4d} {settings:20s} (a) {tutorial:8,.0f}  B {rate:8,.0f} ({rate / tutorial:.1f}x)  "
+                f"8B {big:8,.0f} (ceiling {big / tutorial:.1f}x)  "
+                + " ".join(f"{k} {v:.0%}" for k, v in shares.items()),
+                flush=True,
+            )
 
     kinds = [*KINDS, "other"]
     lines = [
@@ -88,12 +98,16 @@ def main() -> int:
         f"Command: `python benchmarks/step_profile.py {' '.join(sys.argv[1:])}`",
         "",
         "| model | B | settings | (a) img/s | img/s at B | ratio | img/s at 8 x B | ceiling | "
-        + " | ".join(kinds) + " |",
+        + " | ".join(kinds)
+        + " |",
         "|---" * (8 + len(kinds)) + "|",
     ]
-    lines += [f"| {n} | {b} | {s} | {a:,.0f} | {r:,.0f} | {r / a:.1f}x | {g:,.0f} | {g / a:.1f}x | "
-              + " | ".join(f"{sh[k]:.0%}" for k in kinds) + " |"
-              for n, b, s, a, r, g, sh in rows]
+    lines += [
+        f"| {n} | {b} | {s} | {a:,.0f} | {r:,.0f} | {r / a:.1f}x | {g:,.0f} | {g / a:.1f}x | "
+        + " | ".join(f"{sh[k]:.0%}" for k in kinds)
+        + " |"
+        for n, b, s, a, r, g, sh in rows
+    ]
     write_table(args.output, lines)
     return 0
 

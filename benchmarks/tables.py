@@ -1,4 +1,5 @@
 """What every benchmark's result table needs: a line saying where it ran, and writing the table out."""
+
 from __future__ import annotations
 
 import platform
@@ -18,7 +19,9 @@ def describe_machine(device: torch.device | str = "cpu") -> str:
     except OSError:
         pass
     gpu = f"{torch.cuda.get_device_name(device)}; " if device.type == "cuda" else ""
-    return f"{gpu}{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
+    return (
+        f"{gpu}{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
+    )
 
 
 def mean_std(values: list[float]) -> str:

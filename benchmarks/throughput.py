@@ -14,6 +14,7 @@ process, (a) and (b) in turn, so neither inherits the other's process state. Usa
 
 Writes the table to benchmarks/results/throughput.md (with the machine description).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,18 +30,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from fast_paths import images_per_s, synchronize
-from tables import describe_machine, write_table
-
 from cnnlab.data import Dataset
 from cnnlab.data.batches import Batches
 from cnnlab.data.catalog import get_spec
 from cnnlab.data.idx import encode_idx, read_idx
-from cnnlab.runs.evaluate import evaluate
-from cnnlab.runfolder.preprocess import build_transform
-from cnnlab.models import create_model, model_info
-from cnnlab.training import TrainConfig, train
 from cnnlab.device import autocast_context, pick_device, resolve_precision, tune_cpu_allocator
+from cnnlab.models import create_model, model_info
+from cnnlab.runfolder.preprocess import build_transform
+from cnnlab.runs.evaluate import evaluate
+from cnnlab.training import TrainConfig, train
+from fast_paths import images_per_s, synchronize
+from tables import describe_machine, write_table
 
 MODELS = ["mlp-tiny", "cnn-tiny", "convnet", "lenet", "inception-mini", "resnet-mini"]
 WARMUP = 20
@@ -71,8 +71,18 @@ def tutorial_root(data_dir: str | None, tmp: Path, dataset: str = "mnist") -> tu
     return tmp, "synthetic"
 
 
-def tutorial_setup(root: Path, model_name: str, batch_size: int, lr: float, momentum: float, device: torch.device,
-                   normalize: str = "0.1307,0.3081", seed: int = 0, dataset: str = "mnist", resize: int | None = None):
+def tutorial_setup(
+    root: Path,
+    model_name: str,
+    batch_size: int,
+    lr: float,
+    momentum: float,
+    device: torch.device,
+    normalize: str = "0.1307,0.3081",
+    seed: int = 0,
+    dataset: str = "mnist",
+    resize: int | None = None,
+):
     """(train loader, test loader, model, optimizer) as the tutorials build them: torchvision's `datasets.MNIST`
     (or the class of `dataset`), [`Resize`], `ToTensor()` (+ `Normalize` unless `normalize` is "none"), a
     shuffling per-sample `DataLoader`, SGD."""
@@ -115,8 +125,9 @@ def tutorial_test(model, test_loader, device: torch.device) -> tuple[float, int]
     return correct / seen, seen
 
 
-def tutorial_images_per_s(root: Path, model_name: str, batch_size: int, lr: float, momentum: float, steps: int,
-                          device: torch.device) -> tuple[float, float]:
+def tutorial_images_per_s(
+    root: Path, model_name: str, batch_size: int, lr: float, momentum: float, steps: int, device: torch.device
+) -> tuple[float, float]:
     """(train, eval) images/s of the per-sample DataLoader loop every tutorial shows (batches moved to `device`)."""
     loader, test_loader, model, optimizer = tutorial_setup(root, model_name, batch_size, lr, momentum, device)
     model.train()
@@ -137,8 +148,15 @@ def tutorial_images_per_s(root: Path, model_name: str, batch_size: int, lr: floa
     return train_rate, seen / (time.perf_counter() - start)
 
 
-def tutorial_to_target(root: Path, model_name: str, recipe: dict, target: float, device: torch.device,
-                       deadline: float | None = None, report=print) -> None:
+def tutorial_to_target(
+    root: Path,
+    model_name: str,
+    recipe: dict,
+    target: float,
+    device: torch.device,
+    deadline: float | None = None,
+    report=print,
+) -> None:
     """The tutorial's own run of `recipe` (a reference recipe: batch, lr, momentum, normalize, seed, epochs), with
     its test after every epoch, until the test accuracy reaches `target` or the recipe's epochs end.
 
@@ -146,21 +164,43 @@ def tutorial_to_target(root: Path, model_name: str, recipe: dict, target: float,
     unix time) the run stops at the first step past it and reports a row with `capped` and the steps done.
     """
     loader, test_loader, model, optimizer = tutorial_setup(
-        root, model_name, recipe["batch_size"], recipe["lr"], recipe.get("momentum", 0.0), device,
-        recipe.get("normalize", "0.1307,0.3081"), recipe.get("seed") or 0)
+        root,
+        model_name,
+        recipe["batch_size"],
+        recipe["lr"],
+        recipe.get("momentum", 0.0),
+        device,
+        recipe.get("normalize", "0.1307,0.3081"),
+        recipe.get("seed") or 0,
+    )
     model.train()
     for epoch in range(1, recipe["epochs"] + 1):
         epoch_start = time.time()
         for step, (x, y) in enumerate(loader, 1):
             tutorial_step(model, optimizer, x, y, device)
             if deadline is not None and time.time() > deadline:
-                report({"epoch": epoch, "capped": True, "steps": step, "steps_per_epoch": len(loader),
-                        "epoch_seconds_so_far": time.time() - epoch_start, "unix_time": time.time()})
+                report(
+                    {
+                        "epoch": epoch,
+                        "capped": True,
+                        "steps": step,
+                        "steps_per_epoch": len(loader),
+                        "epoch_seconds_so_far": time.time() - epoch_start,
+                        "unix_time": time.time(),
+                    }
+                )
                 return
         train_seconds = time.time() - epoch_start
         acc, _ = tutorial_test(model, test_loader, device)
-        report({"epoch": epoch, "test_acc": acc, "epoch_seconds": time.time() - epoch_start,
-                "train_seconds": train_seconds, "unix_time": time.time()})
+        report(
+            {
+                "epoch": epoch,
+                "test_acc": acc,
+                "epoch_seconds": time.time() - epoch_start,
+                "train_seconds": train_seconds,
+                "unix_time": time.time(),
+            }
+        )
         if acc >= target:
             return
 
@@ -168,10 +208,18 @@ def tutorial_to_target(root: Path, model_name: str, recipe: dict, target: float,
 def tutorial_files_as_dataset(root: Path) -> Dataset:
     """The same files the tutorial side reads, as a cnnlab Dataset (for the synthetic case)."""
     raw = root / "MNIST" / "raw"
-    arrays = {n: torch.from_numpy(read_idx(raw / f"{n}-ubyte").copy()) for n in
-              ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1")}
-    return Dataset(get_spec("mnist"), arrays["train-images-idx3"][:, None], arrays["train-labels-idx1"].long(),
-                   arrays["t10k-images-idx3"][:, None], arrays["t10k-labels-idx1"].long(), str(raw))
+    arrays = {
+        n: torch.from_numpy(read_idx(raw / f"{n}-ubyte").copy())
+        for n in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1")
+    }
+    return Dataset(
+        get_spec("mnist"),
+        arrays["train-images-idx3"][:, None],
+        arrays["train-labels-idx1"].long(),
+        arrays["t10k-images-idx3"][:, None],
+        arrays["t10k-labels-idx1"].long(),
+        str(raw),
+    )
 
 
 def best_settings(model_name: str, batch_size: int, device: torch.device, steps: int = 40) -> tuple[str, bool]:
@@ -186,28 +234,58 @@ def best_settings(model_name: str, batch_size: int, device: torch.device, steps:
     precisions = sorted({"fp32", resolve_precision(device, "auto")})
     has_conv = any(isinstance(m, torch.nn.Conv2d) for m in create_model(model_name).modules())
     layouts = (False, True) if has_conv else (False,)  # a memory layout means nothing to a fully-connected net
-    probes = {(precision, channels_last): max(images_per_s(model_name, device, steps, batch_size, channels_last,
-                                                           precision == "bf16", model_options={}, size=28)
-                                              for _ in range(2))
-              for precision in precisions for channels_last in layouts}
+    probes = {
+        (precision, channels_last): max(
+            images_per_s(
+                model_name, device, steps, batch_size, channels_last, precision == "bf16", model_options={}, size=28
+            )
+            for _ in range(2)
+        )
+        for precision in precisions
+        for channels_last in layouts
+    }
     return max(probes, key=probes.get)
 
 
-def cnnlab_images_per_s(data: Dataset, model_name: str, batch_size: int, lr: float, momentum: float, steps: int,
-                        out: Path, device: torch.device) -> tuple[float, float, str]:
+def cnnlab_images_per_s(
+    data: Dataset,
+    model_name: str,
+    batch_size: int,
+    lr: float,
+    momentum: float,
+    steps: int,
+    out: Path,
+    device: torch.device,
+) -> tuple[float, float, str]:
     """(train, eval) images/s of cnnlab's trainer and its settings; epoch 1 is warm-up, epoch 2 is timed."""
     # The trainer itself keeps the data on the device, prepares inputs once for the fully-connected nets
     # and fuses the optimizer step; the probe picks the precision and memory layout.
     precision, channels_last = best_settings(model_name, batch_size, device)
     config = TrainConfig(
-        model=model_name, recipe="none", dataset="mnist", epochs=2, batch_size=batch_size, lr=lr, momentum=momentum,
-        normalize="0.1307,0.3081", limit_train=steps * batch_size, progress=False, out=str(out),
-        channels_last=channels_last, precision=precision, device=device.type,
+        model=model_name,
+        recipe="none",
+        dataset="mnist",
+        epochs=2,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        normalize="0.1307,0.3081",
+        limit_train=steps * batch_size,
+        progress=False,
+        out=str(out),
+        channels_last=channels_last,
+        precision=precision,
+        device=device.type,
     )
     result = train(config, data=data)
     train_rate = result.history[-1]["images_per_s"]
-    batches = Batches(data.test_images.to(device), data.test_labels.to(device), config.eval_batch_size,
-                      build_transform(config, data.spec, train=False), shuffle=False)
+    batches = Batches(
+        data.test_images.to(device),
+        data.test_labels.to(device),
+        config.eval_batch_size,
+        build_transform(config, data.spec, train=False),
+        shuffle=False,
+    )
     autocast = lambda: autocast_context(device, precision)  # noqa: E731
     evaluate(result.model, batches, 10, autocast, config.channels_last)  # warm-up
     synchronize(device)
@@ -228,14 +306,34 @@ def measure(args: argparse.Namespace) -> dict:
         train_rate, eval_rate = tutorial_images_per_s(root, args.model, batch, lr, momentum, args.steps, device)
         return {"train": train_rate, "eval": eval_rate}
     with tempfile.TemporaryDirectory() as tmp:
-        train_rate, eval_rate, settings = cnnlab_images_per_s(tutorial_files_as_dataset(root), args.model, batch, lr,
-                                                              momentum, args.steps + WARMUP, Path(tmp) / "run", device)
+        train_rate, eval_rate, settings = cnnlab_images_per_s(
+            tutorial_files_as_dataset(root),
+            args.model,
+            batch,
+            lr,
+            momentum,
+            args.steps + WARMUP,
+            Path(tmp) / "run",
+            device,
+        )
     return {"train": train_rate, "eval": eval_rate, "settings": settings}
 
 
 def run_side(side: str, name: str, root: Path, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--side", side, "--model", name, "--root", str(root),
-               "--steps", str(args.steps), "--device", args.device]
+    command = [
+        sys.executable,
+        __file__,
+        "--side",
+        side,
+        "--model",
+        name,
+        "--root",
+        str(root),
+        "--steps",
+        str(args.steps),
+        "--device",
+        args.device,
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{name} ({side}) failed:\n{result.stderr[-2000:]}")
@@ -278,8 +376,11 @@ def main() -> int:
             b_train, b_eval, settings = b["train"], max(r["eval"] for r in ours), b["settings"]
             batch = model_info(name).reference_recipe["batch_size"]
             rows.append((name, batch, settings, a_train, b_train, b_train / a_train, a_eval, b_eval, b_eval / a_eval))
-            print(f"{name:15s} batch {batch:4d} {settings:20s}  train {a_train:9,.0f} -> {b_train:9,.0f} img/s ({b_train / a_train:5.1f}x)  "
-                  f"eval {a_eval:9,.0f} -> {b_eval:9,.0f} img/s ({b_eval / a_eval:5.1f}x)", flush=True)
+            print(
+                f"{name:15s} batch {batch:4d} {settings:20s}  train {a_train:9,.0f} -> {b_train:9,.0f} img/s ({b_train / a_train:5.1f}x)  "
+                f"eval {a_eval:9,.0f} -> {b_eval:9,.0f} img/s ({b_eval / a_eval:5.1f}x)",
+                flush=True,
+            )
 
     lines = [
         "# Training throughput: tutorial DataLoader loop (a) vs cnnlab (b)",
@@ -293,8 +394,10 @@ def main() -> int:
         "| model | batch | (b) settings | train img/s (a) | train img/s (b) | ratio | eval img/s (a) | eval img/s (b) | ratio |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {n} | {b} | {p} | {at:,.0f} | {bt:,.0f} | {r:.1f}x | {ae:,.0f} | {be:,.0f} | {re:.1f}x |"
-              for n, b, p, at, bt, r, ae, be, re in rows]
+    lines += [
+        f"| {n} | {b} | {p} | {at:,.0f} | {bt:,.0f} | {r:.1f}x | {ae:,.0f} | {be:,.0f} | {re:.1f}x |"
+        for n, b, p, at, bt, r, ae, be, re in rows
+    ]
     write_table(args.output, lines)
     return 0
 

@@ -8,6 +8,7 @@ MNIST 99.2% (the recipe's 2 epochs), Fashion-MNIST 91% (3 epochs). Usage:
 
 Writes benchmarks/results/time_to_accuracy.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,13 +26,29 @@ from tables import describe_machine, write_table
 TARGETS = {"mnist": (0.992, None), "fashion-mnist": (0.91, 3)}
 
 
-def one_run(model: str, dataset: str, target: float, seed: int | None, data_dir: str | None, out: Path,
-            extra: list[str]):
+def one_run(
+    model: str, dataset: str, target: float, seed: int | None, data_dir: str | None, out: Path, extra: list[str]
+):
     """(seconds from process start to the target or None, best test acc, wall seconds, epochs) of one
     `cnnlab train MODEL --recipe fast --target-acc T` in a fresh process (seed None: the recipe's)."""
-    command = [sys.executable, "-m", "cnnlab", "train", model, "--recipe", "fast", "--dataset", dataset,
-               *(["--seed", str(seed)] if seed is not None else []), "--target-acc", str(target), "--out", str(out),
-               "--no-progress", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "cnnlab",
+        "train",
+        model,
+        "--recipe",
+        "fast",
+        "--dataset",
+        dataset,
+        *(["--seed", str(seed)] if seed is not None else []),
+        "--target-acc",
+        str(target),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
     if data_dir:
         command += ["--data-dir", data_dir]
     start = time.time()
@@ -54,30 +71,44 @@ def main() -> int:
     parser.add_argument("extra", nargs="*", help="more `cnnlab train` flags, after --")
     args = parser.parse_args()
 
-    lines = ["# Time to accuracy", "",
-             f"`cnnlab train {args.model} --recipe fast --target-acc T`, one fresh process per seed; wall time from "
-             "process start (imports and data loading included) to the end of the epoch whose test accuracy first "
-             "reached T.", f"Machine: {describe_machine('cuda' if 'cuda' in args.extra else 'cpu')}.", f"Command: `python benchmarks/time_to_accuracy.py {' '.join(sys.argv[1:])}`", "",
-             "| dataset | target | seeds | median s | min s | max s | epochs | best acc per seed |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Time to accuracy",
+        "",
+        f"`cnnlab train {args.model} --recipe fast --target-acc T`, one fresh process per seed; wall time from "
+        "process start (imports and data loading included) to the end of the epoch whose test accuracy first "
+        "reached T.",
+        f"Machine: {describe_machine('cuda' if 'cuda' in args.extra else 'cpu')}.",
+        f"Command: `python benchmarks/time_to_accuracy.py {' '.join(sys.argv[1:])}`",
+        "",
+        "| dataset | target | seeds | median s | min s | max s | epochs | best acc per seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         for dataset in args.datasets:
             target, epochs_flag = TARGETS[dataset]
             extra = args.extra + (["--epochs", str(epochs_flag)] if epochs_flag else [])
             times, accs, epochs = [], [], []
             for seed in range(1, args.seeds + 1):
-                seconds, best, wall, n = one_run(args.model, dataset, target, seed, args.data_dir,
-                                                 Path(tmp) / f"{dataset}-{seed}", extra)
-                print(f"{dataset} seed {seed}: target {target:.1%} "
-                      + (f"reached in {seconds:.1f} s" if seconds is not None else "NOT reached")
-                      + f" (best {best:.2%}, {n} epochs, process {wall:.1f} s)", flush=True)
+                seconds, best, wall, n = one_run(
+                    args.model, dataset, target, seed, args.data_dir, Path(tmp) / f"{dataset}-{seed}", extra
+                )
+                print(
+                    f"{dataset} seed {seed}: target {target:.1%} "
+                    + (f"reached in {seconds:.1f} s" if seconds is not None else "NOT reached")
+                    + f" (best {best:.2%}, {n} epochs, process {wall:.1f} s)",
+                    flush=True,
+                )
                 times.append(seconds if seconds is not None else float("inf"))
                 accs.append(f"{best:.2%}")
                 epochs.append(n)
             finite = [t for t in times if t != float("inf")]
             median = statistics.median(times)
-            lines.append(f"| {dataset} | {target:.1%} | {args.seeds} | {median:.1f} | {min(times):.1f} | "
-                         f"{max(times):.1f} | {'/'.join(map(str, epochs))} | {', '.join(accs)}"
-                         + ("" if len(finite) == len(times) else " (inf: a seed missed the target)") + " |")
+            lines.append(
+                f"| {dataset} | {target:.1%} | {args.seeds} | {median:.1f} | {min(times):.1f} | "
+                f"{max(times):.1f} | {'/'.join(map(str, epochs))} | {', '.join(accs)}"
+                + ("" if len(finite) == len(times) else " (inf: a seed missed the target)")
+                + " |"
+            )
     write_table(args.output, lines)
     print("\n".join(lines))
     return 0

@@ -6,6 +6,7 @@ original order, stored with `np.savez_compressed` as uint8 arrays.
 
     python scripts/make_samples.py --data-dir ../shared/datasets
 """
+
 from __future__ import annotations
 
 import argparse

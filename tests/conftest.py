@@ -1,4 +1,5 @@
 """Shared test fixtures: an offline, isolated data environment and small fake IDX datasets."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -83,7 +84,9 @@ class FakeIdx:
                 gz_md5 = (hashlib.md5(gzip.compress(data, mtime=0)).hexdigest(),)
                 files.append(dataclasses.replace(resource, sha256=None, gz_sha256=(), gz_md5=gz_md5, size=len(data)))
             else:
-                files.append(dataclasses.replace(resource, sha256=sha256(data), gz_sha256=(), gz_md5=(), size=len(data)))
+                files.append(
+                    dataclasses.replace(resource, sha256=sha256(data), gz_sha256=(), gz_md5=(), size=len(data))
+                )
         spec = dataclasses.replace(
             spec, files=tuple(files), train_size=len(self.train_labels), test_size=len(self.test_labels)
         )

@@ -1,4 +1,5 @@
 """The in-memory batch iterator and per-batch transforms."""
+
 import pytest
 import torch
 
@@ -52,7 +53,10 @@ def test_resume_mid_epoch_continues_exactly():
 def test_shards_of_ranks_make_up_the_global_batch():
     images, labels = fake_images()
     single = collect(Batches(images, labels, 16, BatchTransform(), seed=5, augment=True))
-    ranks = [collect(Batches(images, labels, 16, BatchTransform(), seed=5, augment=True, rank=r, world_size=2)) for r in (0, 1)]
+    ranks = [
+        collect(Batches(images, labels, 16, BatchTransform(), seed=5, augment=True, rank=r, world_size=2))
+        for r in (0, 1)
+    ]
     for step, (_, x, y) in enumerate(single):
         x_parts = torch.cat([ranks[0][step][1], ranks[1][step][1]])
         y_parts = torch.cat([ranks[0][step][2], ranks[1][step][2]])
@@ -92,7 +96,7 @@ def test_augment_translates_within_padding():
     images = torch.zeros((64, 1, 8, 8), dtype=torch.uint8)
     images[:, :, 3:5, 3:5] = 255  # a bright 2x2 square in the middle
     batches = Batches(images, torch.zeros(64, dtype=torch.long), 64, BatchTransform(pad=2), augment=True)
-    (_, x, _), = collect(batches)
+    ((_, x, _),) = collect(batches)
     assert x.shape == images.shape
     assert torch.allclose(x.sum((1, 2, 3)), torch.full((64,), 4.0))  # square never leaves the frame
     positions = {tuple(torch.nonzero(img[0])[0].tolist()) for img in x}
@@ -104,10 +108,10 @@ def test_flip_only_when_allowed():
     images = torch.zeros((32, 1, 4, 4), dtype=torch.uint8)
     images[:, :, :, 0] = 255  # left column lit
     no_flip = Batches(images, torch.zeros(32, dtype=torch.long), 32, BatchTransform(pad=0), augment=True)
-    (_, x, _), = collect(no_flip)
+    ((_, x, _),) = collect(no_flip)
     assert x[:, :, :, 0].eq(1).all()
     flip = Batches(images, torch.zeros(32, dtype=torch.long), 32, BatchTransform(pad=0, hflip=True), augment=True)
-    (_, x, _), = collect(flip)
+    ((_, x, _),) = collect(flip)
     flipped = x[:, 0, 0, 3].eq(1)
     assert 0 < int(flipped.sum()) < 32
 
@@ -147,4 +151,6 @@ def test_normalize_is_per_channel_and_exact():
     expected = (scaled - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     assert torch.equal(x, expected)
     for c in range(3):  # the one-channel path (scalars) gives the same values as the tensor path
-        assert torch.equal(BatchTransform(mean=mean[c:c + 1], std=std[c:c + 1])(images[:, c:c + 1]), expected[:, c:c + 1])
+        assert torch.equal(
+            BatchTransform(mean=mean[c : c + 1], std=std[c : c + 1])(images[:, c : c + 1]), expected[:, c : c + 1]
+        )

@@ -1,4 +1,5 @@
 """`cnnlab compare`: a leaderboard over good, incomplete and non-run folders."""
+
 import csv
 import io
 import json
@@ -53,8 +54,12 @@ def test_leaderboard_rows_and_sorting(folders):
     board = leaderboard([str(root / "*"), str(root / "nowhere")])
     assert sorted(r["run"] for r in board.rows) == ["cnn-2ep", "mlp-1ep"]
     assert {str(r.path.name): r.status for r in board.others} == {
-        "crashed": "incomplete", "running": "incomplete", "notes": "not a run", "file.txt": "not a run",
-        "nowhere": "not a run"}
+        "crashed": "incomplete",
+        "running": "incomplete",
+        "notes": "not a run",
+        "file.txt": "not a run",
+        "nowhere": "not a run",
+    }
     by_name = {r["run"]: r for r in board.rows}
     summary = folders["two"].summary
     cnn = by_name["cnn-2ep"]
@@ -79,8 +84,22 @@ def test_formats(folders):
 
     text = format_leaderboard(board, "table")
     lines = text.splitlines()
-    assert lines[0].split() == ["run", "model", "dataset", "recipe", "epochs", "params", "MACs", "best", "acc",
-                                "final", "acc", "seconds", "images/s", "device"]
+    assert lines[0].split() == [
+        "run",
+        "model",
+        "dataset",
+        "recipe",
+        "epochs",
+        "params",
+        "MACs",
+        "best",
+        "acc",
+        "final",
+        "acc",
+        "seconds",
+        "images/s",
+        "device",
+    ]
     assert "cnn-2ep" in text and acc in text and "6,422" in text
     assert "not compared (2):" in text and "crashed  (incomplete: stopped after 2/2 epochs" in text
     assert "notes  (not a run: no config.json or summary.json)" in text
@@ -91,7 +110,10 @@ def test_formats(folders):
 
     rows = list(csv.DictReader(io.StringIO(format_leaderboard(board, "csv"))))
     assert [r["status"] for r in rows] == ["complete", "complete", "incomplete", "not a run"]
-    assert float(next(r for r in rows if r["run"] == "cnn-2ep")["final_test_acc"]) == folders["two"].summary["final_test_acc"]
+    assert (
+        float(next(r for r in rows if r["run"] == "cnn-2ep")["final_test_acc"])
+        == folders["two"].summary["final_test_acc"]
+    )
 
     data = json.loads(format_leaderboard(board, "json"))
     assert len(data["runs"]) == 2 and [r["status"] for r in data["not_compared"]] == ["incomplete", "not a run"]

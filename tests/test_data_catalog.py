@@ -1,4 +1,5 @@
 """The dataset catalog: names, statistics and sums are consistent and unknown names are explained."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """`cnnlab datasets`: table and JSON, found/not found, checksum state, never a download."""
+
 from __future__ import annotations
 
 import json
@@ -67,4 +68,6 @@ def test_bad_data_dir_is_a_one_line_error(tmp_path, capsys):
 def test_unknown_format_is_rejected_with_the_choices(capsys):
     with pytest.raises(SystemExit):
         main(["datasets", "--format", "xml"])
-    assert "invalid choice: 'xml' (choose from table, json)" in capsys.readouterr().err.replace("'table', 'json'", "table, json")
+    assert "invalid choice: 'xml' (choose from table, json)" in capsys.readouterr().err.replace(
+        "'table', 'json'", "table, json"
+    )

@@ -1,4 +1,5 @@
 """IDX decoding: gz and raw, every header problem named."""
+
 from __future__ import annotations
 
 import gzip
@@ -37,7 +38,10 @@ def test_read_idx_gz_and_raw(tmp_path, compress):
 
 def test_truncated_data_names_shape_and_sizes():
     data = encode_idx(np.zeros((4, 28, 28), np.uint8))
-    with pytest.raises(DataError, match=r"f\.idx: truncated: header says shape \(4, 28, 28\) \(3152 bytes\) but the file has 3000 bytes"):
+    with pytest.raises(
+        DataError,
+        match=r"f\.idx: truncated: header says shape \(4, 28, 28\) \(3152 bytes\) but the file has 3000 bytes",
+    ):
         parse_idx(data[:3000], "f.idx")
 
 

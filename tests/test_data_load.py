@@ -1,4 +1,5 @@
 """Finding, verifying and loading dataset files (all synthetic, all offline)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -92,14 +93,18 @@ def test_checksum_mismatch_names_file_expected_actual_and_fix(tmp_path, fake_idx
     good = fake_idx()
     spec = good.register()
     good.write(tmp_path / "good")
-    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "good"))  # a good copy later in the search must not hide the bad one
+    monkeypatch.setenv(
+        "CNNLAB_DATA", str(tmp_path / "good")
+    )  # a good copy later in the search must not hide the bad one
     other = fake_idx(seed=1, register=False)  # same shapes, different pixels
     folder = other.write(tmp_path / "bad", "named", compress=False)
     with pytest.raises(DataError) as err:
         load_dataset("mnist", tmp_path / "bad")
     message = str(err.value)
     actual = hashlib.sha256((folder / "train-images-idx3-ubyte").read_bytes()).hexdigest()
-    assert message.startswith(f"{folder / 'train-images-idx3-ubyte'}: checksum mismatch for mnist train-images-idx3-ubyte")
+    assert message.startswith(
+        f"{folder / 'train-images-idx3-ubyte'}: checksum mismatch for mnist train-images-idx3-ubyte"
+    )
     assert f"expected sha256 {spec.files[0].sha256}, got {actual};" in message
     assert "delete it and download it again" in message and "--data-dir" in message
     assert "\n" not in message
@@ -136,7 +141,10 @@ def test_gz_only_sums_verify_gz_and_refuse_raw(tmp_path, fake_idx):
     fake.write(tmp_path / "gz", "torchvision")
     assert_same(load_dataset("kmnist", tmp_path / "gz"), fake)
     folder = fake.write(tmp_path / "raw", "named", compress=False)
-    with pytest.raises(DataError, match=rf"{folder / 'train-images-idx3-ubyte'}: cnnlab knows no checksum .* put the original train-images-idx3-ubyte.gz"):
+    with pytest.raises(
+        DataError,
+        match=rf"{folder / 'train-images-idx3-ubyte'}: cnnlab knows no checksum .* put the original train-images-idx3-ubyte.gz",
+    ):
         load_dataset("kmnist", tmp_path / "raw")
 
 
@@ -157,7 +165,12 @@ def test_offline_nothing_found_lists_every_place_and_the_fixes(tmp_path, offline
     cache = offline_isolated_data / "cache" / "cnnlab"
     system = offline_isolated_data / "share" / "datasets"
     assert message.startswith("dataset 'fashion-mnist' not found ($CNNLAB_OFFLINE is set, so no download); looked in ")
-    for origin, root in (("--data-dir", tmp_path), ("$CNNLAB_DATA", tmp_path / "env"), ("cache", cache), ("system", system)):
+    for origin, root in (
+        ("--data-dir", tmp_path),
+        ("$CNNLAB_DATA", tmp_path / "env"),
+        ("cache", cache),
+        ("system", system),
+    ):
         assert f"{origin}: {root / 'fashion-mnist'}, {root / 'FashionMNIST/raw'}, {root}" in message
     assert "--data-dir DIR or $CNNLAB_DATA=DIR (e.g. DIR/fashion-mnist/train-images-idx3-ubyte.gz)" in message
     assert "apt install dataset-fashion-mnist" in message and "unset $CNNLAB_OFFLINE" in message
@@ -249,7 +262,10 @@ def test_failed_download_is_one_line_with_the_places(tmp_path, monkeypatch):
     with pytest.raises(DataError) as err:
         load_dataset("mnist")
     message = str(err.value)
-    assert "downloading mnist with torchvision.datasets.MNIST failed: Error downloading train-images-idx3-ubyte.gz:" in message
+    assert (
+        "downloading mnist with torchvision.datasets.MNIST failed: Error downloading train-images-idx3-ubyte.gz:"
+        in message
+    )
     assert "looked in cache:" in message and "retry when online" in message and "\n" not in message
 
 
@@ -284,5 +300,8 @@ def test_cifar_batches_load_when_their_md5s_match(tmp_path, monkeypatch):
 def test_cifar_batch_with_wrong_md5_is_never_unpickled(tmp_path, monkeypatch):
     write_fake_cifar(tmp_path / "cifar10")
     monkeypatch.setattr(load.pickle, "loads", lambda *a, **k: pytest.fail("unpickled an unverified file"))
-    with pytest.raises(DataError, match=rf"{tmp_path / 'cifar10' / 'data_batch_1'}: checksum mismatch for cifar10 data_batch_1: expected md5 c99cafc152244af753f735de768cd75f"):
+    with pytest.raises(
+        DataError,
+        match=rf"{tmp_path / 'cifar10' / 'data_batch_1'}: checksum mismatch for cifar10 data_batch_1: expected md5 c99cafc152244af753f735de768cd75f",
+    ):
         load_dataset("cifar10", tmp_path)

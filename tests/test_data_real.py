@@ -1,4 +1,5 @@
 """The real MNIST and Fashion-MNIST files; skipped unless $CNNLAB_TEST_DATA names a folder holding them."""
+
 from __future__ import annotations
 
 import os

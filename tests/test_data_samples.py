@@ -1,4 +1,5 @@
 """The embedded samples: shipped in the package, balanced, and drawn from the real data."""
+
 from __future__ import annotations
 
 import pytest
@@ -45,5 +46,7 @@ def test_damaged_sample_is_a_one_line_error(tmp_path, monkeypatch):
     (tmp_path / "samples").mkdir()
     (tmp_path / "samples" / "mnist-sample.npz").write_bytes(b"PK\x03\x04 not a zip")
     monkeypatch.setattr(load.resources, "files", lambda package: tmp_path)
-    with pytest.raises(DataError, match="embedded sample mnist-sample.npz is missing or damaged .* scripts/make_samples.py"):
+    with pytest.raises(
+        DataError, match="embedded sample mnist-sample.npz is missing or damaged .* scripts/make_samples.py"
+    ):
         load_dataset("mnist-sample")

@@ -1,4 +1,5 @@
 """Data-parallel training on the CPU: 2 gloo processes through torch's elastic launcher (`--nproc 2`)."""
+
 import json
 import os
 import signal
@@ -11,11 +12,31 @@ import torch
 
 from cnnlab.runfolder.checkpoint import load_checkpoint
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built"),
+]
 
 # No BatchNorm, no dropout: 2 x 32 images per step must give the same update as 1 x 64.
-BASE = ["train", "mlp-tiny", "--dataset", "mnist-sample", "--recipe", "none", "--optimizer", "sgd", "--lr", "0.05",
-        "--batch-size", "64", "--limit-train", "640", "--limit-test", "200", "--no-progress"]
+BASE = [
+    "train",
+    "mlp-tiny",
+    "--dataset",
+    "mnist-sample",
+    "--recipe",
+    "none",
+    "--optimizer",
+    "sgd",
+    "--lr",
+    "0.05",
+    "--batch-size",
+    "64",
+    "--limit-train",
+    "640",
+    "--limit-test",
+    "200",
+    "--no-progress",
+]
 
 
 def cli(*args):
@@ -76,8 +97,13 @@ def test_resume_across_process_counts(single_and_double, tmp_path):
 def test_ctrl_c_under_two_processes_then_resume(tmp_path):
     out = tmp_path / "run"
     args = [*BASE, "--limit-train", "2000", "--epochs", "1000", "--out", str(out), "--nproc", "2"]
-    process = subprocess.Popen([sys.executable, "-m", "cnnlab", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while not (out / "checkpoints" / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -92,7 +118,9 @@ def test_ctrl_c_under_two_processes_then_resume(tmp_path):
 
 
 def test_a_failing_rank_reports_once(tmp_path):
-    result = cli("train", "mlp-tiny", "--dataset", "mnist-sample", "--lr", "-1", "--nproc", "2", "--out", str(tmp_path / "r"))
+    result = cli(
+        "train", "mlp-tiny", "--dataset", "mnist-sample", "--lr", "-1", "--nproc", "2", "--out", str(tmp_path / "r")
+    )
     assert result.returncode == 2
     assert result.stderr.count("cnnlab: error: --lr must be a finite positive number") == 1
     assert "Traceback" not in result.stderr

@@ -1,5 +1,6 @@
 """Elastic data-parallel training: --resume auto, torchrun restarts after a lost worker, two simulated nodes,
 and bounded waits for a vanished peer (--dist-timeout). All on the CPU with gloo and the embedded sample."""
+
 import csv
 import fcntl
 import json
@@ -20,19 +21,54 @@ from cnnlab.runfolder.checkpoint import load_checkpoint
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
 
 # As in test_distributed: no BatchNorm, no dropout, so 2 x 32 images per step give the update of 1 x 64.
-BASE = ["train", "mlp-tiny", "--dataset", "mnist-sample", "--recipe", "none", "--optimizer", "sgd", "--lr", "0.05",
-        "--batch-size", "64", "--limit-train", "640", "--limit-test", "200", "--no-progress"]
+BASE = [
+    "train",
+    "mlp-tiny",
+    "--dataset",
+    "mnist-sample",
+    "--recipe",
+    "none",
+    "--optimizer",
+    "sgd",
+    "--lr",
+    "0.05",
+    "--batch-size",
+    "64",
+    "--limit-train",
+    "640",
+    "--limit-test",
+    "200",
+    "--no-progress",
+]
 # Slow enough (~0.5-1 s an epoch on 2 CPU processes) to kill a worker in the middle of epoch 2.
-LONG = ["train", "fast-cnn", "--dataset", "mnist-sample", "--recipe", "none", "--optimizer", "sgd", "--lr", "0.02",
-        "--batch-size", "16", "--limit-test", "200", "--no-progress", "--epochs", "3"]
+LONG = [
+    "train",
+    "fast-cnn",
+    "--dataset",
+    "mnist-sample",
+    "--recipe",
+    "none",
+    "--optimizer",
+    "sgd",
+    "--lr",
+    "0.02",
+    "--batch-size",
+    "16",
+    "--limit-test",
+    "200",
+    "--no-progress",
+    "--epochs",
+    "3",
+]
 # One thread per process: the 2 processes share the machine's cores (torchrun sets this for 2 local processes too).
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]  # `torchrun`, without relying on PATH
 
 
 def cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "cnnlab", *args], capture_output=True, text=True, timeout=timeout,
-                          env=ENV)
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *args], capture_output=True, text=True, timeout=timeout, env=ENV
+    )
 
 
 def free_port() -> int:
@@ -47,8 +83,11 @@ def start():
     jobs = []
 
     def _start(args) -> subprocess.Popen:
-        jobs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-                                     start_new_session=True))
+        jobs.append(
+            subprocess.Popen(
+                args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True
+            )
+        )
         return jobs[-1]
 
     yield _start
@@ -125,13 +164,19 @@ def one_process(tmp_path_factory):
 def uninterrupted(tmp_path_factory):
     """LONG on 2 processes, never interrupted."""
     out = tmp_path_factory.mktemp("long") / "run"
-    result = subprocess.run([*TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "cnnlab", *LONG, "--out", str(out)],
-                            capture_output=True, text=True, env=ENV, timeout=300)
+    result = subprocess.run(
+        [*TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "cnnlab", *LONG, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     return out
 
 
 # ---- --resume auto, in one process ---------------------------------------------------------------------------
+
 
 def test_resume_auto_starts_then_continues(tmp_path, capsys):
     out = str(tmp_path / "run")
@@ -205,14 +250,28 @@ def test_dist_timeout_must_be_positive(tmp_path, capsys):
 
 # ---- several processes through torchrun ----------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_two_nodes_on_loopback_match_one_process(tmp_path, one_process, start):
     """The README's two-machine command, with both "machines" on 127.0.0.1."""
     out = tmp_path / "run"
-    node = [*TORCHRUN, "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
-            "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", "cnnlab-test"]
-    nodes = [start([*node, "--node-rank", str(rank), "-m", "cnnlab", *BASE, "--epochs", "2", "--out", str(out)])
-             for rank in (0, 1)]
+    node = [
+        *TORCHRUN,
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{free_port()}",
+        "--rdzv-id",
+        "cnnlab-test",
+    ]
+    nodes = [
+        start([*node, "--node-rank", str(rank), "-m", "cnnlab", *BASE, "--epochs", "2", "--out", str(out)])
+        for rank in (0, 1)
+    ]
     outputs = [p.communicate(timeout=180) for p in nodes]
     for p, (_, stderr) in zip(nodes, outputs):
         assert p.returncode == 0, stderr
@@ -227,8 +286,23 @@ def test_two_nodes_on_loopback_match_one_process(tmp_path, one_process, start):
 def _kill_rank_one_in_epoch_two(tmp_path, start, max_restarts: int):
     """A 2-process torchrun job of LONG, with rank 1 killed once epoch 2 has begun: (run folder, job)."""
     out = tmp_path / "run"
-    job = start([*TORCHRUN, "--standalone", "--nproc-per-node", "2", "--max-restarts", str(max_restarts),
-                 "--monitor-interval", "0.2", "-m", "cnnlab", *LONG, "--out", str(out)])
+    job = start(
+        [
+            *TORCHRUN,
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "--max-restarts",
+            str(max_restarts),
+            "--monitor-interval",
+            "0.2",
+            "-m",
+            "cnnlab",
+            *LONG,
+            "--out",
+            str(out),
+        ]
+    )
     wait_for_epoch_row(out, 2, job)
     os.kill(worker_pids(job.pid)[1], signal.SIGKILL)
     return out, job
@@ -252,8 +326,11 @@ def test_lost_worker_without_restarts_is_one_line_from_rank_zero(tmp_path, start
     _, stderr = job.communicate(timeout=120)
     assert job.returncode != 0
     ours = [line for line in stderr.splitlines() if line.startswith("cnnlab:")]
-    assert len(ours) == 1 and ours[0].startswith("cnnlab: error: lost rank 1 of 2 (") and \
-        ours[0].endswith(f"resume with: cnnlab train --resume {out}"), stderr
+    assert (
+        len(ours) == 1
+        and ours[0].startswith("cnnlab: error: lost rank 1 of 2 (")
+        and ours[0].endswith(f"resume with: cnnlab train --resume {out}")
+    ), stderr
     assert "cnnlab/training" not in stderr  # no traceback from the workers (torchrun's own report may follow)
     assert load_checkpoint(out)["epoch"] == 1
 
@@ -261,8 +338,22 @@ def test_lost_worker_without_restarts_is_one_line_from_rank_zero(tmp_path, start
 @pytest.mark.slow
 def test_a_frozen_peer_ends_the_job_after_dist_timeout(tmp_path, start):
     out = tmp_path / "run"
-    job = start([sys.executable, "-m", "cnnlab", *LONG, "--epochs", "20", "--out", str(out), "--nproc", "2",
-                 "--dist-timeout", "4"])
+    job = start(
+        [
+            sys.executable,
+            "-m",
+            "cnnlab",
+            *LONG,
+            "--epochs",
+            "20",
+            "--out",
+            str(out),
+            "--nproc",
+            "2",
+            "--dist-timeout",
+            "4",
+        ]
+    )
     wait_for_epoch_row(out, 2, job)
     time.sleep(0.5)  # let the agent's worker list settle
     ranks = worker_pids(job.pid)

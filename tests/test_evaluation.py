@@ -1,4 +1,5 @@
 """Test-time augmentation: the views it averages, the logits it reports, and the option end to end."""
+
 from __future__ import annotations
 
 import json
@@ -54,16 +55,38 @@ def test_tta_end_to_end_in_train_and_eval(tmp_path, capsys):
     from cnnlab.training import train
 
     run = tmp_path / "run"
-    result = train(model="cnn-tiny", dataset="fashion-mnist-sample", epochs=1, tta=True, limit_train=256,
-                   progress=False, out=str(run), seed=1)
+    result = train(
+        model="cnn-tiny",
+        dataset="fashion-mnist-sample",
+        epochs=1,
+        tta=True,
+        limit_train=256,
+        progress=False,
+        out=str(run),
+        seed=1,
+    )
     assert json.loads((run / "config.json").read_text())["config"]["tta"] is True
     trained_acc = result.summary["final_test_acc"]
     capsys.readouterr()
     assert cli(["eval", str(run), "--checkpoint", "last", "--format", "json"]) == 0  # as trained: with TTA
     with_tta = json.loads(capsys.readouterr().out)
     assert with_tta["tta"] == "flip" and with_tta["accuracy"] == pytest.approx(trained_acc)
-    assert cli(["eval", str(run), "--checkpoint", "last", "--no-tta", "--format", "json", "-o",
-                str(tmp_path / "plain.png")]) == 0
+    assert (
+        cli(
+            [
+                "eval",
+                str(run),
+                "--checkpoint",
+                "last",
+                "--no-tta",
+                "--format",
+                "json",
+                "-o",
+                str(tmp_path / "plain.png"),
+            ]
+        )
+        == 0
+    )
     plain = json.loads(capsys.readouterr().out)
     assert plain["tta"] is None and plain["count"] == with_tta["count"]
     assert plain["loss"] != pytest.approx(with_tta["loss"])

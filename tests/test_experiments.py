@@ -1,4 +1,5 @@
 """The permutation experiment and sweeps, end to end on the embedded MNIST sample with tiny budgets."""
+
 import csv
 import json
 import re
@@ -72,7 +73,9 @@ def test_table_has_mean_and_std_of_four_cells(permutation):
         assert row[3] == f"{100 * permuted.mean:.2f} ± {100 * permuted.std:.2f}%"
         assert row[4] == f"{100 * (ordered.mean - permuted.mean):.2f} pts"
     markdown = (permutation.out_dir / "table.md").read_text()
-    table_lines = [line for line in markdown.splitlines() if line.startswith("| mlp-tiny") or line.startswith("| cnn-tiny")]
+    table_lines = [
+        line for line in markdown.splitlines() if line.startswith("| mlp-tiny") or line.startswith("| cnn-tiny")
+    ]
     assert table_lines == ["| " + " | ".join(r) + " |" for r in table]
     assert sum(line.count("±") for line in table_lines) == 4
     info = json.loads((permutation.out_dir / "experiment.json").read_text())
@@ -111,9 +114,25 @@ def test_figures_are_written(permutation):
 def test_cli_rerun_skips_complete_runs_and_prints_the_table(permutation, capsys):
     out = permutation.out_dir
     stamps = {p: (p / "summary.json").stat().st_mtime_ns for p in (out / "runs").iterdir()}
-    code = main(["experiment", "permutation", "--dataset", "mnist-sample", "--seeds", str(SEEDS),
-                 "--permutation-seed", "7", "--limit-train", "320", "--limit-test", "200", "--no-progress",
-                 "-o", str(out)])
+    code = main(
+        [
+            "experiment",
+            "permutation",
+            "--dataset",
+            "mnist-sample",
+            "--seeds",
+            str(SEEDS),
+            "--permutation-seed",
+            "7",
+            "--limit-train",
+            "320",
+            "--limit-test",
+            "200",
+            "--no-progress",
+            "-o",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     assert {p: (p / "summary.json").stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained
@@ -125,8 +144,9 @@ def test_cli_rerun_skips_complete_runs_and_prints_the_table(permutation, capsys)
 def test_rerun_with_other_settings_refuses_to_mix_runs(permutation):
     info_before = (permutation.out_dir / "experiment.json").read_text()
     with pytest.raises(CnnlabError, match="holds another experiment .*epochs=1"):
-        run_permutation(MODELS, seeds=SEEDS, permutation_seed=7, out=permutation.out_dir, log=quiet,
-                        **{**TINY, "epochs": 2})
+        run_permutation(
+            MODELS, seeds=SEEDS, permutation_seed=7, out=permutation.out_dir, log=quiet, **{**TINY, "epochs": 2}
+        )
     assert (permutation.out_dir / "experiment.json").read_text() == info_before  # checked before writing
 
 
@@ -142,23 +162,45 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
 
 
 def test_parse_settings_types_and_axes():
-    settings = parse_settings(["lr=0.01,0.1", "augment=true", "normalize=0.5,0.5", "batch-size=64",
-                               "resize=none", 'model_options={"batch_norm": true}', "lr=0.1"])
-    assert settings == {"lr": [0.01, 0.1], "augment": [True], "normalize": ["0.5,0.5"], "batch_size": [64],
-                        "resize": [None], "model_options": [{"batch_norm": True}]}
+    settings = parse_settings(
+        [
+            "lr=0.01,0.1",
+            "augment=true",
+            "normalize=0.5,0.5",
+            "batch-size=64",
+            "resize=none",
+            'model_options={"batch_norm": true}',
+            "lr=0.1",
+        ]
+    )
+    assert settings == {
+        "lr": [0.01, 0.1],
+        "augment": [True],
+        "normalize": ["0.5,0.5"],
+        "batch_size": [64],
+        "resize": [None],
+        "model_options": [{"batch_norm": True}],
+    }
     assert parse_settings(["normalize=none", "normalize=dataset"]) == {"normalize": ["none", "dataset"]}
-    for item, message in [("lrr=0.1", "unknown option 'lrr' (did you mean 'lr'"),
-                          ("seed=3", "set seed with --seeds"), ("lr", "expects KEY=VALUE"),
-                          ("lr=fast", "lr takes a float value, e.g. lr=0.01"),
-                          ("augment=maybe", "augment takes a bool value")]:
+    for item, message in [
+        ("lrr=0.1", "unknown option 'lrr' (did you mean 'lr'"),
+        ("seed=3", "set seed with --seeds"),
+        ("lr", "expects KEY=VALUE"),
+        ("lr=fast", "lr takes a float value, e.g. lr=0.01"),
+        ("augment=maybe", "augment takes a bool value"),
+    ]:
         with pytest.raises(CnnlabError, match=re.escape(message)):
             parse_settings([item])
 
 
 def test_grid_points_name_what_varies():
     points = grid_points(["mlp-tiny", "convnet"], 2, {"lr": [0.01, 0.1], "batch_size": [64]})
-    assert [p.name for p in points][:4] == ["mlp-tiny-lr=0.01-seed0", "mlp-tiny-lr=0.01-seed1",
-                                           "mlp-tiny-lr=0.1-seed0", "mlp-tiny-lr=0.1-seed1"]
+    assert [p.name for p in points][:4] == [
+        "mlp-tiny-lr=0.01-seed0",
+        "mlp-tiny-lr=0.01-seed1",
+        "mlp-tiny-lr=0.1-seed0",
+        "mlp-tiny-lr=0.1-seed1",
+    ]
     assert len(points) == 8 and len({p.name for p in points}) == 8
     assert points[-1].options == {"model": "convnet", "lr": 0.1, "batch_size": 64, "seed": 1}
 
@@ -169,8 +211,12 @@ def test_sweep_continues_where_it_stopped(tmp_path, capsys):
     common = dict(TINY, epochs=1, recipe="reference", log=quiet)
     first = run_sweep(["mlp-tiny"], seeds=2, settings={"lr": [0.01, 0.05]}, out=out, **common)
     assert first.actions == ["trained"] * 4
-    assert [r.name for r in first.records] == ["mlp-tiny-lr=0.01-seed0", "mlp-tiny-lr=0.01-seed1",
-                                               "mlp-tiny-lr=0.05-seed0", "mlp-tiny-lr=0.05-seed1"]
+    assert [r.name for r in first.records] == [
+        "mlp-tiny-lr=0.01-seed0",
+        "mlp-tiny-lr=0.01-seed1",
+        "mlp-tiny-lr=0.05-seed0",
+        "mlp-tiny-lr=0.05-seed1",
+    ]
     assert len(first.board.rows) == 4 and (out / "compare.png").is_file() and (out / "table.md").is_file()
     assert [r["lr"] for r in (read_run(p.path).config for p in first.records)] == [0.01, 0.01, 0.05, 0.05]
 
@@ -187,9 +233,30 @@ def test_sweep_continues_where_it_stopped(tmp_path, capsys):
     assert len(kept) == 1 and (kept[0] / "checkpoints" / "last.pt").is_file()
 
     # The CLI on the same folder: nothing left to train; ends with the leaderboard.
-    code = main(["sweep", "--models", "mlp-tiny", "--seeds", "2", "--set", "lr=0.01,0.05", "--dataset",
-                 "mnist-sample", "--epochs", "1", "--recipe", "reference", "--limit-train", "320",
-                 "--limit-test", "200", "--no-progress", "-o", str(out)])
+    code = main(
+        [
+            "sweep",
+            "--models",
+            "mlp-tiny",
+            "--seeds",
+            "2",
+            "--set",
+            "lr=0.01,0.05",
+            "--dataset",
+            "mnist-sample",
+            "--epochs",
+            "1",
+            "--recipe",
+            "reference",
+            "--limit-train",
+            "320",
+            "--limit-test",
+            "200",
+            "--no-progress",
+            "-o",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0 and "0 trained, 0 resumed, 4 already complete" in printed
     assert "final acc" in printed and all(f"mlp-tiny-lr={lr}-seed{s}" in printed for lr in (0.01, 0.05) for s in (0, 1))
@@ -200,19 +267,24 @@ def test_sweep_continues_where_it_stopped(tmp_path, capsys):
 @pytest.mark.slow
 def test_an_interrupted_run_is_resumed_not_restarted(tmp_path):
     from cnnlab.experiments import ensure_run
-    from cnnlab.training import resolve_config
     from cnnlab.runfolder.checkpoint import load_checkpoint, save_atomic
+    from cnnlab.training import resolve_config
 
-    config = resolve_config({"model": "mlp-tiny", "epochs": 2, "recipe": "reference", "out": str(tmp_path / "run"),
-                             **TINY})
+    config = resolve_config(
+        {"model": "mlp-tiny", "epochs": 2, "recipe": "reference", "out": str(tmp_path / "run"), **TINY}
+    )
     record, action = ensure_run(config, quiet)
     assert action == "trained" and record.complete and len(record.history) == 2
     # Make it look stopped after epoch 1: no summary, and the last checkpoint at the end of epoch 1.
     (tmp_path / "run" / "summary.json").unlink()
     checkpoint = load_checkpoint(tmp_path / "run", "last.pt")
-    save_atomic({**{k: v for k, v in checkpoint.items() if k != "path"}, "epoch": 1, "step": 0},
-                tmp_path / "run" / "checkpoints" / "last.pt")
+    save_atomic(
+        {**{k: v for k, v in checkpoint.items() if k != "path"}, "epoch": 1, "step": 0},
+        tmp_path / "run" / "checkpoints" / "last.pt",
+    )
     messages = []
     record, action = ensure_run(config, messages.append)
-    assert action == "resumed" and record.complete and messages == [f"resuming the interrupted run in {tmp_path / 'run'}"]
+    assert (
+        action == "resumed" and record.complete and messages == [f"resuming the interrupted run in {tmp_path / 'run'}"]
+    )
     assert [row["epoch"] for row in record.history] == [1, 2]  # epoch 2 trained again, epoch 1 kept

@@ -1,4 +1,5 @@
 """`cnnlab export`: ONNX and TorchScript files verified against PyTorch, sidecars, predict through ONNX."""
+
 import dataclasses
 import json
 import os
@@ -13,14 +14,23 @@ from cnnlab.data import get_spec, load_dataset
 from cnnlab.data.transforms import make_permutation
 from cnnlab.export import export_model, open_exported, read_metadata, verification_images, verify_export
 from cnnlab.export.sidecar import EXTRA_FILE
-from cnnlab.training import train
 from cnnlab.runs.load import load_run
+from cnnlab.training import train
 
 # The tests load and save TorchScript themselves; torch.jit's deprecation notice is not news here.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
 
-SAMPLE = dict(dataset="mnist-sample", progress=False, epochs=2, batch_size=64, optimizer="adam", lr=0.01,
-              schedule="constant", limit_train=1000, limit_test=100)
+SAMPLE = dict(
+    dataset="mnist-sample",
+    progress=False,
+    epochs=2,
+    batch_size=64,
+    optimizer="adam",
+    lr=0.01,
+    schedule="constant",
+    limit_train=1000,
+    limit_test=100,
+)
 
 
 def needs_onnx():
@@ -45,7 +55,9 @@ def nin_resized_run(tmp_path_factory):
     """nin-single at its smallest input (67) resized from 28, trained channels-last on 128 images."""
     out = tmp_path_factory.mktemp("nin") / "run"
     options = {**SAMPLE, "epochs": 1, "limit_train": 128, "limit_test": 50, "lr": 0.001}
-    return train(model="nin-single", resize=67, channels_last=True, normalize="0.5,0.5", out=str(out), **options).run_dir
+    return train(
+        model="nin-single", resize=67, channels_last=True, normalize="0.5,0.5", out=str(out), **options
+    ).run_dir
 
 
 def error_of(capsys, argv):
@@ -123,8 +135,9 @@ def test_resized_channels_last_run_exports_in_both_formats(nin_resized_run, tmp_
     if all(_importable(n) for n in ("onnx", "onnxscript", "onnxruntime")):
         formats.append("onnx")
     for format in formats:
-        result = export_model(nin_resized_run, format, tmp_path / f"nin.{'onnx' if format == 'onnx' else 'pt'}",
-                              verify_count=8)
+        result = export_model(
+            nin_resized_run, format, tmp_path / f"nin.{'onnx' if format == 'onnx' else 'pt'}", verify_count=8
+        )
         assert result.verification.passed and result.verification.count == 8, result.verification.summary()
         assert result.metadata["input"]["shape"] == [1, 1, 67, 67]
         pre = result.metadata["preprocessing"]

@@ -1,5 +1,6 @@
 """The fast paths (channels-last, bf16 autocast, torch.compile) must give what the plain fp32 path gives;
 the CPU allocator tuning must keep step-sized buffers in the heap."""
+
 import json
 import os
 import platform
@@ -9,20 +10,38 @@ import sys
 import pytest
 import torch
 
-from cnnlab.models import create_model
-from cnnlab.training import train
-from cnnlab.runfolder.checkpoint import load_checkpoint
 from cnnlab.device import resolve_precision
+from cnnlab.models import create_model
+from cnnlab.runfolder.checkpoint import load_checkpoint
+from cnnlab.training import train
 
-SAMPLE = dict(dataset="mnist-sample", recipe="none", optimizer="sgd", lr=0.05, momentum=0.9, batch_size=64,
-              limit_train=512, limit_test=200, epochs=1, progress=False, seed=3)
+SAMPLE = dict(
+    dataset="mnist-sample",
+    recipe="none",
+    optimizer="sgd",
+    lr=0.05,
+    momentum=0.9,
+    batch_size=64,
+    limit_train=512,
+    limit_test=200,
+    epochs=1,
+    progress=False,
+    seed=3,
+)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A fast-cnn (conv + BatchNorm) trained briefly, in eval mode, with a batch of real sample images."""
-    result = train(model="fast-cnn", dataset="mnist-sample", epochs=1, limit_train=1024, progress=False,
-                   out=str(tmp_path_factory.mktemp("fast") / "run"), seed=0)
+    result = train(
+        model="fast-cnn",
+        dataset="mnist-sample",
+        epochs=1,
+        limit_train=1024,
+        progress=False,
+        out=str(tmp_path_factory.mktemp("fast") / "run"),
+        seed=0,
+    )
     from cnnlab.data import load_dataset
 
     images = load_dataset("mnist-sample").test_images[:256].float().div(255)
@@ -90,14 +109,29 @@ def test_precision_auto_is_bf16_only_on_a_cpu_that_computes_it_natively(tmp_path
     assert resolve_precision(torch.device("cuda"), "auto") == "fp32"  # measured slower for the small nets on a GPU
     assert resolve_precision(torch.device("cpu"), "fp32") == "fp32"
     # The fast recipe asks for auto; the run records what it resolved to.
-    result = train(model="fast-cnn", dataset="mnist-sample", epochs=1, limit_train=256, progress=False, device="cpu",
-                   out=str(tmp_path / "run"))
+    result = train(
+        model="fast-cnn",
+        dataset="mnist-sample",
+        epochs=1,
+        limit_train=256,
+        progress=False,
+        device="cpu",
+        out=str(tmp_path / "run"),
+    )
     assert result.config.precision == "auto"
     expected = "bf16" if native else "fp32"
     assert result.summary["precision"] == expected
     assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == expected
-    reference = train(model="fast-cnn", recipe="reference", dataset="mnist-sample", epochs=1, limit_train=256,
-                      progress=False, device="cpu", out=str(tmp_path / "reference"))
+    reference = train(
+        model="fast-cnn",
+        recipe="reference",
+        dataset="mnist-sample",
+        epochs=1,
+        limit_train=256,
+        progress=False,
+        device="cpu",
+        out=str(tmp_path / "reference"),
+    )
     assert reference.summary["precision"] == "fp32"  # a reference recipe computes as published
 
 
@@ -135,8 +169,15 @@ def test_cpu_allocator_tuning_keeps_step_sized_buffers_in_the_heap():
 def test_training_on_the_cpu_tunes_the_allocator(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr("cnnlab.training.loop.tune_cpu_allocator", lambda: calls.append(1) or True)
-    train(model="mlp-tiny", dataset="mnist-sample", epochs=1, limit_train=64, progress=False, device="cpu",
-          out=str(tmp_path / "run"))
+    train(
+        model="mlp-tiny",
+        dataset="mnist-sample",
+        epochs=1,
+        limit_train=64,
+        progress=False,
+        device="cpu",
+        out=str(tmp_path / "run"),
+    )
     assert calls == [1]
 
 
@@ -170,8 +211,9 @@ def test_a_run_gives_the_caller_its_thread_count_back_and_a_deterministic_one_ke
     monkeypatch.setattr(device, "_DEFAULT_THREADS", before)
     seen = []
     monkeypatch.setattr(device, "idle_cores", lambda: seen.append(torch.get_num_threads()) or 0.0)
-    options = dict(model="mlp-tiny", dataset="mnist-sample", recipe="none", epochs=1, limit_train=64, limit_test=64,
-                   progress=False)
+    options = dict(
+        model="mlp-tiny", dataset="mnist-sample", recipe="none", epochs=1, limit_train=64, limit_test=64, progress=False
+    )
     train(out=str(tmp_path / "a"), **options)
     assert torch.get_num_threads() == before and seen  # tuned during the run, given back after
     seen.clear()

@@ -5,6 +5,7 @@ no traceback; through the Python API, with the exception type and message. Cases
 fill memory run in a child process under a timeout and an address-space limit, so a regression fails
 the test instead of the test run.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,8 +58,14 @@ def run_cli(*args, timeout: float = 60) -> subprocess.CompletedProcess:
         except (ValueError, OSError):  # a platform without RLIMIT_AS: the timeout alone
             pass
 
-    return subprocess.run([sys.executable, "-m", "cnnlab", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=limit, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=limit,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +73,16 @@ def trained_run(tmp_path_factory) -> Path:
     from cnnlab.training import train
 
     out = tmp_path_factory.mktemp("hostile") / "run"
-    return train(model="convnet", dataset="mnist-sample", epochs=1, progress=False, batch_size=64,
-                 limit_train=256, limit_test=50, out=str(out)).run_dir
+    return train(
+        model="convnet",
+        dataset="mnist-sample",
+        epochs=1,
+        progress=False,
+        batch_size=64,
+        limit_train=256,
+        limit_test=50,
+        out=str(out),
+    ).run_dir
 
 
 @pytest.fixture
@@ -102,8 +117,10 @@ def test_config_yaml_alias_bomb_is_refused_at_once(tmp_path):
     start = time.perf_counter()
     done = run_cli("train", "--config", config, "--out", tmp_path / "run")
     assert done.returncode == 2
-    assert one_line(done.stderr) == (f"cnnlab: error: config file {str(config)!r} uses a YAML alias (line 5); cnnlab "
-                                     "config files take plain values only: write the value out")
+    assert one_line(done.stderr) == (
+        f"cnnlab: error: config file {str(config)!r} uses a YAML alias (line 5); cnnlab "
+        "config files take plain values only: write the value out"
+    )
     assert time.perf_counter() - start < 30 and not (tmp_path / "run").exists()
 
 
@@ -175,7 +192,10 @@ def test_run_config_json_that_is_a_fifo_fails_at_once(tmp_path):
     os.mkfifo(run / "config.json")
     done = run_cli("train", "--config", run / "config.json", "--out", tmp_path / "again", timeout=60)
     assert done.returncode == 2
-    assert one_line(done.stderr) == f"cnnlab: error: config file {str(run / 'config.json')!r} is a FIFO, not a regular file"
+    assert (
+        one_line(done.stderr)
+        == f"cnnlab: error: config file {str(run / 'config.json')!r} is a FIFO, not a regular file"
+    )
 
 
 def test_config_through_a_link_to_a_regular_file_still_works(tmp_path):
@@ -200,6 +220,7 @@ def test_deep_model_options_through_the_python_api(tmp_path):
 
 # ---- 2. a checkpoint's config is validated like a requested one --------------------------------
 
+
 def tampered_checkpoint(run: Path, folder: Path, **config) -> Path:
     """A copy of the run's best.pt whose saved config has `config` changed (weights and the rest untouched)."""
     checkpoint = torch.load(run / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
@@ -214,8 +235,10 @@ CONFIG_CASES = {
     "resize 10**6": ({"resize": 10**6}, "resize=1000000 is more than 2048 pixels a side"),
     # Passes the bound on resize: the model's own input sizes refuse it, before 8 GB of 2048-pixel batches.
     "resize 2048": ({"resize": 2048}, "convnet takes inputs of 28x28 to 31x31 pixels, got 2048x2048; pass resize=28"),
-    "permutation_seed 2**80": ({"permute_pixels": True, "permutation_seed": 2**80},
-                               f"permutation_seed must be an integer from 0 to 4,294,967,295, got {2**80}"),
+    "permutation_seed 2**80": (
+        {"permute_pixels": True, "permutation_seed": 2**80},
+        f"permutation_seed must be an integer from 0 to 4,294,967,295, got {2**80}",
+    ),
     "unknown device": ({"device": "tpu"}, "unknown device 'tpu'"),
 }
 
@@ -234,28 +257,47 @@ def test_checkpoint_config_is_validated_by_load_run(trained_run, tmp_path, case)
 @pytest.mark.parametrize("command", ["eval", "predict", "export", "inspect"])
 def test_checkpoint_config_is_one_line_in_every_command(trained_run, tmp_path, capsys, npy_image, command):
     file = tampered_checkpoint(trained_run, tmp_path, resize=-28)
-    argv = {"eval": ["eval", file, "--device", "cpu"], "predict": ["predict", file, npy_image],
-            "export": ["export", file, "--format", "torchscript", "-o", tmp_path / "model.pt"],
-            "inspect": ["inspect", file, "filters", "-o", tmp_path / "figures"]}[command]
+    argv = {
+        "eval": ["eval", file, "--device", "cpu"],
+        "predict": ["predict", file, npy_image],
+        "export": ["export", file, "--format", "torchscript", "-o", tmp_path / "model.pt"],
+        "inspect": ["inspect", file, "filters", "-o", tmp_path / "figures"],
+    }[command]
     code, line = call(capsys, argv)
     assert code == 2
-    assert line == (f"cnnlab: error: {str(file)!r} holds a config cnnlab cannot use: resize must be a positive "
-                    "integer, got -28")
+    assert line == (
+        f"cnnlab: error: {str(file)!r} holds a config cnnlab cannot use: resize must be a positive integer, got -28"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "digit.npy"]
 
 
 def test_seed_out_of_range_is_one_line_in_train(tmp_path, capsys):
-    code, line = call(capsys, ["train", "convnet", "--dataset", "mnist-sample", "--seed", str(2**80),
-                               "--out", tmp_path / "run"])
+    code, line = call(
+        capsys, ["train", "convnet", "--dataset", "mnist-sample", "--seed", str(2**80), "--out", tmp_path / "run"]
+    )
     assert code == 2 and line == f"cnnlab: error: --seed must be an integer from 0 to 4,294,967,295, got {2**80}"
 
 
 def test_seed_too_large_for_augmentation_is_one_line_in_train(tmp_path, capsys):
-    code, line = call(capsys, ["train", "convnet", "--dataset", "mnist-sample", "--augment", "--seed", "123456789",
-                               "--out", tmp_path / "run"])
-    assert code == 2 and line == ("cnnlab: error: --seed must be at most 16,777,215 with augment (each step's "
-                                  "augmentation is seeded with seed * 1,000,003^2 + step, which torch takes only below "
-                                  "2^64), got 123456789")
+    code, line = call(
+        capsys,
+        [
+            "train",
+            "convnet",
+            "--dataset",
+            "mnist-sample",
+            "--augment",
+            "--seed",
+            "123456789",
+            "--out",
+            tmp_path / "run",
+        ],
+    )
+    assert code == 2 and line == (
+        "cnnlab: error: --seed must be at most 16,777,215 with augment (each step's "
+        "augmentation is seeded with seed * 1,000,003^2 + step, which torch takes only below "
+        "2^64), got 123456789"
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -267,13 +309,14 @@ def test_the_real_checkpoint_config_still_loads(trained_run):
 
 # ---- 3. devices: one check, the one train uses ----------------------------------------------------
 
+
 def test_unknown_device_is_the_same_line_in_eval_and_train(trained_run, tmp_path, capsys):
     code, line = call(capsys, ["eval", trained_run, "--device", "tpu"])
-    expected = ("cnnlab: error: unknown device 'tpu' (did you mean 'cpu'?); choose from: auto, cpu, cuda, cuda:N, "
-                "mps")
+    expected = "cnnlab: error: unknown device 'tpu' (did you mean 'cpu'?); choose from: auto, cpu, cuda, cuda:N, mps"
     assert code == 2 and line == expected
-    code, line = call(capsys, ["train", "convnet", "--dataset", "mnist-sample", "--device", "tpu",
-                               "--out", tmp_path / "run"])
+    code, line = call(
+        capsys, ["train", "convnet", "--dataset", "mnist-sample", "--device", "tpu", "--out", tmp_path / "run"]
+    )
     assert code == 2 and line == expected.replace("unknown device", "unknown --device")
 
 
@@ -281,7 +324,9 @@ def test_cuda_device_without_cuda_is_one_line(trained_run, tmp_path, capsys, mon
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     code, line = call(capsys, ["inspect", trained_run, "mistakes", "--device", "cuda:7", "-o", tmp_path / "figures"])
     assert code == 2
-    assert line == "cnnlab: error: --device cuda:7 was asked for but CUDA is not available here; use --device cpu or auto"
+    assert (
+        line == "cnnlab: error: --device cuda:7 was asked for but CUDA is not available here; use --device cpu or auto"
+    )
     assert not (tmp_path / "figures").exists()
 
 
@@ -290,8 +335,10 @@ def test_cuda_index_beyond_the_machines_gpus_is_one_line(trained_run, capsys, mo
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     code, line = call(capsys, ["eval", trained_run, "--device", "cuda:7"])
     assert code == 2
-    assert line == ("cnnlab: error: --device cuda:7 was asked for but this machine has 1 CUDA device (cuda:0); "
-                    "use --device cuda or one of those")
+    assert line == (
+        "cnnlab: error: --device cuda:7 was asked for but this machine has 1 CUDA device (cuda:0); "
+        "use --device cuda or one of those"
+    )
 
 
 @pytest.mark.parametrize("device", ["tpu", "cuda:x", 7])
@@ -303,6 +350,7 @@ def test_load_run_checks_its_device(trained_run, device):
 
 
 # ---- 4. LoadedRun.predict and load_run's arguments ---------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def loaded(trained_run):
@@ -328,17 +376,29 @@ def test_predict_takes_numpy_arrays_and_n_h_w_for_one_channel(loaded):
 
 
 PREDICT_REFUSALS = {
-    "bool": (lambda x: x > 127, TypeError,
-             "images must be uint8 pixels 0..255 or floats in [0, 1], shaped (N, 1, 28, 28) or (N, 28, 28); got bool"),
-    "int64": (lambda x: x.long(), TypeError,
-              "images must be uint8 pixels 0..255 or floats in [0, 1], shaped (N, 1, 28, 28) or (N, 28, 28); got int64"),
+    "bool": (
+        lambda x: x > 127,
+        TypeError,
+        "images must be uint8 pixels 0..255 or floats in [0, 1], shaped (N, 1, 28, 28) or (N, 28, 28); got bool",
+    ),
+    "int64": (
+        lambda x: x.long(),
+        TypeError,
+        "images must be uint8 pixels 0..255 or floats in [0, 1], shaped (N, 1, 28, 28) or (N, 28, 28); got int64",
+    ),
     "numpy int64": (lambda x: x.numpy().astype(np.int64), TypeError, "got a numpy array of int64"),
     "a list": (lambda x: x.tolist(), TypeError, "images must be a torch.Tensor or numpy array of uint8 pixels"),
-    "floats 0..255": (lambda x: x.float(), ValueError,
-                      "float images must be in [0, 1] (ToTensor's scale), got values in [0, "),
+    "floats 0..255": (
+        lambda x: x.float(),
+        ValueError,
+        "float images must be in [0, 1] (ToTensor's scale), got values in [0, ",
+    ),
     "NaN": (lambda x: torch.full(x.shape, float("nan")), ValueError, "images hold NaN or infinite values"),
-    "three channels": (lambda x: x.expand(-1, 3, -1, -1), ValueError,
-                       "images must be shaped (N, 1, 28, 28) or (N, 28, 28) for this run's dataset; got (8, 3, 28, 28)"),
+    "three channels": (
+        lambda x: x.expand(-1, 3, -1, -1),
+        ValueError,
+        "images must be shaped (N, 1, 28, 28) or (N, 28, 28) for this run's dataset; got (8, 3, 28, 28)",
+    ),
     "32 pixels": (lambda x: torch.zeros(8, 1, 32, 32, dtype=torch.uint8), ValueError, "got (8, 1, 32, 32)"),
     "5-d": (lambda x: x[None], ValueError, "got (1, 8, 1, 28, 28)"),
     "2-d": (lambda x: x[0, 0], ValueError, "got (28, 28)"),
@@ -363,6 +423,7 @@ def test_load_run_refuses_an_unknown_checkpoint_choice(trained_run):
 
 # ---- 5. load_dataset's arguments ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", [123, None, ["mnist"]])
 def test_load_dataset_with_a_name_that_is_not_a_string(name):
     from cnnlab.data import load_dataset
@@ -372,6 +433,7 @@ def test_load_dataset_with_a_name_that_is_not_a_string(name):
 
 
 # ---- 6. .npy inputs to predict ------------------------------------------------------------------------
+
 
 def npy_of_shape(path: Path, shape: tuple, descr: str = "<f8") -> Path:
     """A .npy whose header claims `shape`, its data a sparse hole of the full size (no disk, no time)."""
@@ -389,8 +451,10 @@ def test_npy_larger_than_the_byte_bound_is_refused_from_its_header(trained_run, 
     start = time.perf_counter()
     code, line = call(capsys, ["predict", trained_run, path])
     size = int(np.prod(shape)) * 8
-    assert code == 2 and line == (f"cnnlab: error: {str(path)!r}: an array of shape {shape} and dtype float64 is "
-                                  f"{size:,} bytes, more than cnnlab reads (268,435,456); split it or store uint8 pixels")
+    assert code == 2 and line == (
+        f"cnnlab: error: {str(path)!r}: an array of shape {shape} and dtype float64 is "
+        f"{size:,} bytes, more than cnnlab reads (268,435,456); split it or store uint8 pixels"
+    )
     assert time.perf_counter() - start < 5
 
 
@@ -400,8 +464,9 @@ def test_npy_of_non_finite_values_is_one_line(trained_run, tmp_path, capsys, val
     np.save(path, np.full((28, 28), value))
     code, line = call(capsys, ["predict", trained_run, path])
     assert code == 2
-    assert line == (f"cnnlab: error: {str(path)!r} holds NaN or infinite values; give uint8 pixels 0..255 or floats "
-                    "in [0, 1]")
+    assert line == (
+        f"cnnlab: error: {str(path)!r} holds NaN or infinite values; give uint8 pixels 0..255 or floats in [0, 1]"
+    )
 
 
 def test_npy_of_booleans_is_one_line(trained_run, tmp_path, capsys):
@@ -425,6 +490,7 @@ def test_npy_and_png_through_a_link_still_predict(trained_run, tmp_path, capsys,
 
 # ---- 7. an exported model whose sidecar names another number of classes -------------------------------
 
+
 def tiny_onnx(path: Path, classes: int, weight: float = 0.0) -> Path:
     """An ONNX classifier of 28x28 grey images into `classes` scores (Flatten + Linear), batch 1."""
     import warnings
@@ -434,8 +500,15 @@ def tiny_onnx(path: Path, classes: int, weight: float = 0.0) -> Path:
     torch.nn.init.constant_(model[1].weight, weight)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(1, 1, 28, 28),), str(path), dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["logits"])
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 1, 28, 28),),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["logits"],
+        )
     return path
 
 
@@ -457,8 +530,10 @@ def test_onnx_with_fewer_classes_than_its_sidecar_is_one_line(tmp_path, capsys, 
     sidecar_of(model)
     code, line = call(capsys, ["predict", model, npy_image])
     assert code == 2
-    assert line == (f"cnnlab: error: {str(model)!r} gives 3 scores per image but its metadata names 10 classes; the "
-                    "model file and its sidecar do not belong together: re-export with `cnnlab export`")
+    assert line == (
+        f"cnnlab: error: {str(model)!r} gives 3 scores per image but its metadata names 10 classes; the "
+        "model file and its sidecar do not belong together: re-export with `cnnlab export`"
+    )
 
 
 def test_onnx_giving_nan_scores_is_one_line(tmp_path, capsys, npy_image, sidecar_of):
@@ -467,8 +542,10 @@ def test_onnx_giving_nan_scores_is_one_line(tmp_path, capsys, npy_image, sidecar
     sidecar_of(model)
     code, line = call(capsys, ["predict", model, npy_image])
     assert code == 2
-    assert line == (f"cnnlab: error: {str(model)!r} gave NaN or infinite scores, so it names no class; check the "
-                    "model file (re-export with `cnnlab export`)")
+    assert line == (
+        f"cnnlab: error: {str(model)!r} gave NaN or infinite scores, so it names no class; check the "
+        "model file (re-export with `cnnlab export`)"
+    )
 
 
 def test_onnx_matching_its_sidecar_still_predicts(tmp_path, capsys, npy_image, sidecar_of):

@@ -4,6 +4,7 @@ Each case plants a link, a FIFO or a hand-edited file in a copy of a real run, r
 files outside the run byte for byte, the exit code, one line on stderr, and a timeout around anything that
 could block. The run is trained once per module (mlp-tiny on 256 images, about a second).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,8 +20,16 @@ import pytest
 from cnnlab.cli.main import main
 from cnnlab.training import train
 
-QUICK = dict(model="mlp-tiny", dataset="mnist-sample", recipe="none", epochs=1, batch_size=64, limit_train=256,
-             limit_test=100, progress=False)
+QUICK = dict(
+    model="mlp-tiny",
+    dataset="mnist-sample",
+    recipe="none",
+    epochs=1,
+    batch_size=64,
+    limit_train=256,
+    limit_test=100,
+    progress=False,
+)
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64  # enough of a PNG for the report's check of the first bytes
 
 
@@ -42,8 +51,13 @@ def call(capsys, argv: list[str]) -> tuple[int, str]:
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """`python -m cnnlab ARGS` in a child with a timeout: a hang fails the test instead of stalling the suite."""
-    return subprocess.run([sys.executable, "-m", "cnnlab", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "MPLBACKEND": "Agg"})
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +83,7 @@ def outside(tmp_path) -> Path:
 
 
 # ---- writing: never through a link, never outside the run, atomically ------------------------------------
+
 
 def test_resume_replaces_a_symlinked_figure_instead_of_writing_through_it(run, outside, capsys):
     (run / "curves.png").unlink()
@@ -104,9 +119,27 @@ def test_a_fifo_lock_does_not_hang(run, mode):
     (run / ".lock").unlink(missing_ok=True)
     os.mkfifo(run / ".lock")
     if mode == "auto":
-        done = run_cli("train", "mlp-tiny", "--dataset", "mnist-sample", "--recipe", "none", "--batch-size", "64",
-                       "--limit-train", "256", "--limit-test", "100", "--epochs", "2", "--no-progress",
-                       "--resume", "auto", "--out", str(run))
+        done = run_cli(
+            "train",
+            "mlp-tiny",
+            "--dataset",
+            "mnist-sample",
+            "--recipe",
+            "none",
+            "--batch-size",
+            "64",
+            "--limit-train",
+            "256",
+            "--limit-test",
+            "100",
+            "--epochs",
+            "2",
+            "--no-progress",
+            "--resume",
+            "auto",
+            "--out",
+            str(run),
+        )
     else:
         done = run_cli("train", "--resume", str(run), "--epochs", "2")
     assert done.returncode == 2 and "not a regular file" in one_line(done.stderr)
@@ -184,6 +217,7 @@ def test_figures_are_written_atomically(run, monkeypatch):
 
 
 # ---- reading: only regular files inside the folder, bounded, without blocking ------------------------------
+
 
 def test_report_embeds_no_file_from_outside(run, tmp_path, capsys):
     secret = tmp_path / "secret.png"
@@ -264,12 +298,15 @@ sys.exit(main(["compare", {str(run)!r}]))
     assert "symbolic link" in done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("edit", [
-    ("summary.json", lambda s: {**s, "final_test_acc": "high"}),
-    ("summary.json", lambda s: {**s, "best_test_acc": float("inf")}),
-    ("summary.json", lambda s: ["not", "an", "object"]),
-    ("metrics.csv", None),
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        ("summary.json", lambda s: {**s, "final_test_acc": "high"}),
+        ("summary.json", lambda s: {**s, "best_test_acc": float("inf")}),
+        ("summary.json", lambda s: ["not", "an", "object"]),
+        ("metrics.csv", None),
+    ],
+)
 def test_a_hand_edited_run_is_listed_beside_the_leaderboard(run, finished, tmp_path, capsys, edit):
     """compare and report promise that folders which are not runs are listed, never fatal."""
     name, change = edit
@@ -298,6 +335,7 @@ def test_resume_of_a_run_with_a_broken_metrics_file_is_one_line_and_touches_noth
 
 
 # ---- one line for every OSError; nothing half-made -----------------------------------------------------------
+
 
 @pytest.mark.parametrize("case", ["parent-is-file", "dangling-parent", "name-too-long", "loop", "folder"])
 @pytest.mark.parametrize("command", ["eval", "export", "inspect"])
@@ -375,8 +413,26 @@ def test_a_failed_sweep_does_not_block_the_corrected_command(tmp_path, capsys):
     out = tmp_path / "sweep"
     code, err = call(capsys, ["sweep", "--models", "mlp-tiny", "--dataset", "kmnist", "--epochs", "1", "-o", str(out)])
     assert code == 2
-    code, err = call(capsys, ["sweep", "--models", "mlp-tiny", "--dataset", "mnist-sample", "--epochs", "1",
-                              "--limit-train", "256", "--limit-test", "100", "--recipe", "none", "-o", str(out)])
+    code, err = call(
+        capsys,
+        [
+            "sweep",
+            "--models",
+            "mlp-tiny",
+            "--dataset",
+            "mnist-sample",
+            "--epochs",
+            "1",
+            "--limit-train",
+            "256",
+            "--limit-test",
+            "100",
+            "--recipe",
+            "none",
+            "-o",
+            str(out),
+        ],
+    )
     assert code == 0, err
     assert json.loads((out / "experiment.json").read_text())["status"] == "complete"
 

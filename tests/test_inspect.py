@@ -1,4 +1,5 @@
 """`cnnlab inspect`: filters, feature maps, saliency / Grad-CAM and mistakes on tiny trained runs."""
+
 import importlib.util
 import sys
 from pathlib import Path
@@ -11,15 +12,25 @@ from torch import nn
 from cnnlab.cli.main import main
 from cnnlab.data.transforms import permute_pixels
 from cnnlab.inspect import (
-    attribute, confused_pairs, conv_layers, default_filter_layer, feature_maps, filter_tiles, inspect_features,
-    inspect_filters, inspect_mistakes, inspect_saliency, most_confident_mistakes, report_figures,
+    attribute,
+    confused_pairs,
+    conv_layers,
+    default_filter_layer,
+    feature_maps,
+    filter_tiles,
+    inspect_features,
+    inspect_filters,
+    inspect_mistakes,
+    inspect_saliency,
+    most_confident_mistakes,
+    report_figures,
 )
 from cnnlab.inspect.grid import grid_figure_pixels, grid_shape
 from cnnlab.inspect.inputs import model_view, to_unpermuted, unpermuted_view
 from cnnlab.inspect.layers import default_feature_layers
 from cnnlab.models import create_model, list_models, model_info
-from cnnlab.training import TrainConfig, train
 from cnnlab.runs.load import load_run
+from cnnlab.training import TrainConfig, train
 
 HAS_CAPTUM = importlib.util.find_spec("captum") is not None
 
@@ -34,8 +45,18 @@ def one_thread():
 
 
 def _train(tmp, model: str, **options) -> Path:
-    config = TrainConfig(model=model, dataset="mnist-sample", epochs=1, batch_size=64, optimizer="adam", lr=0.005,
-                         limit_train=500, progress=False, out=str(tmp / model), **options)
+    config = TrainConfig(
+        model=model,
+        dataset="mnist-sample",
+        epochs=1,
+        batch_size=64,
+        optimizer="adam",
+        lr=0.005,
+        limit_train=500,
+        progress=False,
+        out=str(tmp / model),
+        **options,
+    )
     return train(config).run_dir
 
 
@@ -134,7 +155,9 @@ def test_feature_maps_have_the_layers_channels(runs, tmp_path, capsys):
     trained = load_run(runs["convnet"])
     convs = conv_layers(trained.model)
     assert code == 0
-    assert lines == [str(tmp_path / "features-test3-input.png")] + [str(tmp_path / f"features-test3-{c}.png") for c in convs]
+    assert lines == [str(tmp_path / "features-test3-input.png")] + [
+        str(tmp_path / f"features-test3-{c}.png") for c in convs
+    ]
     x = trained.transform()(trained_test_image(trained, 3))
     _, maps = feature_maps(trained.model, x, convs)
     for layer, path in zip(maps, lines[1:]):
@@ -148,25 +171,36 @@ def test_feature_maps_have_the_layers_channels(runs, tmp_path, capsys):
 def trained_test_image(trained, index: int) -> torch.Tensor:
     from cnnlab.data import load_dataset
 
-    return load_dataset(trained.config.dataset).test_images[index: index + 1]
+    return load_dataset(trained.config.dataset).test_images[index : index + 1]
 
 
 def test_features_of_an_image_file_and_chosen_layers(runs, tmp_path):
     trained = load_run(runs["lenet"])
     picture = trained_test_image(trained, 0)[0, 0].numpy()
     Image.fromarray(255 - picture).save(tmp_path / "digit.png")  # dark on light, as drawn on paper
-    paths = inspect_features(runs["lenet"], image=tmp_path / "digit.png", layers=["features.1", "classifier.0"],
-                             out=tmp_path / "out", invert=True)
-    assert [p.name for p in paths] == ["features-digit-input.png", "features-digit-features.1.png",
-                                       "features-digit-classifier.0.png"]
+    paths = inspect_features(
+        runs["lenet"],
+        image=tmp_path / "digit.png",
+        layers=["features.1", "classifier.0"],
+        out=tmp_path / "out",
+        invert=True,
+    )
+    assert [p.name for p in paths] == [
+        "features-digit-input.png",
+        "features-digit-features.1.png",
+        "features-digit-classifier.0.png",
+    ]
     assert png_size(paths[1]) == grid_figure_pixels(*grid_shape(6), colorbar=True)  # sigmoid after conv(1->6)
     assert png_size(paths[2]) == grid_figure_pixels(1, 1, colorbar=True)  # 120 units as one square tile
 
 
 def test_permuted_resized_run_features(runs, tmp_path):
     paths = inspect_features(runs["cnn-permuted-resized"], index=0, out=tmp_path)
-    assert [p.name for p in paths] == ["features-test0-input.png", "features-test0-features.0.png",
-                                       "features-test0-features.3.png"]
+    assert [p.name for p in paths] == [
+        "features-test0-input.png",
+        "features-test0-features.0.png",
+        "features-test0-features.3.png",
+    ]
     width, _ = png_size(paths[0])
     assert width > 1.6 * png_size(tmp_path / "features-test0-features.0.png")[1] / 2  # two panels: seen and un-permuted
     trained = load_run(runs["cnn-permuted-resized"])
@@ -193,7 +227,7 @@ def quadrant_task(quadrant: int, n: int = 256, size: int = 16, seed: int = 0):
     r, c = (quadrant // 2) * half, (quadrant % 2) * half
     for i in y.nonzero().flatten().tolist():
         dr, dc = torch.randint(0, half - 3, (2,), generator=generator).tolist()
-        x[i, 0, r + dr: r + dr + 4, c + dc: c + dc + 4] = 1.0
+        x[i, 0, r + dr : r + dr + 4, c + dc : c + dc + 4] = 1.0
     return x, y
 
 
@@ -202,7 +236,7 @@ def quadrant_share(maps: torch.Tensor, quadrant: int) -> torch.Tensor:
     maps = maps.clamp(min=0)
     half = maps.shape[-1] // 2
     r, c = (quadrant // 2) * half, (quadrant % 2) * half
-    return maps[:, r: r + half, c: c + half].sum((1, 2)) / maps.sum((1, 2)).clamp(min=1e-12)
+    return maps[:, r : r + half, c : c + half].sum((1, 2)) / maps.sum((1, 2)).clamp(min=1e-12)
 
 
 @pytest.mark.parametrize("quadrant", [1, 2])  # top-right and bottom-left: a transposed or flipped map fails
@@ -210,10 +244,17 @@ def test_gradcam_puts_the_attribution_in_the_deciding_quadrant(quadrant):
     pytest.importorskip("captum")
     torch.manual_seed(0)
     x, y = quadrant_task(quadrant)
-    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 2),
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
-    for step in range(60):
+    for _ in range(60):
         batch = torch.randint(0, len(x), (64,))
         loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
         optimizer.zero_grad()
@@ -235,7 +276,10 @@ def test_saliency_figures_for_predicted_and_target_class(runs, tmp_path, capsys)
     pytest.importorskip("captum")
     trained = load_run(runs["convnet"])
     code, lines, _ = run_cli(["inspect", runs["convnet"], "saliency", "--index", "0", "1", "-o", tmp_path], capsys)
-    assert code == 0 and lines == [str(tmp_path / "saliency-gradcam-test0.png"), str(tmp_path / "saliency-gradcam-test1.png")]
+    assert code == 0 and lines == [
+        str(tmp_path / "saliency-gradcam-test0.png"),
+        str(tmp_path / "saliency-gradcam-test1.png"),
+    ]
     one_row = png_size(Path(lines[0]))
     with torch.no_grad():
         predicted = int(trained.model(trained.transform()(trained_test_image(trained, 0))).argmax())
@@ -245,12 +289,15 @@ def test_saliency_figures_for_predicted_and_target_class(runs, tmp_path, capsys)
     assert two_rows[0] == pytest.approx(one_row[0], abs=20) and two_rows[1] > 1.7 * one_row[1]
 
 
-@pytest.mark.parametrize("case, method, name", [
-    ("lenet", "integrated-gradients", "saliency-integrated-gradients-test2.png"),
-    ("mlp-permuted", None, "saliency-integrated-gradients-test2.png"),  # no conv layer: IG by default
-    ("cnn-permuted-resized", "gradcam", "saliency-gradcam-test2.png"),
-    ("cnn-permuted-resized", "saliency", "saliency-saliency-test2.png"),
-])
+@pytest.mark.parametrize(
+    "case, method, name",
+    [
+        ("lenet", "integrated-gradients", "saliency-integrated-gradients-test2.png"),
+        ("mlp-permuted", None, "saliency-integrated-gradients-test2.png"),  # no conv layer: IG by default
+        ("cnn-permuted-resized", "gradcam", "saliency-gradcam-test2.png"),
+        ("cnn-permuted-resized", "saliency", "saliency-saliency-test2.png"),
+    ],
+)
 def test_saliency_works_for_every_kind_of_run(runs, tmp_path, case, method, name):
     pytest.importorskip("captum")
     [path] = inspect_saliency(runs[case], [2], method=method, target="3", out=tmp_path)
@@ -319,11 +366,17 @@ def test_default_output_is_the_runs_inspect_folder(runs, capsys):
 # ---- errors -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args, message", [
-    (["filters", "--layer", "features.9"], "unknown --layer 'features.9'"),
-    (["features", "--index", "0", "--layer", "conv1"], "unknown --layer 'conv1'"),
-    (["saliency", "--index", "0", "--layer", "feature.0"], "unknown --layer 'feature.0' (did you mean 'features.0'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["filters", "--layer", "features.9"], "unknown --layer 'features.9'"),
+        (["features", "--index", "0", "--layer", "conv1"], "unknown --layer 'conv1'"),
+        (
+            ["saliency", "--index", "0", "--layer", "feature.0"],
+            "unknown --layer 'feature.0' (did you mean 'features.0'",
+        ),
+    ],
+)
 def test_unknown_layer_is_one_line_listing_the_conv_layers(runs, tmp_path, capsys, args, message):
     if args[0] == "saliency":
         pytest.importorskip("captum")
@@ -334,25 +387,34 @@ def test_unknown_layer_is_one_line_listing_the_conv_layers(runs, tmp_path, capsy
     assert "conv layers of convnet: " + ", ".join(conv_layers(trained.model)) in err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["filters", "--layer", "features.1"], "has no kernels to show; layers with filters in convnet: features.0,"),
-    (["features", "--index", "500"], "--index 500 is out of range: the mnist-sample test split has 500 images (0..499)"),
-    (["features", "--image", "missing.png"], "image 'missing.png' does not exist"),
-    (["mistakes", "--top", "0"], "--top must be a positive integer, got 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["filters", "--layer", "features.1"], "has no kernels to show; layers with filters in convnet: features.0,"),
+        (
+            ["features", "--index", "500"],
+            "--index 500 is out of range: the mnist-sample test split has 500 images (0..499)",
+        ),
+        (["features", "--image", "missing.png"], "image 'missing.png' does not exist"),
+        (["mistakes", "--top", "0"], "--top must be a positive integer, got 0"),
+    ],
+)
 def test_bad_inputs_are_one_line_errors(runs, tmp_path, capsys, args, message):
     code, out, err = run_cli(["inspect", runs["convnet"], *args, "-o", tmp_path], capsys)
     assert code == 2 and err.count("\n") == 1 and message in err, err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--method", "gradcamm"], "unknown --method 'gradcamm' (did you mean 'gradcam'?); choose from: gradcam,"),
-    (["--target", "eleven"], "unknown --target class 'eleven'"),
-    (["--target", "12"], "--target 12 is out of range: the run has 10 classes (0..9)"),
-    (["--method", "saliency", "--layer", "features.0"], "--layer chooses Grad-CAM's layer; --method saliency"),
-    (["--layer", "head"], "--layer 'head' outputs (1, 10), not a (N, C, H, W) feature map"),
-    (["--layer", "features.1"], None),  # any layer with a spatial output will do (a max-pool here): exit 0
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "gradcamm"], "unknown --method 'gradcamm' (did you mean 'gradcam'?); choose from: gradcam,"),
+        (["--target", "eleven"], "unknown --target class 'eleven'"),
+        (["--target", "12"], "--target 12 is out of range: the run has 10 classes (0..9)"),
+        (["--method", "saliency", "--layer", "features.0"], "--layer chooses Grad-CAM's layer; --method saliency"),
+        (["--layer", "head"], "--layer 'head' outputs (1, 10), not a (N, C, H, W) feature map"),
+        (["--layer", "features.1"], None),  # any layer with a spatial output will do (a max-pool here): exit 0
+    ],
+)
 def test_saliency_options_are_checked(runs, tmp_path, capsys, args, message):
     pytest.importorskip("captum")
     code, _, err = run_cli(["inspect", runs["convnet"], "saliency", "--index", "0", *args, "-o", tmp_path], capsys)
@@ -364,10 +426,14 @@ def test_saliency_options_are_checked(runs, tmp_path, capsys, args, message):
 
 def test_gradcam_on_a_model_without_conv_layers_says_what_to_use(runs, tmp_path, capsys):
     pytest.importorskip("captum")
-    code, _, err = run_cli(["inspect", runs["mlp-permuted"], "saliency", "--index", "0", "--method", "gradcam",
-                            "-o", tmp_path], capsys)
+    code, _, err = run_cli(
+        ["inspect", runs["mlp-permuted"], "saliency", "--index", "0", "--method", "gradcam", "-o", tmp_path], capsys
+    )
     assert code == 2 and err.count("\n") == 1
-    assert "gradcam needs a conv layer and mlp-tiny has none; use --method saliency or --method integrated-gradients" in err
+    assert (
+        "gradcam needs a conv layer and mlp-tiny has none; use --method saliency or --method integrated-gradients"
+        in err
+    )
 
 
 def test_missing_captum_is_one_line_with_the_install_command(runs, tmp_path, capsys, monkeypatch):
@@ -376,7 +442,10 @@ def test_missing_captum_is_one_line_with_the_install_command(runs, tmp_path, cap
     monkeypatch.setitem(sys.modules, "captum", None)  # makes `import captum...` raise ImportError
     code, out, err = run_cli(["inspect", runs["convnet"], "saliency", "--index", "0", "-o", tmp_path], capsys)
     assert code == 2 and out == [] and err.count("\n") == 1
-    assert err == 'cnnlab: error: saliency maps: the optional package captum is not installed; pip install "cnnlab[inspect]"\n'
+    assert (
+        err
+        == 'cnnlab: error: saliency maps: the optional package captum is not installed; pip install "cnnlab[inspect]"\n'
+    )
     assert report_figures(runs["convnet"], tmp_path)["gradcam"] == []  # the report just leaves Grad-CAM out
 
 
@@ -392,7 +461,9 @@ def test_every_zoo_model_can_be_inspected(name):
     x = torch.randn(1, 1, size, size)
     layer = default_filter_layer(model, (1, size, size))
     tiles = filter_tiles(model, layer, (1, size, size))
-    assert len(tiles.tiles) == (tiles.rows * tiles.cols if tiles.matrix else dict(model.named_modules())[layer].weight.shape[0])
+    assert len(tiles.tiles) == (
+        tiles.rows * tiles.cols if tiles.matrix else dict(model.named_modules())[layer].weight.shape[0]
+    )
     layers = default_feature_layers(model, x)
     _, maps = feature_maps(model, x, layers)
     modules = dict(model.named_modules())

@@ -6,6 +6,7 @@
 
 Each was checked by breaking the invariant by hand in the production code and watching its test fail.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -19,13 +20,21 @@ import pytest
 import torch
 
 from cnnlab.data.batches import Batches
-from cnnlab.training import train
 from cnnlab.runfolder.config import TrainConfig
+from cnnlab.training import train
 from cnnlab.training.loop import TrainingInterrupted
 from cnnlab.training.optim import build_scheduler
 
-TINY = dict(model="mlp-tiny", dataset="mnist-sample", recipe="none", batch_size=64, limit_train=320, limit_test=100,
-            progress=False, deterministic=True)
+TINY = dict(
+    model="mlp-tiny",
+    dataset="mnist-sample",
+    recipe="none",
+    batch_size=64,
+    limit_train=320,
+    limit_test=100,
+    progress=False,
+    deterministic=True,
+)
 TEMP_FILE = re.compile(r"^\..+\.tmp$")  # the atomic writer's temp files (.NAME.XXXX.tmp), renamed into place
 APPEND_ONLY = {"metrics.csv", "steps.csv"}  # appended a row at a time (fsynced), rewritten atomically on resume
 
@@ -63,11 +72,25 @@ def test_every_run_file_is_written_by_rename_only(tmp_path, file_writes):
     out = tmp_path / "run"
     train(out=str(out), epochs=2, **TINY)
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    expected = {"config.json", "summary.json", "metrics.csv", "steps.csv", "checkpoints/last.pt",
-                "checkpoints/best.pt", "curves.png", "confusion.png", "per_class.png", "samples.png", ".lock"}
+    expected = {
+        "config.json",
+        "summary.json",
+        "metrics.csv",
+        "steps.csv",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "curves.png",
+        "confusion.png",
+        "per_class.png",
+        "samples.png",
+        ".lock",
+    }
     assert expected <= files
-    written_in_place = {p.relative_to(out.absolute()).as_posix() for p in opened
-                        if p.is_relative_to(out.absolute()) and not TEMP_FILE.search(p.name)}
+    written_in_place = {
+        p.relative_to(out.absolute()).as_posix()
+        for p in opened
+        if p.is_relative_to(out.absolute()) and not TEMP_FILE.search(p.name)
+    }
     assert written_in_place - APPEND_ONLY - {".lock"} == set()
     for name in expected - {".lock"}:
         assert out.absolute() / name in renamed, name
@@ -98,8 +121,9 @@ def test_a_resumed_run_ends_bit_for_bit_as_an_uninterrupted_one(tmp_path, monkey
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
     # (the resumed run's earlier rows come back from metrics.csv, written to 8 significant digits)
     assert [r["lr"] for r in resumed.history] == pytest.approx([r["lr"] for r in whole.history], rel=1e-7)
-    assert [r["train_loss"] for r in resumed.history] == pytest.approx([r["train_loss"] for r in whole.history],
-                                                                       rel=1e-6)
+    assert [r["train_loss"] for r in resumed.history] == pytest.approx(
+        [r["train_loss"] for r in whole.history], rel=1e-6
+    )
 
 
 def _lrs(config: TrainConfig, steps_per_epoch: int) -> list[float]:
@@ -114,40 +138,54 @@ def _lrs(config: TrainConfig, steps_per_epoch: int) -> list[float]:
     return lrs
 
 
-@pytest.mark.parametrize("schedule, options, expected", [
-    ("constant", {}, {0: 0.1, 17: 0.1, 39: 0.1}),
-    ("step", {"step_size": 2, "gamma": 0.5}, {0: 0.1, 19: 0.1, 20: 0.05, 39: 0.05}),
-    ("step", {"step_size": 1, "gamma": 0.5}, {9: 0.1, 10: 0.05, 39: 0.1 * 0.5**3}),
-    ("cosine", {}, {0: 0.1, 20: 0.05, 39: 0.1 * 0.5 * (1 + math.cos(math.pi * 39 / 40))}),
-    # warm-up: a linear rise to the peak over one epoch (10 steps), then the cosine over the remaining 30
-    ("cosine", {"warmup_epochs": 1}, {0: 0.01, 4: 0.05, 9: 0.1, 10: 0.1, 25: 0.05,
-                                      39: 0.1 * 0.5 * (1 + math.cos(math.pi * 29 / 30))}),
-    ("constant", {"warmup_epochs": 1}, {0: 0.01, 9: 0.1, 30: 0.1}),
-])
+@pytest.mark.parametrize(
+    "schedule, options, expected",
+    [
+        ("constant", {}, {0: 0.1, 17: 0.1, 39: 0.1}),
+        ("step", {"step_size": 2, "gamma": 0.5}, {0: 0.1, 19: 0.1, 20: 0.05, 39: 0.05}),
+        ("step", {"step_size": 1, "gamma": 0.5}, {9: 0.1, 10: 0.05, 39: 0.1 * 0.5**3}),
+        ("cosine", {}, {0: 0.1, 20: 0.05, 39: 0.1 * 0.5 * (1 + math.cos(math.pi * 39 / 40))}),
+        # warm-up: a linear rise to the peak over one epoch (10 steps), then the cosine over the remaining 30
+        (
+            "cosine",
+            {"warmup_epochs": 1},
+            {0: 0.01, 4: 0.05, 9: 0.1, 10: 0.1, 25: 0.05, 39: 0.1 * 0.5 * (1 + math.cos(math.pi * 29 / 30))},
+        ),
+        ("constant", {"warmup_epochs": 1}, {0: 0.01, 9: 0.1, 30: 0.1}),
+    ],
+)
 def test_schedules_give_their_closed_form(schedule, options, expected):
-    config = TrainConfig(model="mlp-tiny", dataset="mnist-sample", recipe="none", epochs=4, lr=0.1,
-                         schedule=schedule, **options)
+    config = TrainConfig(
+        model="mlp-tiny", dataset="mnist-sample", recipe="none", epochs=4, lr=0.1, schedule=schedule, **options
+    )
     lrs = _lrs(config, steps_per_epoch=10)
     for step, lr in expected.items():
         assert lrs[step] == pytest.approx(lr, rel=1e-9), (schedule, step)
 
 
 def test_onecycle_rises_to_the_peak_and_falls_to_nearly_zero():
-    config = TrainConfig(model="mlp-tiny", dataset="mnist-sample", recipe="none", epochs=4, lr=0.1,
-                         schedule="onecycle")
+    config = TrainConfig(model="mlp-tiny", dataset="mnist-sample", recipe="none", epochs=4, lr=0.1, schedule="onecycle")
     lrs = _lrs(config, steps_per_epoch=10)
     peak = lrs.index(max(lrs))
     assert max(lrs) == pytest.approx(0.1) and peak == round(0.25 * 40) - 1
     assert lrs[0] == pytest.approx(0.1 / 25) and lrs[-1] < 1e-5
-    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1:peak + 1]))
-    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1:]))
+    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1 : peak + 1]))
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :]))
 
 
 @pytest.mark.parametrize("schedule", ["step", "cosine", "onecycle"])
 def test_a_schedule_continues_across_a_resume(schedule):
     """The scheduler's state saved at any step and loaded into a fresh one continues the same sequence."""
-    config = TrainConfig(model="mlp-tiny", dataset="mnist-sample", recipe="none", epochs=4, lr=0.1,
-                         schedule=schedule, step_size=1, warmup_epochs=0.5)
+    config = TrainConfig(
+        model="mlp-tiny",
+        dataset="mnist-sample",
+        recipe="none",
+        epochs=4,
+        lr=0.1,
+        schedule=schedule,
+        step_size=1,
+        warmup_epochs=0.5,
+    )
     whole = _lrs(config, steps_per_epoch=10)
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr)
     scheduler = build_scheduler(optimizer, config, 10)

@@ -5,6 +5,7 @@ Parameter counts and input-size probes build models on the meta device (no memor
 no init time); forward and backward passes run for real on the CPU, big models at
 their smallest input only.
 """
+
 from __future__ import annotations
 
 import copy
@@ -17,8 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models import ModelInfo, check_input_size, create_model, list_models, model_info, register_model
-from cnnlab.models import registry
+from cnnlab.models import ModelInfo, check_input_size, create_model, list_models, model_info, register_model, registry
 from cnnlab.models.recipes import RECIPE_KEYS
 
 # The classic-models spec (shared/reference/classic-models.md): name -> (parameters with 1 input
@@ -45,8 +45,7 @@ BIG = 20_000_000
 
 def by_cost(names: list[str]) -> list:
     """`names` as pytest params, the models over BIG parameters marked slow."""
-    return [pytest.param(name, marks=pytest.mark.slow) if model_info(name).num_params > BIG else name
-            for name in names]
+    return [pytest.param(name, marks=pytest.mark.slow) if model_info(name).num_params > BIG else name for name in names]
 
 
 def meta_model(name: str, in_channels: int = 1, num_classes: int = 10, **options) -> nn.Module:
@@ -68,6 +67,7 @@ def runs(model: nn.Module, size: int, in_channels: int = 1) -> bool:
 
 
 # ---- registry -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", SPEC)
 def test_spec_models_are_registered_with_the_spec_numbers(name):
@@ -109,9 +109,18 @@ def test_registering_a_name_twice_raises():
 
 # Metadata for the throw-away models registered below; register_model reads it from this module.
 model_infos = {
-    "toy-net": ModelInfo(name="toy-net", family="toy", paper="none", default_input_size=4, min_input_size=2,
-                         options={"hidden": "hidden width"}, reference_recipe={}, reference_result="",
-                         fast_recipe={}, num_params=0),
+    "toy-net": ModelInfo(
+        name="toy-net",
+        family="toy",
+        paper="none",
+        default_input_size=4,
+        min_input_size=2,
+        options={"hidden": "hidden width"},
+        reference_recipe={},
+        reference_result="",
+        fast_recipe={},
+        num_params=0,
+    ),
 }
 
 
@@ -137,8 +146,11 @@ def test_register_model_adds_a_created_and_checked_model(monkeypatch):
 
 
 def test_unknown_option_names_the_model_and_its_options():
-    with pytest.raises(CnnlabError, match=r"unknown option 'widht' for model 'vgg11' \(did you mean 'width'\?\); "
-                                          r"valid options: width, dropout, batch_norm"):
+    with pytest.raises(
+        CnnlabError,
+        match=r"unknown option 'widht' for model 'vgg11' \(did you mean 'width'\?\); "
+        r"valid options: width, dropout, batch_norm",
+    ):
         create_model("vgg11", widht=4)
     with pytest.raises(CnnlabError, match="unknown option 'dropout' for model 'lenet'.*valid options: batch_norm"):
         create_model("lenet", dropout=0.1)
@@ -146,27 +158,34 @@ def test_unknown_option_names_the_model_and_its_options():
         create_model("resnet18", batch_norm=True)
 
 
-@pytest.mark.parametrize("name, options, message", [
-    ("alexnet", {"dropout": 1.5}, r"option 'dropout' of model 'alexnet' must be a number in \[0, 1\), got 1.5"),
-    ("convnet", {"batch_norm": "yes"}, "option 'batch_norm' of model 'convnet' must be true or false, got 'yes'"),
-    ("vgg11", {"width": 0}, "option 'width' of model 'vgg11' must be a positive integer, got 0"),
-    ("vgg11", {"width": 128}, "option 'width' of VGG must be between 1 and 64"),
-])
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("alexnet", {"dropout": 1.5}, r"option 'dropout' of model 'alexnet' must be a number in \[0, 1\), got 1.5"),
+        ("convnet", {"batch_norm": "yes"}, "option 'batch_norm' of model 'convnet' must be true or false, got 'yes'"),
+        ("vgg11", {"width": 0}, "option 'width' of model 'vgg11' must be a positive integer, got 0"),
+        ("vgg11", {"width": 128}, "option 'width' of VGG must be between 1 and 64"),
+    ],
+)
 def test_bad_option_values_are_named(name, options, message):
     with pytest.raises(CnnlabError, match=message):
         meta_model(name, **options)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"in_channels": 0}, "in_channels must be a positive integer, got 0"),
-    ({"num_classes": 2.5}, "num_classes must be a positive integer, got 2.5"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"in_channels": 0}, "in_channels must be a positive integer, got 0"),
+        ({"num_classes": 2.5}, "num_classes must be a positive integer, got 2.5"),
+    ],
+)
 def test_bad_channel_and_class_counts(kwargs, message):
     with pytest.raises(CnnlabError, match=message):
         create_model("lenet", **kwargs)
 
 
 # ---- architectures ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ALL)
 def test_num_params_is_what_the_builder_gives(name):
@@ -278,7 +297,12 @@ def test_defaults_reproduce_the_reference_layers():
     alexnet = meta_model("alexnet")
     convs = [m for m in alexnet.modules() if isinstance(m, nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size[0], c.stride[0], c.padding[0]) for c in convs] == [
-        (96, 11, 4, 1), (256, 5, 1, 2), (384, 3, 1, 1), (384, 3, 1, 1), (256, 3, 1, 1)]
+        (96, 11, 4, 1),
+        (256, 5, 1, 2),
+        (384, 3, 1, 1),
+        (384, 3, 1, 1),
+        (256, 3, 1, 1),
+    ]
     assert [m.p for m in alexnet.modules() if isinstance(m, nn.Dropout)] == [0.5, 0.5]
     assert not any(isinstance(m, nn.BatchNorm2d) for m in alexnet.modules())
     lenet = meta_model("lenet")
@@ -307,6 +331,7 @@ def test_dropout_option_sets_every_dropout(name):
 
 # ---- the input check ----------------------------------------------------------------
 
+
 def test_too_small_input_fails_before_any_layer_runs():
     model = create_model("alexnet")
     ran = []
@@ -321,23 +346,32 @@ def test_too_small_input_fails_before_any_layer_runs():
 def test_too_small_message_names_model_size_and_resize(name):
     info = model_info(name)
     low = info.min_input_size
-    with pytest.raises(CnnlabError, match=f"^{name} takes inputs of (exactly )?{low}x{low} .*"
-                                          f"got {low - 1}x{low - 1}; pass resize={info.default_input_size}$"):
+    with pytest.raises(
+        CnnlabError,
+        match=f"^{name} takes inputs of (exactly )?{low}x{low} .*"
+        f"got {low - 1}x{low - 1}; pass resize={info.default_input_size}$",
+    ):
         meta_model(name)(torch.zeros(1, 1, low - 1, low - 1, device="meta"))
 
 
 def test_too_large_input_for_a_fixed_linear_layer():
-    with pytest.raises(CnnlabError, match=r"^mlp-tiny takes inputs of exactly 28x28 pixels, got 32x32; "
-                                          r"pass resize=28$"):
+    with pytest.raises(
+        CnnlabError,
+        match=r"^mlp-tiny takes inputs of exactly 28x28 pixels, got 32x32; "
+        r"pass resize=28$",
+    ):
         create_model("mlp-tiny")(torch.zeros(1, 1, 32, 32))
 
 
-@pytest.mark.parametrize("name, size, message", [
-    ("alexnet", 64, "alexnet takes inputs of 65x65 pixels or larger, got 64x64; pass resize=224"),
-    ("lenet", 32, "lenet takes inputs of 28x28 to 31x31 pixels, got 32x32; pass resize=28"),
-    ("mlp-tiny", (28, 27), "mlp-tiny takes inputs of exactly 28x28 pixels, got 28x27; pass resize=28"),
-    ("lenet", (31, 32), "lenet takes inputs of 28x28 to 31x31 pixels, got 31x32; pass resize=28"),
-])
+@pytest.mark.parametrize(
+    "name, size, message",
+    [
+        ("alexnet", 64, "alexnet takes inputs of 65x65 pixels or larger, got 64x64; pass resize=224"),
+        ("lenet", 32, "lenet takes inputs of 28x28 to 31x31 pixels, got 32x32; pass resize=28"),
+        ("mlp-tiny", (28, 27), "mlp-tiny takes inputs of exactly 28x28 pixels, got 28x27; pass resize=28"),
+        ("lenet", (31, 32), "lenet takes inputs of 28x28 to 31x31 pixels, got 31x32; pass resize=28"),
+    ],
+)
 def test_check_input_size_says_model_range_and_resize(name, size, message):
     with pytest.raises(CnnlabError) as err:
         check_input_size(name, size)
@@ -353,8 +387,11 @@ def test_check_input_size_accepts_the_stated_range(name):
 
 
 def test_wrong_channel_count_and_rank_are_one_line_errors():
-    with pytest.raises(CnnlabError, match=r"^lenet was built for 1 input channel\(s\), got 3; "
-                                          r"create it with in_channels=3$"):
+    with pytest.raises(
+        CnnlabError,
+        match=r"^lenet was built for 1 input channel\(s\), got 3; "
+        r"create it with in_channels=3$",
+    ):
         create_model("lenet")(torch.zeros(1, 3, 28, 28))
     with pytest.raises(CnnlabError, match=r"expects a batch of images shaped \(N, C, H, W\), got \(28, 28\)"):
         create_model("lenet")(torch.zeros(28, 28))
@@ -370,6 +407,7 @@ def test_checked_models_copy_and_pickle():
 
 # ---- metadata and recipes -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ALL)
 def test_metadata_is_complete_and_consistent(name):
     from cnnlab.data.catalog import get_spec
@@ -378,8 +416,11 @@ def test_metadata_is_complete_and_consistent(name):
     info = model_info(name)
     assert info.name == name and info.family and info.paper and info.reference_result
     assert info.min_input_size <= info.default_input_size <= (info.max_input_size or info.default_input_size)
-    options = {p.name for p in inspect.signature(registry._builders[name]).parameters.values()
-               if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    options = {
+        p.name
+        for p in inspect.signature(registry._builders[name]).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
     assert set(info.options) == options and all(info.options.values())
     for recipe in (info.reference_recipe, info.fast_recipe):
         assert set(recipe) <= set(RECIPE_KEYS) <= set(TrainConfig.field_names())
@@ -402,18 +443,40 @@ def test_reference_recipes_transcribe_the_spec():
         return {key: recipe[key] for key in keys}
 
     keys = ("dataset", "batch_size", "optimizer", "lr", "momentum", "epochs", "normalize")
-    assert picked("mlp-tiny", *keys) == picked("cnn-tiny", *keys) == dict(
-        dataset="mnist", batch_size=64, optimizer="sgd", lr=0.01, momentum=0.5, epochs=1, normalize="0.1307,0.3081")
+    assert (
+        picked("mlp-tiny", *keys)
+        == picked("cnn-tiny", *keys)
+        == dict(
+            dataset="mnist", batch_size=64, optimizer="sgd", lr=0.01, momentum=0.5, epochs=1, normalize="0.1307,0.3081"
+        )
+    )
     assert picked("convnet", *keys, "seed") == dict(
-        dataset="mnist", batch_size=128, optimizer="sgd", lr=0.05, momentum=0.0, epochs=10, normalize="none", seed=1)
+        dataset="mnist", batch_size=128, optimizer="sgd", lr=0.05, momentum=0.0, epochs=10, normalize="none", seed=1
+    )
     assert picked("lenet", *keys, "init") == dict(
-        dataset="fashion-mnist", batch_size=256, optimizer="sgd", lr=0.9, momentum=0.0, epochs=10,
-        normalize="none", init="xavier")
+        dataset="fashion-mnist",
+        batch_size=256,
+        optimizer="sgd",
+        lr=0.9,
+        momentum=0.0,
+        epochs=10,
+        normalize="none",
+        init="xavier",
+    )
     assert picked("nin-single", *keys, "init", "resize") == dict(
-        dataset="fashion-mnist", batch_size=64, optimizer="sgd", lr=0.1, momentum=0.0, epochs=10,
-        normalize="0.5,0.5", init="xavier", resize=224)
+        dataset="fashion-mnist",
+        batch_size=64,
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.0,
+        epochs=10,
+        normalize="0.5,0.5",
+        init="xavier",
+        resize=224,
+    )
     assert picked("vgg11", "batch_size", "lr", "epochs", "model_options") == dict(
-        batch_size=128, lr=0.05, epochs=10, model_options={"width": 4})
+        batch_size=128, lr=0.05, epochs=10, model_options={"width": 4}
+    )
     assert picked("resnet18", "batch_size", "lr", "resize") == dict(batch_size=256, lr=0.05, resize=96)
     for name in ("alexnet", "nin", "nin-single", "lenet"):
         assert model_info(name).reference_recipe["init"] == "xavier"

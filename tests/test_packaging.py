@@ -1,4 +1,5 @@
 """Packaging: one version, the declared licence shipped, type information marked."""
+
 from importlib import metadata
 from pathlib import Path
 

@@ -1,5 +1,6 @@
 """Faster paths give the same results as the plain ones: the decoded-dataset cache, the optimizer
 without torch.compile's guards, MACs counted by hooks. (Timings live in benchmarks/, not here.)"""
+
 from __future__ import annotations
 
 import pytest
@@ -44,8 +45,15 @@ def test_corrupted_cache_file_is_detected_and_rebuilt(tmp_path, fake_idx, monkey
     flipped[-100] ^= 0x01  # one bit of the payload (a test image)
     for damaged in (bytes(flipped), good[:-7], good[:20], b""):
         path.write_bytes(damaged)
-        assert cache.read(cache.key(load.get_spec("mnist"), load.locate.scan(load.get_spec("mnist"), tmp_path / "data")
-                                    .candidates[0].paths)) is None
+        assert (
+            cache.read(
+                cache.key(
+                    load.get_spec("mnist"),
+                    load.locate.scan(load.get_spec("mnist"), tmp_path / "data").candidates[0].paths,
+                )
+            )
+            is None
+        )
         _same(load_dataset("mnist", tmp_path / "data"), fresh)  # read from the verified source again
         assert path.read_bytes() == good  # and the cache file rewritten
 
@@ -74,8 +82,15 @@ def _train_steps(kind: str, unguarded: bool, optimizer: str) -> dict[str, torch.
         opt.step()
     opt2 = type(opt)(model.parameters(), **opt.defaults)
     opt2.load_state_dict(opt.state_dict())
-    return {**model.state_dict(), **{f"m{i}": v for i, v in enumerate(
-        s.get("momentum_buffer", s.get("exp_avg")) for s in opt2.state_dict()["state"].values())}}
+    return {
+        **model.state_dict(),
+        **{
+            f"m{i}": v
+            for i, v in enumerate(
+                s.get("momentum_buffer", s.get("exp_avg")) for s in opt2.state_dict()["state"].values()
+            )
+        },
+    }
 
 
 def test_optimizer_without_dynamo_guards_matches_torch_bit_for_bit():
@@ -108,8 +123,15 @@ def test_val_split_selects_on_validation_and_reports_both(tmp_path):
 
     from cnnlab.training import train
 
-    result = train(model="cnn-tiny", dataset="mnist-sample", epochs=2, val_split=200, seed=3, progress=False,
-                   out=str(tmp_path / "run"))
+    result = train(
+        model="cnn-tiny",
+        dataset="mnist-sample",
+        epochs=2,
+        val_split=200,
+        seed=3,
+        progress=False,
+        out=str(tmp_path / "run"),
+    )
     with open(tmp_path / "run" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     from cnnlab.runfolder.layout import METRIC_COLUMNS
@@ -154,22 +176,24 @@ def test_record_recipes_resolve_to_their_model_and_are_listed(capsys):
     assert "record mnist-99.2 (`cnnlab train --recipe mnist-99.2`)" in capsys.readouterr().out
 
 
-
 def test_the_executable_skips_only_the_interpreter_teardown(tmp_path):
     """`cnnlab` (console) exits with main's status, after the atexit handlers and with its output flushed."""
     import subprocess
     import sys
 
-    script = ("import atexit, sys\n"
-              "from cnnlab.cli.main import console\n"
-              "atexit.register(lambda: print('atexit ran', flush=True))\n"
-              "sys.stdout.write('unflushed ')\n"
-              "sys.argv = ['cnnlab', *sys.argv[1:]]\n"
-              "console()\n")
+    script = (
+        "import atexit, sys\n"
+        "from cnnlab.cli.main import console\n"
+        "atexit.register(lambda: print('atexit ran', flush=True))\n"
+        "sys.stdout.write('unflushed ')\n"
+        "sys.argv = ['cnnlab', *sys.argv[1:]]\n"
+        "console()\n"
+    )
     done = subprocess.run([sys.executable, "-c", script, "models"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("unflushed model") and "fast-cnn" in done.stdout
     assert done.stdout.rstrip().endswith("atexit ran")
-    failed = subprocess.run([sys.executable, "-c", script, "train", "no-such-model"], capture_output=True, text=True,
-                            timeout=120)
+    failed = subprocess.run(
+        [sys.executable, "-c", script, "train", "no-such-model"], capture_output=True, text=True, timeout=120
+    )
     assert failed.returncode == 2 and failed.stderr.startswith("cnnlab: ") and len(failed.stderr.splitlines()) == 1
     assert "atexit ran" in failed.stdout

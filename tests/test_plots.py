@@ -1,4 +1,5 @@
 """Run figures: each writes a real PNG, and the drawn data/labels are the ones given."""
+
 from __future__ import annotations
 
 import math
@@ -44,14 +45,20 @@ def history(epochs: int, test_every: int = 1) -> list[dict]:
     rows = []
     for e in range(1, epochs + 1):
         evaluated = e % test_every == 0 or e == epochs
-        rows.append({
-            "epoch": e, "train_loss": 1.0 / e, "train_acc": 0.5 + 0.05 * e,
-            "test_loss": 1.2 / e if evaluated else None, "test_acc": 0.45 + 0.05 * e if evaluated else None,
-        })
+        rows.append(
+            {
+                "epoch": e,
+                "train_loss": 1.0 / e,
+                "train_acc": 0.5 + 0.05 * e,
+                "test_loss": 1.2 / e if evaluated else None,
+                "test_acc": 0.45 + 0.05 * e if evaluated else None,
+            }
+        )
     return rows
 
 
 # ---- per_class_accuracy -------------------------------------------------------------------
+
 
 def test_per_class_accuracy_exact_with_empty_class():
     confusion = np.array([[8, 2, 0], [0, 0, 0], [1, 1, 2]])
@@ -70,6 +77,7 @@ def test_confusion_shape_and_class_count_are_checked():
 
 
 # ---- curves -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("epochs", [1, 5])
 def test_plot_curves_writes_png(tmp_path, epochs):
@@ -116,6 +124,7 @@ def test_curves_empty_history_is_a_user_error(tmp_path):
 
 # ---- confusion and per-class --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("classes", [DIGITS, ["cat", "dog", "bird"]])
 def test_plot_confusion_writes_png_with_counts(tmp_path, classes):
     k = len(classes)
@@ -149,6 +158,7 @@ def test_plot_per_class_bars_labels_and_overall(tmp_path):
 
 # ---- samples ------------------------------------------------------------------------------
 
+
 def test_samples_mistakes_are_red_grayscale_uint8(tmp_path):
     images = torch.randint(0, 256, (10, 1, 28, 28), dtype=torch.uint8)
     truth = torch.arange(10)
@@ -174,8 +184,8 @@ def test_samples_mistakes_are_red_grayscale_uint8(tmp_path):
     assert all(matplotlib.colors.to_hex(p.get_edgecolor()) == plots.WRONG for p in ax.patches)
     # each picture is in its cell, unscaled; the empty cells stay white
     top, left = int(ax.patches[0].get_y() + 0.5), int(ax.patches[0].get_x() + 0.5)
-    assert np.allclose(mosaic[top:top + 28, left:left + 28, 0], images[1, 0].numpy() / 255)
-    assert (mosaic[2 * cell_h:, 2 * cell_w:] == 1).all()
+    assert np.allclose(mosaic[top : top + 28, left : left + 28, 0], images[1, 0].numpy() / 255)
+    assert (mosaic[2 * cell_h :, 2 * cell_w :] == 1).all()
 
 
 def test_samples_rgb_float_images_are_scaled(tmp_path):

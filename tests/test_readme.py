@@ -1,4 +1,5 @@
 """Every Python block of the README runs as written (in order, in one namespace, on the embedded sample)."""
+
 import re
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """`cnnlab report`: one self-contained, escaped HTML file for runs and experiments."""
+
 import base64
 import io
 import json
@@ -19,8 +20,15 @@ from cnnlab.training import TrainConfig, train
 
 TINY = dict(dataset="mnist-sample", limit_train=320, limit_test=200, progress=False)
 EVIL = "<script>alert(1)</script>"
-RUN_SECTIONS = ["Summary", "Curves", "Confusion matrix", "Per-class accuracy", "Misclassified test images",
-                "Inside the network", "Config"]
+RUN_SECTIONS = [
+    "Summary",
+    "Curves",
+    "Confusion matrix",
+    "Per-class accuracy",
+    "Misclassified test images",
+    "Inside the network",
+    "Config",
+]
 
 
 class Page(HTMLParser):
@@ -63,7 +71,7 @@ class Page(HTMLParser):
 def _png(data_uri: str) -> Image.Image:
     prefix = "data:image/png;base64,"
     assert data_uri.startswith(prefix)
-    return Image.open(io.BytesIO(base64.b64decode(data_uri[len(prefix):])))
+    return Image.open(io.BytesIO(base64.b64decode(data_uri[len(prefix) :])))
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +80,9 @@ def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     result = train(TrainConfig(model="cnn-tiny", epochs=1, batch_size=32, lr=0.05, out=str(root / "cnn"), **TINY))
     (result.run_dir / "inspect").mkdir()
-    Image.fromarray(np.tile(np.arange(64, dtype=np.uint8)[None] * 4, (64, 1))).save(result.run_dir / "inspect" / "filters.png")
+    Image.fromarray(np.tile(np.arange(64, dtype=np.uint8)[None] * 4, (64, 1))).save(
+        result.run_dir / "inspect" / "filters.png"
+    )
     return result.run_dir
 
 
@@ -83,13 +93,29 @@ def evil_run(tmp_path):
     folder.mkdir()
     config = {"model": EVIL, "dataset": "mnist-sample", "epochs": 2, "out": str(folder), "note": '"quoted" & more'}
     (folder / "config.json").write_text(json.dumps({"config": config, "host": EVIL}))
-    (folder / "summary.json").write_text(json.dumps({
-        "status": "complete", "model": EVIL, "dataset": "mnist-sample", "recipe": EVIL, "epochs": 2,
-        "final_test_acc": 0.5, "best_test_acc": 0.6, "best_epoch": 1, "total_seconds": 1.0,
-        "mean_images_per_s": 100.0, "params": 10, "macs": 20, "device": EVIL}))
+    (folder / "summary.json").write_text(
+        json.dumps(
+            {
+                "status": "complete",
+                "model": EVIL,
+                "dataset": "mnist-sample",
+                "recipe": EVIL,
+                "epochs": 2,
+                "final_test_acc": 0.5,
+                "best_test_acc": 0.6,
+                "best_epoch": 1,
+                "total_seconds": 1.0,
+                "mean_images_per_s": 100.0,
+                "params": 10,
+                "macs": 20,
+                "device": EVIL,
+            }
+        )
+    )
     (folder / "metrics.csv").write_text(
         "epoch,step,train_loss,train_acc,test_loss,test_acc,lr,epoch_seconds,images_per_s\n"
-        "1,5,2.0,0.3,1.9,0.6,0.1,0.5,100\n2,10,1.5,0.5,1.6,0.5,0.1,0.5,100\n")
+        "1,5,2.0,0.3,1.9,0.6,0.1,0.5,100\n2,10,1.5,0.5,1.6,0.5,0.1,0.5,100\n"
+    )
     return folder
 
 
@@ -111,8 +137,10 @@ def test_run_report_has_every_section_and_embeds_images(run_dir, tmp_path):
     assert f"{100 * summary['final_test_acc']:.2f}%" in text
     # per-class table: 10 classes whose test images add up to the 200 evaluated
     rows = _per_class_rows(page)
-    assert [r[0] for r in rows] == [f"{d} - {w}" for d, w in enumerate(
-        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])]
+    assert [r[0] for r in rows] == [
+        f"{d} - {w}"
+        for d, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    ]
     assert sum(int(r[2]) for r in rows) == 200
     correct = sum(int(r[1]) for r in rows)
     assert correct / 200 == pytest.approx(summary["final_test_acc"])  # the last checkpoint is the final model
@@ -123,7 +151,7 @@ def _per_class_rows(page: Page) -> list[list[str]]:
     """Rows of the per-class table: cells after the 'class' header come in fours."""
     cells = page.cells
     start = next(i for i, c in enumerate(cells) if re.fullmatch(r"0 - zero", c))
-    return [cells[i:i + 4] for i in range(start, start + 40, 4)]
+    return [cells[i : i + 4] for i in range(start, start + 40, 4)]
 
 
 def test_user_strings_are_escaped(run_dir, evil_run, tmp_path, capsys):
@@ -145,8 +173,9 @@ def test_user_strings_are_escaped(run_dir, evil_run, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_experiment_report(tmp_path):
-    experiment = run_permutation(["mlp-tiny"], seeds=1, out=tmp_path / "exp", log=lambda m: None,
-                                 **{**TINY, "limit_test": 100})
+    experiment = run_permutation(
+        ["mlp-tiny"], seeds=1, out=tmp_path / "exp", log=lambda m: None, **{**TINY, "limit_test": 100}
+    )
     out = build_report([experiment.out_dir])
     assert out == experiment.out_dir / "report.html"
     text = out.read_text()
@@ -176,10 +205,23 @@ def test_renders_in_headless_chromium(run_dir, tmp_path):
     out = build_report([run_dir], tmp_path / "report.html")
     shot = tmp_path / "shot.png"
     subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-         f"--screenshot={shot}", "--window-size=1200,2000", out.resolve().as_uri()],
-        check=True, capture_output=True, timeout=120,
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,2000",
+            out.resolve().as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     with Image.open(shot) as image:
         assert image.size == (1200, 2000)

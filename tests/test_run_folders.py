@@ -1,4 +1,5 @@
 """A run folder belongs to its run: nothing a user already had is overwritten, and every refusal is one line."""
+
 import hashlib
 import json
 import shutil
@@ -11,21 +12,43 @@ import pytest
 import torch
 
 from cnnlab.cli.main import main
-from cnnlab.training import train
 from cnnlab.runfolder.checkpoint import load_checkpoint, save_atomic
-from cnnlab.training.rundir import RunFolder
 from cnnlab.runfolder.layout import is_locked
+from cnnlab.training import train
+from cnnlab.training.rundir import RunFolder
 
-QUICK = dict(model="mlp-tiny", dataset="mnist-sample", recipe="none", epochs=2, batch_size=64, limit_train=256,
-             limit_test=100, progress=False)
-QUICK_FLAGS = ["--dataset", "mnist-sample", "--recipe", "none", "--batch-size", "64", "--limit-train", "256",
-               "--limit-test", "100", "--no-progress"]
+QUICK = dict(
+    model="mlp-tiny",
+    dataset="mnist-sample",
+    recipe="none",
+    epochs=2,
+    batch_size=64,
+    limit_train=256,
+    limit_test=100,
+    progress=False,
+)
+QUICK_FLAGS = [
+    "--dataset",
+    "mnist-sample",
+    "--recipe",
+    "none",
+    "--batch-size",
+    "64",
+    "--limit-train",
+    "256",
+    "--limit-test",
+    "100",
+    "--no-progress",
+]
 
 
 def snapshot(folder: Path) -> dict[str, str]:
     """sha256 of every file under `folder`, by relative path."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def error_of(capsys, argv) -> tuple[int, str]:
@@ -100,8 +123,22 @@ def test_a_second_writer_fails_at_once(run, capsys):
 @pytest.mark.slow
 def test_two_trainings_on_one_folder_in_two_processes(tmp_path):
     folder = tmp_path / "shared"
-    command = [sys.executable, "-m", "cnnlab", "train", "convnet", "--dataset", "mnist-sample", "--recipe", "none",
-               "--epochs", "30", "--no-progress", "--out", str(folder)]
+    command = [
+        sys.executable,
+        "-m",
+        "cnnlab",
+        "train",
+        "convnet",
+        "--dataset",
+        "mnist-sample",
+        "--recipe",
+        "none",
+        "--epochs",
+        "30",
+        "--no-progress",
+        "--out",
+        str(folder),
+    ]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60
@@ -111,8 +148,12 @@ def test_two_trainings_on_one_folder_in_two_processes(tmp_path):
         second = subprocess.run(command, capture_output=True, text=True, timeout=60)
         assert second.returncode == 2 and second.stderr.count("\n") == 1
         assert "already holds a run" in second.stderr or "in use" in second.stderr
-        resumed = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--resume", str(folder)],
-                                 capture_output=True, text=True, timeout=60)
+        resumed = subprocess.run(
+            [sys.executable, "-m", "cnnlab", "train", "--resume", str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert resumed.returncode == 2 and "in use by another cnnlab process" in resumed.stderr
     finally:
         first.terminate()
@@ -195,15 +236,18 @@ def test_init_from_starts_a_new_run_from_the_weights(run, tmp_path):
 
 
 def test_init_from_another_model_is_refused(run, tmp_path, capsys):
-    code, err = error_of(capsys, ["train", "convnet", *QUICK_FLAGS, "--init-from", str(run),
-                                  "--out", str(tmp_path / "new")])
+    code, err = error_of(
+        capsys, ["train", "convnet", *QUICK_FLAGS, "--init-from", str(run), "--out", str(tmp_path / "new")]
+    )
     assert code == 2 and "model='mlp-tiny'" in err
     assert not (tmp_path / "new").exists()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("keep,expected", [("all", ["epoch-001.pt", "epoch-002.pt", "epoch-003.pt"]),
-                                           ("2", ["epoch-002.pt", "epoch-003.pt"])])
+@pytest.mark.parametrize(
+    "keep,expected",
+    [("all", ["epoch-001.pt", "epoch-002.pt", "epoch-003.pt"]), ("2", ["epoch-002.pt", "epoch-003.pt"])],
+)
 def test_keep_checkpoints(tmp_path, keep, expected):
     train(out=str(tmp_path / "r"), keep_checkpoints=keep, **{**QUICK, "epochs": 3})
     kept = sorted(p.name for p in (tmp_path / "r" / "checkpoints").glob("epoch-*.pt"))
@@ -218,8 +262,9 @@ def test_a_run_that_fails_before_its_first_step_leaves_no_folder(tmp_path, capsy
     monkeypatch.delenv("CNNLAB_DATA", raising=False)
     empty = tmp_path / "data"
     empty.mkdir()
-    code, err = error_of(capsys, ["train", "convnet", "--dataset", "mnist", "--data-dir", str(empty),
-                                  "--out", str(tmp_path / "r")])
+    code, err = error_of(
+        capsys, ["train", "convnet", "--dataset", "mnist", "--data-dir", str(empty), "--out", str(tmp_path / "r")]
+    )
     assert code == 2 and "not found" in err
     assert not (tmp_path / "r").exists()
 
@@ -265,28 +310,61 @@ def test_inspect_refuses_checkpoints_and_replaces_only_with_overwrite(run, capsy
 @pytest.mark.slow
 def test_an_experiment_folder_is_not_taken_over_by_another(tmp_path, capsys):
     sweep = tmp_path / "sweep"
-    argv = ["sweep", "--models", "mlp-tiny", "--dataset", "mnist-sample", "--epochs", "1", "--limit-train", "128",
-            "--limit-test", "50", "-o", str(sweep)]
+    argv = [
+        "sweep",
+        "--models",
+        "mlp-tiny",
+        "--dataset",
+        "mnist-sample",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "128",
+        "--limit-test",
+        "50",
+        "-o",
+        str(sweep),
+    ]
     assert main(argv) == 0
     before = snapshot(sweep)
-    code, err = error_of(capsys, ["experiment", "permutation", "--models", "mlp-tiny", "--dataset", "mnist-sample",
-                                  "--seeds", "1", "--limit-train", "128", "--limit-test", "50", "-o", str(sweep)])
+    code, err = error_of(
+        capsys,
+        [
+            "experiment",
+            "permutation",
+            "--models",
+            "mlp-tiny",
+            "--dataset",
+            "mnist-sample",
+            "--seeds",
+            "1",
+            "--limit-train",
+            "128",
+            "--limit-test",
+            "50",
+            "-o",
+            str(sweep),
+        ],
+    )
     assert code == 2 and "another experiment" in err
     code, err = error_of(capsys, [*argv[:-2], "--seeds", "2", "-o", str(sweep)])
     assert code == 2 and "seeds" in err
     assert snapshot(sweep) == before
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("epochs: two\n", "epochs must be an integer"),
-    ("batch_size: true\n", "batch_size must be an integer"),
-    ("lr: .nan\n", "lr must be a finite positive number"),
-    ("weight_decay: -1\n", "weight_decay must be a finite number"),
-    ("gamma: 0\n", "gamma must be a finite positive number"),
-    ("epochs: 1000000000\n", "is more than"),
-    ("limit_test: 0\n", "limit_test must be a positive integer"),
-    ("augment: 3\n", "augment must be true or false"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("epochs: two\n", "epochs must be an integer"),
+        ("batch_size: true\n", "batch_size must be an integer"),
+        ("lr: .nan\n", "lr must be a finite positive number"),
+        ("weight_decay: -1\n", "weight_decay must be a finite number"),
+        ("gamma: 0\n", "gamma must be a finite positive number"),
+        ("epochs: 1000000000\n", "is more than"),
+        ("limit_test: 0\n", "limit_test must be a positive integer"),
+        ("augment: 3\n", "augment must be true or false"),
+    ],
+)
 def test_bad_values_in_a_config_file_are_one_line(tmp_path, capsys, text, needle):
     config = tmp_path / "c.yaml"
     config.write_text("model: mlp-tiny\ndataset: mnist-sample\n" + text)
@@ -295,15 +373,18 @@ def test_bad_values_in_a_config_file_are_one_line(tmp_path, capsys, text, needle
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("flags,needle", [
-    (["--lr", "nan"], "--lr must be a finite positive number"),
-    (["--lr", "inf"], "--lr must be a finite positive number"),
-    (["--weight-decay", "-0.1"], "--weight-decay must be a finite number"),
-    (["--gamma", "0"], "--gamma must be a finite positive number"),
-    (["--limit-test", "0"], "--limit-test must be a positive integer"),
-    (["--keep-checkpoints", "some"], "--keep-checkpoints must be 'all' or a positive number"),
-    (["--resize", "2048", "--batch-size", "8192", "--model-options", "{}"], "more than this machine's"),
-])
+@pytest.mark.parametrize(
+    "flags,needle",
+    [
+        (["--lr", "nan"], "--lr must be a finite positive number"),
+        (["--lr", "inf"], "--lr must be a finite positive number"),
+        (["--weight-decay", "-0.1"], "--weight-decay must be a finite number"),
+        (["--gamma", "0"], "--gamma must be a finite positive number"),
+        (["--limit-test", "0"], "--limit-test must be a positive integer"),
+        (["--keep-checkpoints", "some"], "--keep-checkpoints must be 'all' or a positive number"),
+        (["--resize", "2048", "--batch-size", "8192", "--model-options", "{}"], "more than this machine's"),
+    ],
+)
 def test_values_that_can_never_work_are_refused_up_front(tmp_path, capsys, flags, needle):
     model = "fast-cnn" if "--resize" not in flags else "nin-single"
     code, err = error_of(capsys, ["train", model, "--dataset", "mnist-sample", *flags, "--out", str(tmp_path / "r")])
@@ -319,8 +400,9 @@ def test_same_request_gives_equal_configs_by_every_route(tmp_path):
     request = {"model": "lenet", "dataset": "mnist-sample", "epochs": 1, "lr": 0.05, "out": "x"}
     by_kwargs = resolve_config(request)
     by_config = resolve_config(TrainConfig(**request).given())
-    args = build_parser().parse_args(["train", "lenet", "--dataset", "mnist-sample", "--epochs", "1", "--lr", "0.05",
-                                      "--out", "x"])
+    args = build_parser().parse_args(
+        ["train", "lenet", "--dataset", "mnist-sample", "--epochs", "1", "--lr", "0.05", "--out", "x"]
+    )
     by_cli = resolve_config(explicit_options(args))
     config_file = tmp_path / "c.json"
     config_file.write_text(json.dumps({k: v for k, v in request.items() if k != "out"}))

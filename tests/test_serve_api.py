@@ -1,4 +1,5 @@
 """`cnnlab serve`'s HTTP API through FastAPI's TestClient: listing, run pages, predict, safety, limits, concurrency."""
+
 from __future__ import annotations
 
 import fcntl
@@ -47,8 +48,16 @@ def lab(tmp_path_factory):
     """A root with one real run, an experiment's nested sub-run (records only), a corrupt run, and a secret outside."""
     base = tmp_path_factory.mktemp("serve")
     root = base / "runs"
-    run = train(TrainConfig(model="convnet", dataset="mnist-sample", epochs=1, limit_train=512, progress=False,
-                            out=str(root / "convnet"))).run_dir
+    run = train(
+        TrainConfig(
+            model="convnet",
+            dataset="mnist-sample",
+            epochs=1,
+            limit_train=512,
+            progress=False,
+            out=str(root / "convnet"),
+        )
+    ).run_dir
     _copy_records(run, root / "experiment-x" / "runs" / "seed0")
     (root / "broken").mkdir()
     (root / "broken" / "config.json").write_text('{"config": {"model": "conv')  # half-written
@@ -106,7 +115,9 @@ def test_run_detail_curves_and_files(lab):
     client = lab["client"]
     detail = client.get("/api/run", params={"id": _runs(client)["convnet"]["id"]}).json()
     assert detail["config"]["model"] == "convnet" and detail["summary"]["status"] == "complete"
-    assert detail["curves"]["source"] == "steps.csv" and len(detail["curves"]["test"]) == 1  # the trainer writes steps.csv
+    assert (
+        detail["curves"]["source"] == "steps.csv" and len(detail["curves"]["test"]) == 1
+    )  # the trainer writes steps.csv
     links = {f["name"]: f["url"] for f in detail["files"]}
     assert "checkpoints/best.pt" in links and "leak.txt" not in links
     assert client.get(links["metrics.csv"]).text.startswith("epoch,step")
@@ -116,8 +127,10 @@ def test_run_detail_curves_and_files(lab):
 
 def test_curves_use_steps_csv_when_present(lab, tmp_path):
     run = _copy_records(lab["run"], tmp_path / "root" / "live")
-    (run / "steps.csv").write_text("epoch,step,loss,accuracy,lr,images_per_s,elapsed\n1,2,2.3,0.1,0.05,900,0.5\n"
-                                   "1,4,2.1,0.2,0.05,900,1.0\n2,2,1.9,0.3,0.05,900,1.5\n2,")  # last line half-written
+    (run / "steps.csv").write_text(
+        "epoch,step,loss,accuracy,lr,images_per_s,elapsed\n1,2,2.3,0.1,0.05,900,0.5\n"
+        "1,4,2.1,0.2,0.05,900,1.0\n2,2,1.9,0.3,0.05,900,1.5\n2,"
+    )  # last line half-written
     client = _client([tmp_path / "root"])
     curves = client.get("/api/curves", params={"id": "0:live"}).json()
     assert curves["source"] == "steps.csv" and [p["x"] for p in curves["train"]] == [0.5, 1.0, 1.5]
@@ -128,8 +141,12 @@ def test_predict_matches_cnnlab_predict(lab, tmp_path):
     path = tmp_path / "digit.png"
     path.write_bytes(_png(image))
     expected = predict_files(lab["run"], [path], k=10)[0]["top"]
-    response = lab["client"].post("/api/predict", params={"id": "0:convnet", "center": "0", "invert": "0"},
-                                  content=path.read_bytes(), headers=UPLOAD)
+    response = lab["client"].post(
+        "/api/predict",
+        params={"id": "0:convnet", "center": "0", "invert": "0"},
+        content=path.read_bytes(),
+        headers=UPLOAD,
+    )
     assert response.status_code == 200, response.text
     got = response.json()
     assert got["top"][0]["index"] == expected[0]["index"]
@@ -176,8 +193,18 @@ def test_analysis_confusion_cell_and_filters(lab):
     assert client.get("/api/filters", params={"id": "0:convnet", "layer": "head"}).status_code == 422
 
 
-@pytest.mark.parametrize("path", ["../secret.txt", "%2e%2e/secret.txt", "convnet/%2e%2e/%2e%2e/secret.txt",
-                                  "%2fetc%2fpasswd", "convnet/leak.txt", "convnet/nothing", "convnet"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../secret.txt",
+        "%2e%2e/secret.txt",
+        "convnet/%2e%2e/%2e%2e/secret.txt",
+        "%2fetc%2fpasswd",
+        "convnet/leak.txt",
+        "convnet/nothing",
+        "convnet",
+    ],
+)
 def test_files_stay_inside_the_roots(lab, path):
     assert lab["client"].get(f"/files/0/{path}").status_code == 404
     assert lab["client"].get("/files/1/convnet/config.json").status_code == 404
@@ -200,18 +227,25 @@ def test_upload_limits(lab):
     assert wide.status_code == 400 and "4096x4096" in wide.json()["detail"]
     text = client.post("/api/predict", params=params, content=b"hello, not a picture", headers=UPLOAD)
     assert text.status_code == 400 and "not an image" in text.json()["detail"]
-    assert client.post("/api/predict", params=params, content=_png(_test_images(1)[0]), headers=UPLOAD).status_code == 200
+    assert (
+        client.post("/api/predict", params=params, content=_png(_test_images(1)[0]), headers=UPLOAD).status_code == 200
+    )
 
 
 def test_twenty_concurrent_predicts(lab):
     client = lab["client"]
     images = [_png(image) for image in _test_images(4)]
     params = {"id": "0:convnet", "center": "0", "invert": "0"}
-    expected = [client.post("/api/predict", params=params, content=data, headers=UPLOAD).json()["probabilities"]
-                for data in images]
+    expected = [
+        client.post("/api/predict", params=params, content=data, headers=UPLOAD).json()["probabilities"]
+        for data in images
+    ]
     with ThreadPoolExecutor(20) as pool:
-        responses = list(pool.map(lambda i: client.post("/api/predict", params=params, content=images[i % 4],
-                                                        headers=UPLOAD), range(20)))
+        responses = list(
+            pool.map(
+                lambda i: client.post("/api/predict", params=params, content=images[i % 4], headers=UPLOAD), range(20)
+            )
+        )
     for i, response in enumerate(responses):
         assert response.status_code == 200
         assert response.json()["probabilities"] == pytest.approx(expected[i % 4], abs=1e-6)
@@ -240,17 +274,27 @@ def test_without_the_extra_one_line_and_exit_2(monkeypatch, capsys):
 
 
 def test_public_names_and_a_light_cli_module():
-    from cnnlab import create_app, serve, train as train_function
+    from cnnlab import create_app, serve
+    from cnnlab import train as train_function
 
     assert callable(serve) and callable(create_app) and callable(train_function)
-    code = "import sys, cnnlab.cli.serve; print(any(m in sys.modules for m in ('fastapi', 'uvicorn', 'cnnlab.web.app')))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    code = (
+        "import sys, cnnlab.cli.serve; print(any(m in sys.modules for m in ('fastapi', 'uvicorn', 'cnnlab.web.app')))"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
 
 
 @pytest.mark.slow
 def test_cli_serves_until_ctrl_c(lab):
-    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(lab["root"]), "--host", "0.0.0.0",
-                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", "serve", str(lab["root"]), "--host", "0.0.0.0", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines = [process.stdout.readline(), process.stdout.readline()]
         assert "reachable from the network" in lines[0] and "token" in lines[0]

@@ -3,6 +3,7 @@
 Skipped when chromium or Playwright is missing, except under CI=true, where that is a failure.
 Screenshots of every page go to a temporary folder (and to $CNNLAB_SCREENSHOT_DIR when set).
 """
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,16 @@ def server(tmp_path_factory, chromium_path):
 
     root = tmp_path_factory.mktemp("browser") / "runs"
     # The CLI's default (fast) recipe, so the screenshots show a model that learned something.
-    train(TrainConfig(model="convnet", dataset="mnist-sample", recipe="fast", epochs=3, progress=False,
-                      out=str(root / "convnet-mnist")))
+    train(
+        TrainConfig(
+            model="convnet",
+            dataset="mnist-sample",
+            recipe="fast",
+            epochs=3,
+            progress=False,
+            out=str(root / "convnet-mnist"),
+        )
+    )
     sock = _listen("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(create_app([root]), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -86,6 +95,7 @@ def shots(tmp_path_factory):
         for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(folder / f"{name}.png"), full_page=full_page)
+
     return save
 
 
@@ -97,7 +107,9 @@ def test_runs_page_lists_and_links(page, server, shots):
     page.locator("tr.run-row input[type=checkbox]").check()
     page.click("#compare")
     # Functions, not expression strings: Playwright polls a string with eval(), which the lab's CSP refuses.
-    page.wait_for_function("() => document.querySelector('#overlay-acc') && +document.querySelector('#overlay-acc').dataset.points > 0")
+    page.wait_for_function(
+        "() => document.querySelector('#overlay-acc') && +document.querySelector('#overlay-acc').dataset.points > 0"
+    )
     shots(page, "runs")
     page.click("tr.run-row a")
     page.wait_for_url("**/run?id=*")
@@ -143,9 +155,28 @@ def test_playground_stroke_shows_bars_and_feature_maps(page, server, shots):
 def test_live_curve_gains_a_point_without_reload(page, server, shots, tmp_path):
     live = server["root"] / "live"
     # batch size 1 makes each epoch last about a second here, long enough to watch.
-    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "train", "convnet", "--dataset", "mnist-sample",
-                                "--epochs", "5", "--limit-train", "1024", "--batch-size", "1", "--out", str(live)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cnnlab",
+            "train",
+            "convnet",
+            "--dataset",
+            "mnist-sample",
+            "--epochs",
+            "5",
+            "--limit-train",
+            "1024",
+            "--batch-size",
+            "1",
+            "--out",
+            str(live),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 60
         while not (live / "config.json").is_file():

@@ -5,6 +5,7 @@ which files it reads and serves (no links out, no FIFOs, no dotfiles, bounded si
 cost (pixels, decoding at once, a queue), and that a page view never downloads a dataset. Every request
 has a timeout, so a hang is a failure, not a stuck suite.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,18 +38,31 @@ from cnnlab.web.server import _listen, hosts_for, resolve_token  # noqa: E402
 TIMEOUT = 20  # seconds for any one request: everything here answers in well under one
 RUN_FILES = ("config.json", "summary.json", "metrics.csv")
 UPLOAD = {"Content-Type": "application/octet-stream"}
-SECURITY_HEADERS = {"content-security-policy": CONTENT_SECURITY_POLICY, "x-frame-options": "DENY",
-                    "x-content-type-options": "nosniff", "referrer-policy": "no-referrer",
-                    "cross-origin-resource-policy": "same-origin"}
+SECURITY_HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cross-origin-resource-policy": "same-origin",
+}
 
 
 # --- fixtures: one trained run, copies of its records made hostile, and the lab on a real socket ---
 
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     base = tmp_path_factory.mktemp("security")
-    return train(TrainConfig(model="convnet", dataset="mnist-sample", epochs=1, limit_train=512, progress=False,
-                             out=str(base / "trained"))).run_dir
+    return train(
+        TrainConfig(
+            model="convnet",
+            dataset="mnist-sample",
+            epochs=1,
+            limit_train=512,
+            progress=False,
+            out=str(base / "trained"),
+        )
+    ).run_dir
 
 
 def _records(src: Path, dst: Path, files=RUN_FILES) -> Path:
@@ -157,10 +171,16 @@ def _png(array: np.ndarray) -> bytes:
 
 def _png_header(width: int, height: int) -> bytes:
     """A PNG that only declares its size (RGBA, 8 bits): a few dozen bytes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _digit() -> bytes:
@@ -171,8 +191,21 @@ def _digit() -> bytes:
 
 # --- Host: DNS rebinding ---
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.nip.io:{port}", "localhost.evil",
-                                  "[::2]:{port}", "::1", "127.0.0.1:x", "", "10.0.0.1:{port}"])
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "evil.example:{port}",
+        "127.0.0.1.nip.io:{port}",
+        "localhost.evil",
+        "[::2]:{port}",
+        "::1",
+        "127.0.0.1:x",
+        "",
+        "10.0.0.1:{port}",
+    ],
+)
 def test_foreign_host_is_refused(lab, host):
     for path in ("/", "/api/runs", "/static/lab.js", "/files/0/good/summary.json"):
         response = _get(lab["url"] + path, headers={"Host": host.format(port=lab["port"])})
@@ -181,7 +214,9 @@ def test_foreign_host_is_refused(lab, host):
         assert "SECRET" not in response.text and "convnet" not in response.text
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST:{port}", "[::1]:{port}", "127.0.0.1"])
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST:{port}", "[::1]:{port}", "127.0.0.1"]
+)
 def test_loopback_hosts_are_served(lab, host):
     assert _get(lab["url"] + "/api/runs", headers={"Host": host.format(port=lab["port"])}).status_code == 200
 
@@ -199,19 +234,31 @@ def test_allowed_hosts_of_a_bind():
 
 # --- Origin and fetch metadata: CSRF and cross-site reads ---
 
-@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://127.0.0.1:1", "http://localhost:{port}",
-                                    "file://", "http://127.0.0.1:{port}.evil.example"])
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://evil.example",
+        "null",
+        "http://127.0.0.1:1",
+        "http://localhost:{port}",
+        "file://",
+        "http://127.0.0.1:{port}.evil.example",
+    ],
+)
 def test_foreign_origin_is_refused(lab, origin):
     origin = origin.format(port=lab["port"])
-    post = _post(lab["url"] + "/api/predict", params={"id": "0:good"}, content=_digit(),
-                 headers={**UPLOAD, "Origin": origin})
+    post = _post(
+        lab["url"] + "/api/predict", params={"id": "0:good"}, content=_digit(), headers={**UPLOAD, "Origin": origin}
+    )
     assert post.status_code == 403 and "cross-origin" in _one_line_detail(post)
     assert _get(lab["url"] + "/api/runs", headers={"Origin": origin}).status_code == 403
 
 
 def test_own_origin_is_served(lab):
-    post = _post(lab["url"] + "/api/predict", params={"id": "0:good"}, content=_digit(),
-                 headers={**UPLOAD, "Origin": lab["url"]})
+    post = _post(
+        lab["url"] + "/api/predict", params={"id": "0:good"}, content=_digit(), headers={**UPLOAD, "Origin": lab["url"]}
+    )
     assert post.status_code == 200, post.text
 
 
@@ -225,6 +272,7 @@ def test_cross_site_subresource_is_refused(lab):
 
 
 # --- the token ---
+
 
 @pytest.fixture(scope="module")
 def token_lab(trained, tmp_path_factory):
@@ -254,9 +302,13 @@ def test_without_the_token_everything_is_refused(token_lab):
         assert response.status_code == 403, path
         assert "token" in _one_line_detail(response) and "convnet" not in response.text
     wrong = token_lab["token"][:-1] + ("A" if token_lab["token"][-1] != "A" else "B")
-    for headers, params in (({}, {"token": wrong}), ({"Authorization": f"token {wrong}"}, {}),
-                            ({"Cookie": f"cnnlab-token-{url.rsplit(':', 1)[1]}={wrong}"}, {}),
-                            ({"Authorization": "token"}, {}), ({}, {"token": "é"})):
+    for headers, params in (
+        ({}, {"token": wrong}),
+        ({"Authorization": f"token {wrong}"}, {}),
+        ({"Cookie": f"cnnlab-token-{url.rsplit(':', 1)[1]}={wrong}"}, {}),
+        ({"Authorization": "token"}, {}),
+        ({}, {"token": "é"}),
+    ):
         assert _get(url + "/api/runs", headers=headers, params=params).status_code == 403
 
 
@@ -292,29 +344,50 @@ def test_cli_offers_no_way_to_drop_the_token_beyond_loopback(capsys):
 
 # --- what /api/predict accepts ---
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
-                                          "multipart/form-data; boundary=x", "image/svg+xml", None])
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "image/svg+xml", None],
+)
 def test_predict_wants_an_image_content_type(lab, content_type):
     headers = {"Content-Type": content_type} if content_type else {}
     response = _post(lab["url"] + "/api/predict", params={"id": "0:good"}, content=_digit(), headers=headers)
     assert response.status_code == 415 and "application/octet-stream" in _one_line_detail(response)
 
 
-@pytest.mark.parametrize("content_type", ["application/octet-stream", "image/png", "IMAGE/PNG; charset=x", "image/jpeg"])
+@pytest.mark.parametrize(
+    "content_type", ["application/octet-stream", "image/png", "IMAGE/PNG; charset=x", "image/jpeg"]
+)
 def test_predict_takes_what_the_page_sends(lab, content_type):
-    response = _post(lab["url"] + "/api/predict", params={"id": "0:good"}, content=_digit(),
-                     headers={"Content-Type": content_type})
+    response = _post(
+        lab["url"] + "/api/predict", params={"id": "0:good"}, content=_digit(), headers={"Content-Type": content_type}
+    )
     assert response.status_code == 200, response.text
 
 
 # --- security headers ---
 
+
 def test_security_headers_on_every_response(lab):
     url = lab["url"]
-    answers = [_get(url + path) for path in ("/", "/run?id=0:good", "/playground", "/static/lab.js", "/static/style.css",
-                                              "/api/runs", "/api/run?id=0:good", "/api/run?id=0:nowhere", "/nothing")]
-    answers += [_get(url + "/api/runs", headers={"Host": "evil.example"}),
-                _post(url + "/api/predict", params={"id": "0:good"}, content=b"x", headers={"Content-Type": "text/plain"})]
+    answers = [
+        _get(url + path)
+        for path in (
+            "/",
+            "/run?id=0:good",
+            "/playground",
+            "/static/lab.js",
+            "/static/style.css",
+            "/api/runs",
+            "/api/run?id=0:good",
+            "/api/run?id=0:nowhere",
+            "/nothing",
+        )
+    ]
+    answers += [
+        _get(url + "/api/runs", headers={"Host": "evil.example"}),
+        _post(url + "/api/predict", params={"id": "0:good"}, content=b"x", headers={"Content-Type": "text/plain"}),
+    ]
     assert [r.status_code for r in answers] == [200] * 7 + [404, 404, 403, 415]
     for response in answers:
         for name, value in SECURITY_HEADERS.items():
@@ -328,10 +401,25 @@ def test_security_headers_on_every_response(lab):
 
 # --- /files/ ---
 
-@pytest.mark.parametrize("path", ["0/.env", "0/good/.lock", "0/good/.git/config", "0/good/.git", "0/good/env-link.txt",
-                                  "0/good/%2egit/config", "²/good/summary.json", "٣/good/summary.json",
-                                  "1/good/summary.json", "00/good/summary.json", "0" * 5000 + "/good/summary.json",
-                                  "0/summary-link/summary.json", "0/steps-fifo/steps.csv"])
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "0/.env",
+        "0/good/.lock",
+        "0/good/.git/config",
+        "0/good/.git",
+        "0/good/env-link.txt",
+        "0/good/%2egit/config",
+        "²/good/summary.json",
+        "٣/good/summary.json",
+        "1/good/summary.json",
+        "00/good/summary.json",
+        "0" * 5000 + "/good/summary.json",
+        "0/summary-link/summary.json",
+        "0/steps-fifo/steps.csv",
+    ],
+)
 def test_files_hide_dotfiles_links_and_odd_roots(lab, path):
     response = _get(lab["url"] + "/files/" + path)
     assert response.status_code == 404, (path, response.status_code)
@@ -345,6 +433,7 @@ def test_run_page_links_no_dotfiles(lab):
 
 
 # --- hostile run files ---
+
 
 def test_linked_run_files_are_not_read(lab):
     runs = _runs(lab)
@@ -400,6 +489,7 @@ def test_linked_checkpoint_is_not_loaded(trained, tmp_path):
 
 # --- datasets: a page view never downloads ---
 
+
 def test_page_views_never_download_a_dataset(trained, tmp_path, monkeypatch):
     """A run of a dataset that is not on this machine: the analysis says so in one line; torchvision is not asked."""
     import torch
@@ -424,16 +514,21 @@ def test_page_views_never_download_a_dataset(trained, tmp_path, monkeypatch):
             assert response.status_code == 422 and "not found" in _one_line_detail(response)
         by_index = _post(url + "/api/predict", params={"id": "0:elsewhere", "index": 0}, headers=UPLOAD)
         assert by_index.status_code == 422
-        assert _post(url + "/api/predict", params={"id": "0:elsewhere"}, content=_digit(), headers=UPLOAD).status_code == 200
+        assert (
+            _post(url + "/api/predict", params={"id": "0:elsewhere"}, content=_digit(), headers=UPLOAD).status_code
+            == 200
+        )
     assert downloads == []
 
 
 # --- uploads: pixels, decoding at once, a queue ---
 
+
 def test_oversized_header_gets_the_size_message(lab):
     for width, height in ((20000, 20000), (100_000, 100_000), (4097, 16)):
-        response = _post(lab["url"] + "/api/predict", params={"id": "0:good"}, content=_png_header(width, height),
-                         headers=UPLOAD)
+        response = _post(
+            lab["url"] + "/api/predict", params={"id": "0:good"}, content=_png_header(width, height), headers=UPLOAD
+        )
         assert response.status_code == 400
         assert _one_line_detail(response).startswith(f"image is {width}x{height} pixels; the limit is 4096x4096")
 
@@ -468,7 +563,9 @@ def peak_mb():
     return rss_mb("VmHWM")
 """
 
-DECODE_PEAKS = PEAK + """
+DECODE_PEAKS = (
+    PEAK
+    + """
 import sys
 from cnnlab.web.playground import decode_image
 
@@ -483,6 +580,7 @@ start = rss_mb()
 png = decode_image(png_data, 3)
 print(jpeg_side, png.shape[0], round(jpeg_mb), round(peak_mb() - start))
 """
+)
 
 
 @pytest.mark.slow
@@ -497,15 +595,29 @@ def test_large_pictures_are_shrunk_as_they_decode(tmp_path):
     Image.fromarray(rgba).save(tmp_path / "big.png")
     Image.fromarray(np.full((4096, 4096, 3), 200, np.uint8)).save(tmp_path / "big.jpg")
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "small.png")
-    out = subprocess.run([sys.executable, "-c", DECODE_PEAKS, str(tmp_path / "big.jpg"), str(tmp_path / "big.png"),
-                          str(tmp_path / "small.png")], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            DECODE_PEAKS,
+            str(tmp_path / "big.jpg"),
+            str(tmp_path / "big.png"),
+            str(tmp_path / "small.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     jpeg_side, png_side, jpeg_mb, png_mb = map(int, out.stdout.split())
     assert jpeg_side <= WORK_SIDE and png_side <= WORK_SIDE
     # Decoded whole, the JPEG is 48 MB and the PNG 64 MB, then copied on the way (70-220 and 300-420 MB at peak).
     assert jpeg_mb < 40 and png_mb < 200, (jpeg_mb, png_mb)
 
 
-FLOOD_SERVER = PEAK + """
+FLOOD_SERVER = (
+    PEAK
+    + """
 import sys, threading, time
 import uvicorn
 from cnnlab.web.app import create_app
@@ -529,6 +641,7 @@ for line in sys.stdin:
 server.should_exit = True
 thread.join(timeout=10)
 """
+)
 
 
 @pytest.mark.slow
@@ -540,8 +653,9 @@ def test_upload_flood_keeps_memory_bounded_and_the_listing_quick(trained, tmp_pa
     shutil.copytree(trained, root / "good")
     big = _png(np.zeros((4096, 4096, 4), np.uint8))
     bomb = _png_header(20000, 20000)
-    process = subprocess.Popen([sys.executable, "-c", FLOOD_SERVER, str(root)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", FLOOD_SERVER, str(root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         url = f"http://127.0.0.1:{process.stdout.readline().strip()}"
 
@@ -554,8 +668,17 @@ def test_upload_flood_keeps_memory_bounded_and_the_listing_quick(trained, tmp_pa
         before = ask("start")
         uploads = [big] * 20 + [bomb] * 4
         with ThreadPoolExecutor(len(uploads)) as pool:
-            answers = [pool.submit(httpx.post, url + "/api/predict", params={"id": "0:good", "cam": "0"}, content=data,
-                                   headers=UPLOAD, timeout=120) for data in uploads]
+            answers = [
+                pool.submit(
+                    httpx.post,
+                    url + "/api/predict",
+                    params={"id": "0:good", "cam": "0"},
+                    content=data,
+                    headers=UPLOAD,
+                    timeout=120,
+                )
+                for data in uploads
+            ]
             slowest = 0.0
             while not all(a.done() for a in answers):
                 start = time.perf_counter()
@@ -573,11 +696,13 @@ def test_upload_flood_keeps_memory_bounded_and_the_listing_quick(trained, tmp_pa
     assert set(statuses) <= {200, 400, 413, 503}, statuses
     assert statuses[-4:] == [400] * 4 and 200 in statuses
     growth = (peak - before) / 1024  # GB
-    assert slowest < 2.0 and growth < 1.5, \
+    assert slowest < 2.0 and growth < 1.5, (
         f"while the uploads were decoded, /api/runs took up to {slowest:.1f} s and peak memory grew {growth:.2f} GB"
+    )
 
 
 # --- in a browser: another origin, and a DNS-rebinding page ---
+
 
 @pytest.fixture(scope="module")
 def chromium():
@@ -593,9 +718,15 @@ def chromium():
         # rebind.test resolves to the lab, as an attacker's name would after a DNS rebinding. Chromium's own
         # Local Network Access checks would stop a public page's requests to 127.0.0.1 before they reach the lab;
         # they are off, so that what is tested is the lab's defence (Firefox, Safari, older Chromes have none).
-        browser = p.chromium.launch(executable_path=path, args=[
-            "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP rebind.test 127.0.0.1",
-            "--disable-features=LocalNetworkAccessChecks"])
+        browser = p.chromium.launch(
+            executable_path=path,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--host-resolver-rules=MAP rebind.test 127.0.0.1",
+                "--disable-features=LocalNetworkAccessChecks",
+            ],
+        )
         yield browser
         browser.close()
 
@@ -617,14 +748,17 @@ def test_another_origin_cannot_read_the_lab(lab, chromium):
     console = []
     page.on("console", lambda m: console.append(m.text))
     try:
-        page.route("http://127.0.0.2:9/", lambda route: route.fulfill(status=200, content_type="text/html", body=ATTACK))
+        page.route(
+            "http://127.0.0.2:9/", lambda route: route.fulfill(status=200, content_type="text/html", body=ATTACK)
+        )
         page.goto("http://127.0.0.2:9/")
         result = page.evaluate("u => attack(u)", lab["url"] + "/api/runs")
         assert result.startswith("blocked"), result
         assert any("blocked by CORS policy" in m and "Access-Control-Allow-Origin" in m for m in console), console
         assert page.evaluate("u => attack(u, {mode: 'no-cors'})", lab["url"] + "/api/runs").startswith("blocked")
-        posted = page.evaluate("u => attack(u, {method: 'POST', mode: 'no-cors', body: 'x'})",
-                               lab["url"] + "/api/predict?id=0:good")
+        posted = page.evaluate(
+            "u => attack(u, {method: 'POST', mode: 'no-cors', body: 'x'})", lab["url"] + "/api/predict?id=0:good"
+        )
         assert posted.startswith("blocked"), posted
     finally:
         page.close()

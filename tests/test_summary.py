@@ -1,4 +1,5 @@
 """Model summaries (`summarize`, `count_macs`) and the `cnnlab models` / `cnnlab summary` commands."""
+
 from __future__ import annotations
 
 import json
@@ -105,6 +106,7 @@ def test_render_summary_shows_layers_and_labelled_totals():
 
 # ---- CLI ----------------------------------------------------------------------------
 
+
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
@@ -145,8 +147,23 @@ def test_cli_summary_table(capsys):
 
 
 def test_cli_summary_json_with_options(capsys):
-    code, out, _ = run_cli(capsys, "summary", "vgg11", "--model-options", '{"width": 4}', "--input-size", "64",
-                           "--in-channels", "3", "--num-classes", "100", "--batch-size", "8", "--format", "json")
+    code, out, _ = run_cli(
+        capsys,
+        "summary",
+        "vgg11",
+        "--model-options",
+        '{"width": 4}',
+        "--input-size",
+        "64",
+        "--in-channels",
+        "3",
+        "--num-classes",
+        "100",
+        "--batch-size",
+        "8",
+        "--format",
+        "json",
+    )
     assert code == 0
     data = json.loads(out)
     assert data["name"] == "vgg11" and data["input_shape"] == [1, 3, 64, 64] and data["output_shape"] == [1, 100]
@@ -155,15 +172,20 @@ def test_cli_summary_json_with_options(capsys):
     assert data["layers"][0]["output_shape"] == [1, 16, 64, 64]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["summary", "alexnt"], "unknown model 'alexnt' (did you mean 'alexnet'"),
-    (["summary", "alexnet", "--input-size", "28"],
-     "alexnet takes inputs of 65x65 pixels or larger, got 28x28; pass resize=224"),
-    (["summary", "lenet", "--input-size", "32"], "lenet takes inputs of 28x28 to 31x31 pixels, got 32x32"),
-    (["summary", "vgg11", "--model-options", "{width: 4}"], "--model-options must be a JSON object"),
-    (["summary", "vgg11", "--model-options", '{"widht": 4}'], "unknown option 'widht' for model 'vgg11'"),
-    (["summary", "lenet", "--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["summary", "alexnt"], "unknown model 'alexnt' (did you mean 'alexnet'"),
+        (
+            ["summary", "alexnet", "--input-size", "28"],
+            "alexnet takes inputs of 65x65 pixels or larger, got 28x28; pass resize=224",
+        ),
+        (["summary", "lenet", "--input-size", "32"], "lenet takes inputs of 28x28 to 31x31 pixels, got 32x32"),
+        (["summary", "vgg11", "--model-options", "{width: 4}"], "--model-options must be a JSON object"),
+        (["summary", "vgg11", "--model-options", '{"widht": 4}'], "unknown option 'widht' for model 'vgg11'"),
+        (["summary", "lenet", "--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
+    ],
+)
 def test_cli_summary_errors_are_one_line(capsys, argv, message):
     code, out, err = run_cli(capsys, *argv)
     assert code == 2 and out == ""

@@ -1,4 +1,5 @@
 """`TensorBoardLogger`: event files hold the logged scalars, confusion figure and image grids."""
+
 import sys
 
 import pytest
@@ -11,9 +12,17 @@ CLASSES = [str(i) for i in range(10)]
 
 
 def row(epoch: int, test_acc: float | None = 0.5) -> dict:
-    return {"epoch": epoch, "step": 10 * epoch, "train_loss": 2.0 / epoch, "train_acc": 0.3 + 0.1 * epoch,
-            "test_loss": None if test_acc is None else 1.5 / epoch, "test_acc": test_acc, "lr": 0.1 / epoch,
-            "epoch_seconds": 1.25, "images_per_s": 800.0}
+    return {
+        "epoch": epoch,
+        "step": 10 * epoch,
+        "train_loss": 2.0 / epoch,
+        "train_acc": 0.3 + 0.1 * epoch,
+        "test_loss": None if test_acc is None else 1.5 / epoch,
+        "test_acc": test_acc,
+        "lr": 0.1 / epoch,
+        "epoch_seconds": 1.25,
+        "images_per_s": 800.0,
+    }
 
 
 def read_events(log_dir):
@@ -35,8 +44,16 @@ def test_scalars_figures_and_images_are_in_the_event_file(tmp_path):
     with TensorBoardLogger(tmp_path, config={"model": "convnet", "lr": 0.1}) as logger:
         logger.log_epoch(1, row(1, test_acc=None))  # an epoch without evaluation: no test scalars
         logger.log_epoch(2, row(2, test_acc=0.75), confusion, CLASSES, images)
-        logger.log_epoch(3, row(3, test_acc=0.8), confusion, CLASSES, images[:8], labels=torch.arange(8),
-                         predicted=torch.tensor([0, 1, 2, 3, 4, 5, 6, 0]), probs=torch.full((8,), 0.9))
+        logger.log_epoch(
+            3,
+            row(3, test_acc=0.8),
+            confusion,
+            CLASSES,
+            images[:8],
+            labels=torch.arange(8),
+            predicted=torch.tensor([0, 1, 2, 3, 4, 5, 6, 0]),
+            probs=torch.full((8,), 0.9),
+        )
     events = read_events(tmp_path / "tensorboard")
     tags = events.Tags()
     assert set(SCALARS.values()) <= set(tags["scalars"])

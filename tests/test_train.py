@@ -1,4 +1,5 @@
 """The trainer end to end, on the embedded MNIST sample (2,000 train / 500 test images)."""
+
 import csv
 import json
 import os
@@ -14,16 +15,25 @@ import torch
 
 from cnnlab.cli.main import main
 from cnnlab.data.batches import Batches
-from cnnlab.training import NonFiniteLoss, TrainConfig, TrainingInterrupted, train
 from cnnlab.runfolder.checkpoint import load_checkpoint, save_atomic
 from cnnlab.runfolder.layout import METRIC_COLUMNS
+from cnnlab.training import NonFiniteLoss, TrainConfig, TrainingInterrupted, train
 
 SAMPLE = dict(dataset="mnist-sample", progress=False)
 
 
 def quick(tmp_path, name="run", **options):
-    values = dict(model="convnet", recipe="none", epochs=2, batch_size=64, optimizer="adam", lr=0.005, momentum=0.9,
-                  out=str(tmp_path / name), **SAMPLE)
+    values = dict(
+        model="convnet",
+        recipe="none",
+        epochs=2,
+        batch_size=64,
+        optimizer="adam",
+        lr=0.005,
+        momentum=0.9,
+        out=str(tmp_path / name),
+        **SAMPLE,
+    )
     values.update(options)
     return TrainConfig(**values)
 
@@ -44,8 +54,17 @@ def test_loss_falls_and_accuracy_rises(trained_run):
 
 def test_run_folder_contents(trained_run):
     run = trained_run.run_dir
-    for name in ["config.json", "metrics.csv", "summary.json", "checkpoints/last.pt", "checkpoints/best.pt",
-                 "curves.png", "confusion.png", "per_class.png", "samples.png"]:
+    for name in [
+        "config.json",
+        "metrics.csv",
+        "summary.json",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "curves.png",
+        "confusion.png",
+        "per_class.png",
+        "samples.png",
+    ]:
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
     with open(run / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
@@ -69,7 +88,9 @@ def test_checkpoint_loads_weights_only_with_everything_to_resume(trained_run):
 @pytest.mark.slow
 def test_config_file_repeats_the_run(trained_run, tmp_path):
     first = trained_run
-    again = main(["train", "--config", str(first.run_dir / "config.json"), "--out", str(tmp_path / "again"), "--no-progress"])
+    again = main(
+        ["train", "--config", str(first.run_dir / "config.json"), "--out", str(tmp_path / "again"), "--no-progress"]
+    )
     assert again == 0
     a = json.loads((first.run_dir / "summary.json").read_text())
     b = json.loads((tmp_path / "again" / "summary.json").read_text())
@@ -132,8 +153,20 @@ def test_resume_mid_epoch_is_bitwise_equal(tmp_path, monkeypatch, model, options
 
 def _long_run_after_first_checkpoint(out):
     """A `cnnlab train` subprocess that would run for ages, once it has written a checkpoint."""
-    command = [sys.executable, "-m", "cnnlab", "train", "mlp-tiny", "--dataset", "mnist-sample", "--epochs", "1000",
-               "--out", str(out), "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "cnnlab",
+        "train",
+        "mlp-tiny",
+        "--dataset",
+        "mnist-sample",
+        "--epochs",
+        "1000",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (out / "checkpoints" / "last.pt").exists() and time.time() < deadline:
@@ -182,8 +215,21 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
 
 
 def test_nan_loss_exit_code_from_cli(tmp_path, capsys):
-    code = main(["train", "convnet", "--dataset", "mnist-sample", "--lr", "1e30", "--epochs", "1",
-                 "--out", str(tmp_path / "nan"), "--no-progress"])
+    code = main(
+        [
+            "train",
+            "convnet",
+            "--dataset",
+            "mnist-sample",
+            "--lr",
+            "1e30",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "nan"),
+            "--no-progress",
+        ]
+    )
     assert code == 1
     assert "loss became" in capsys.readouterr().err
 
@@ -241,7 +287,10 @@ def _error_of(capsys, argv):
         (["train", "convnet", "--config", "/nonexistent/c.yaml"], "cannot read config file"),
         (["train", "--resume", "/nonexistent/run"], "no such run folder or checkpoint"),
         (["train", "alexnet", "--dataset", "mnist-sample", "--resize", "32"], "65x65 pixels or larger"),
-        (["train", "convnet", "--device", "cuda"] if not torch.cuda.is_available() else ["train", "x"], "cuda" if not torch.cuda.is_available() else "unknown model"),
+        (
+            ["train", "convnet", "--device", "cuda"] if not torch.cuda.is_available() else ["train", "x"],
+            "cuda" if not torch.cuda.is_available() else "unknown model",
+        ),
         (["train", "convnet", "--normalize", "0.5"], "--normalize must be"),
         (["train", "mlp-tiny", "--dataset", "mnist-sample", "--resize", "32"], "exactly 28x28"),
         (["train", "convnet", "--init", "normal:x"], "--init must be"),
@@ -333,8 +382,13 @@ def test_readme_quick_start_trains(tmp_path):
     """The README's first command (after install) works in a fresh folder."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert "pip install -e . && cnnlab train convnet --dataset mnist-sample" in readme
-    result = subprocess.run([sys.executable, "-m", "cnnlab", "train", "convnet", "--dataset", "mnist-sample"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "train", "convnet", "--dataset", "mnist-sample"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "summary.json").is_file()

@@ -4,6 +4,7 @@ Every case checks the exit code, that stderr is exactly one line starting `cnnla
 with no traceback, and (where a file of the user's is involved) that it is byte for
 byte what it was.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -41,8 +42,9 @@ def one_line(err: str) -> str:
 
 
 def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cnnlab", *args], capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *args], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
 
 
 def call(capsys, argv: list[str]) -> tuple[int, str]:
@@ -52,6 +54,7 @@ def call(capsys, argv: list[str]) -> tuple[int, str]:
 
 
 # ---- 1. dataset archives ------------------------------------------------------------------------
+
 
 def write_bomb(folder: Path, content_bytes: int = 1 << 30) -> None:
     """Gzip bombs under MNIST's file names: `content_bytes` of zeros in about a thousandth of that on disk.
@@ -96,8 +99,18 @@ def test_gzip_bomb_through_python_m_cnnlab(tmp_path):
     data = tmp_path / "data"
     write_bomb(data / "mnist", 128 << 20)
     before = sums(data)
-    done = run_cli("train", "convnet", "--dataset", "mnist", "--data-dir", str(data), "--epochs", "1",
-                   "--out", str(tmp_path / "run"))
+    done = run_cli(
+        "train",
+        "convnet",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(data),
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert done.returncode == 2
     assert "expands past 47,040,016 bytes" in one_line(done.stderr)
     assert sums(data) == before
@@ -111,6 +124,7 @@ def test_oversized_raw_file_is_refused(tmp_path, fake_idx):
     before = sums(tmp_path)
     from cnnlab.data import load_dataset
     from cnnlab.errors import DataError
+
     with pytest.raises(DataError, match=rf"{path}: is larger than 38 bytes: not the dataset file mnist"):
         load_dataset("mnist", tmp_path)
     assert sums(tmp_path) == before
@@ -133,8 +147,18 @@ def test_unreadable_dataset_file_is_environment(tmp_path, fake_idx):
     path = folder / "train-images-idx3-ubyte.gz"
     path.chmod(0)
     try:
-        done = run_cli("train", "convnet", "--dataset", "mnist", "--data-dir", str(tmp_path), "--epochs", "1",
-                       "--out", str(tmp_path / "run"))
+        done = run_cli(
+            "train",
+            "convnet",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(tmp_path),
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+        )
     finally:
         path.chmod(0o644)
     assert done.returncode == 1
@@ -160,13 +184,22 @@ def test_unreadable_dataset_file_is_environment_simulated(tmp_path, fake_idx, mo
 
 # ---- a trained run, exported: the real files the tampering starts from ---------------------------
 
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     from cnnlab.training import train
 
     out = tmp_path_factory.mktemp("untrusted") / "run"
-    return train(model="convnet", dataset="mnist-sample", epochs=1, progress=False, batch_size=64,
-                 limit_train=256, limit_test=50, out=str(out)).run_dir
+    return train(
+        model="convnet",
+        dataset="mnist-sample",
+        epochs=1,
+        progress=False,
+        batch_size=64,
+        limit_train=256,
+        limit_test=50,
+        out=str(out),
+    ).run_dir
 
 
 @pytest.fixture(scope="module")
@@ -212,9 +245,22 @@ def tampered(run) -> dict:
     }
 
 
-CHECKPOINT_CASES = ["not a dict", "missing keys", "epoch a string", "negative step", "model value not a tensor",
-                    "model not a dict", "config unknown key", "config not a dict", "classes not strings",
-                    "num_classes mismatch", "in_channels zero", "best_acc nan", "rng not a tensor", "version a string"]
+CHECKPOINT_CASES = [
+    "not a dict",
+    "missing keys",
+    "epoch a string",
+    "negative step",
+    "model value not a tensor",
+    "model not a dict",
+    "config unknown key",
+    "config not a dict",
+    "classes not strings",
+    "num_classes mismatch",
+    "in_channels zero",
+    "best_acc nan",
+    "rng not a tensor",
+    "version a string",
+]
 
 
 @pytest.mark.parametrize("case", CHECKPOINT_CASES)
@@ -278,6 +324,7 @@ def test_weights_of_the_wrong_shape_are_one_line(trained_run, tmp_path, capsys):
 
 # ---- 3. ONNX sidecars ---------------------------------------------------------------------------
 
+
 def sidecar_cases(meta: dict) -> dict:
     import copy
 
@@ -290,10 +337,12 @@ def sidecar_cases(meta: dict) -> dict:
         "a list": [meta],
         "no preprocessing": edit(lambda m: m.pop("preprocessing")),
         "version a string": edit(lambda m: m.update(cnnlab_export="1")),
-        "classes not strings": edit(lambda m: (m.update(classes=list(range(10))),
-                                               m["preprocessing"].update(classes=list(range(10))))),
-        "classes shorter than the output": edit(lambda m: (m.update(classes=m["classes"][:3]),
-                                                           m["preprocessing"].update(classes=m["classes"][:3]))),
+        "classes not strings": edit(
+            lambda m: (m.update(classes=list(range(10))), m["preprocessing"].update(classes=list(range(10))))
+        ),
+        "classes shorter than the output": edit(
+            lambda m: (m.update(classes=m["classes"][:3]), m["preprocessing"].update(classes=m["classes"][:3]))
+        ),
         "preprocessing classes differ": edit(lambda m: m["preprocessing"].update(classes=["a"] * 10)),
         "channels huge": edit(lambda m: m["preprocessing"].update(channels=10**9)),
         "stored size huge": edit(lambda m: m["preprocessing"].update(stored_size=100_000)),
@@ -309,11 +358,25 @@ def sidecar_cases(meta: dict) -> dict:
     }
 
 
-SIDECAR_CASES = ["a list", "no preprocessing", "version a string", "classes not strings",
-                 "classes shorter than the output", "preprocessing classes differ", "channels huge",
-                 "stored size huge", "input size a string", "mean length", "std zero", "mean nan",
-                 "permutation not a permutation", "permutation too short", "input shape wrong", "format unknown",
-                 "missing preprocessing key"]
+SIDECAR_CASES = [
+    "a list",
+    "no preprocessing",
+    "version a string",
+    "classes not strings",
+    "classes shorter than the output",
+    "preprocessing classes differ",
+    "channels huge",
+    "stored size huge",
+    "input size a string",
+    "mean length",
+    "std zero",
+    "mean nan",
+    "permutation not a permutation",
+    "permutation too short",
+    "input shape wrong",
+    "format unknown",
+    "missing preprocessing key",
+]
 
 
 @pytest.fixture
@@ -367,6 +430,7 @@ def test_the_real_sidecar_still_predicts(exported, sidecar, image, capsys):
 
 # ---- 2. images and arrays: sizes from the header, before decoding -------------------------------
 
+
 def png_header_only(path: Path, width: int, height: int) -> Path:
     """A PNG whose header claims width x height (greyscale) with a token IDAT: a bomb's header, in 60 bytes."""
     import struct
@@ -376,8 +440,9 @@ def png_header_only(path: Path, width: int, height: int) -> Path:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -391,12 +456,21 @@ def npy_header_only(path: Path, shape: tuple, descr: str = "|u1") -> Path:
 
 
 IMAGE_CASES = {
-    "png 30000x30000 (PIL's bomb limit)": ("big.png", lambda p: png_header_only(p, 30000, 30000),
-                                          "is too large to read safely"),
-    "png 5000x5000 (cnnlab's limit)": ("big.png", lambda p: png_header_only(p, 5000, 5000),
-                                      "is 5000x5000 pixels, more than cnnlab reads (16,777,216)"),
-    "png 10000x10000 (PIL warns only)": ("big.png", lambda p: png_header_only(p, 10000, 10000),
-                                        "is too large to read safely (Image size (100000000 pixels) exceeds"),
+    "png 30000x30000 (PIL's bomb limit)": (
+        "big.png",
+        lambda p: png_header_only(p, 30000, 30000),
+        "is too large to read safely",
+    ),
+    "png 5000x5000 (cnnlab's limit)": (
+        "big.png",
+        lambda p: png_header_only(p, 5000, 5000),
+        "is 5000x5000 pixels, more than cnnlab reads (16,777,216)",
+    ),
+    "png 10000x10000 (PIL warns only)": (
+        "big.png",
+        lambda p: png_header_only(p, 10000, 10000),
+        "is too large to read safely (Image size (100000000 pixels) exceeds",
+    ),
     "npy huge shape": ("big.npy", lambda p: npy_header_only(p, (100000, 100000)), "more than cnnlab reads"),
     "npy many images": ("many.npy", lambda p: npy_header_only(p, (10**7, 28, 28)), "more than cnnlab reads"),
     "npy object dtype": ("obj.npy", lambda p: npy_header_only(p, (28, 28), "|O"), "holds object values"),
@@ -404,8 +478,7 @@ IMAGE_CASES = {
     "npy 5-d": ("five.npy", lambda p: npy_header_only(p, (1, 1, 1, 28, 28)), "expected an array of shape"),
     "npy truncated": ("short.npy", lambda p: npy_header_only(p, (28, 28)), "cannot read"),
     "npy not npy": ("zip.npy", lambda p: p.write_bytes(b"PK\x03\x04" + bytes(64)), "cannot read"),
-    "png truncated": ("cut.png", lambda p: p.write_bytes(png_header_only(p, 28, 28).read_bytes()[:40]),
-                      "cannot read"),
+    "png truncated": ("cut.png", lambda p: p.write_bytes(png_header_only(p, 28, 28).read_bytes()[:40]), "cannot read"),
 }
 
 
@@ -437,11 +510,11 @@ def test_oversized_image_through_python_m_cnnlab(trained_run, tmp_path):
 
 # ---- 5. the environment, closed pipes and Ctrl-C ------------------------------------------------
 
+
 @pytest.mark.slow
 def test_closed_pipe_is_quiet():
     """The reader is gone before cnnlab writes a byte: no 'Exception ignored ... BrokenPipeError'."""
-    child = subprocess.Popen([sys.executable, "-m", "cnnlab", "models"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, "-m", "cnnlab", "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     child.stdout.close()
     err = child.stderr.read().decode()
     assert child.wait(timeout=120) == 0 and err == ""
@@ -450,14 +523,16 @@ def test_closed_pipe_is_quiet():
 @pytest.mark.slow
 def test_models_piped_into_head_is_quiet(tmp_path):
     err = tmp_path / "stderr"
-    done = subprocess.run(f"{sys.executable} -m cnnlab models 2>{err} | head -1", shell=True, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        f"{sys.executable} -m cnnlab models 2>{err} | head -1", shell=True, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0 and len(done.stdout.splitlines()) == 1
     assert err.read_text() == ""
 
 
-@pytest.mark.parametrize("number, what", [(28, "no space left on device"), (30, "read-only file system"),
-                                          (13, "permission denied")])
+@pytest.mark.parametrize(
+    "number, what", [(28, "no space left on device"), (30, "read-only file system"), (13, "permission denied")]
+)
 def test_environment_errors_are_one_line_exit_1(trained_run, tmp_path, monkeypatch, capsys, number, what):
     """ENOSPC / EROFS / EACCES while writing the confusion matrix of `cnnlab eval -o`, simulated in-process at the
     atomic write's fsync (where a full disk shows, naming no file): the line names the file all the same."""
@@ -528,9 +603,24 @@ def test_ctrl_c_while_parsing_is_one_line(monkeypatch, capsys):
 def test_sigint_during_start_up(tmp_path, delay):
     import signal
 
-    child = subprocess.Popen([sys.executable, "-m", "cnnlab", "train", "convnet", "--dataset", "mnist-sample",
-                              "--epochs", "1", "--out", str(tmp_path / "run")],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cnnlab",
+            "train",
+            "convnet",
+            "--dataset",
+            "mnist-sample",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(delay)
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=120)

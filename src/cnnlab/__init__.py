@@ -1,10 +1,14 @@
 """cnnlab: train, inspect and compare the classic CNNs on the MNIST family.
 
-    >>> import cnnlab
-    >>> model = cnnlab.create_model("lenet")
-    >>> result = cnnlab.training(cnnlab.TrainConfig(model="convnet", dataset="mnist-sample", epochs=1))
+>>> import cnnlab
+>>> model = cnnlab.create_model("lenet")
+>>> result = cnnlab.train(cnnlab.TrainConfig(model="convnet", dataset="mnist-sample", epochs=1))
+>>> run = cnnlab.load_run(result.run_dir)
 """
+
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -30,8 +34,17 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
+if TYPE_CHECKING:  # for type checkers only: at run time each name is imported on first use (`__getattr__`)
+    from cnnlab.data import list_datasets, load_dataset
+    from cnnlab.errors import CnnlabError
+    from cnnlab.export import export_model
+    from cnnlab.models import count_macs, create_model, list_models, model_info, register_model, summarize
+    from cnnlab.runs import LoadedRun, load_run
+    from cnnlab.training import TrainConfig, train
+    from cnnlab.web import create_app, serve
 
-def __getattr__(name: str):
+
+def __getattr__(name: str) -> object:
     if name in _EXPORTS:
         import importlib
 

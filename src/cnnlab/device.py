@@ -1,4 +1,5 @@
 """Device and precision choices."""
+
 from __future__ import annotations
 
 import contextlib
@@ -35,8 +36,10 @@ def pick_device(name: str | torch.device) -> torch.device:
     if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
         count = torch.cuda.device_count()
         which = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
-        raise CnnlabError(f"--device {name} was asked for but this machine has {count} CUDA device"
-                          f"{'s' if count != 1 else ''} ({which}); use --device cuda or one of those")
+        raise CnnlabError(
+            f"--device {name} was asked for but this machine has {count} CUDA device"
+            f"{'s' if count != 1 else ''} ({which}); use --device cuda or one of those"
+        )
     if name == "mps" and not has_mps:
         raise CnnlabError("--device mps was asked for but MPS is not available here; use --device cpu or auto")
     return torch.device(name)
@@ -89,7 +92,9 @@ def tune_cpu_allocator() -> bool:
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+        return bool(
+            libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+        )
     except (OSError, AttributeError):
         return False
 
@@ -105,6 +110,7 @@ def idle_cores(seconds: float = 0.1) -> float | None:
     Sampled while this process waits, so its own earlier work (a previous run in a sweep) is not counted,
     as it would be in the load average.
     """
+
     def sample() -> tuple[int, int]:
         with open("/proc/stat") as f:
             values = [int(v) for v in f.readline().split()[1:]]

@@ -1,4 +1,5 @@
 """Data-parallel set-up under torchrun: which rank am I, and sums across ranks."""
+
 from __future__ import annotations
 
 import datetime
@@ -103,8 +104,9 @@ def is_peer_failure(err: BaseException) -> bool:
     # gloo raises plain RuntimeErrors: "Connection reset by peer", "Connection closed by peer",
     # "Timed out waiting 5000ms for recv operation", "Application timeout caused pair closure".
     text = str(err)
-    return isinstance(err, RuntimeError) and ("gloo" in text or "pair closure" in text or "by peer" in text
-                                              or "Timed out waiting" in text or "NCCL" in text)
+    return isinstance(err, RuntimeError) and (
+        "gloo" in text or "pair closure" in text or "by peer" in text or "Timed out waiting" in text or "NCCL" in text
+    )
 
 
 def missing_ranks(info: DistInfo, wait: float = 2.0) -> list[int]:

@@ -1,4 +1,5 @@
 """User-facing errors: one line, exit code 2, no traceback (unless --debug)."""
+
 from __future__ import annotations
 
 import difflib
@@ -29,6 +30,4 @@ def did_you_mean(value: object, choices: Iterable[str]) -> str:
 def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> CnnlabError:
     """Error for a name that is not one of `choices`, naming the valid ones."""
     choices = sorted(choices)
-    return CnnlabError(
-        f"unknown {kind} {value!r}{did_you_mean(value, choices)}; choose from: {', '.join(choices)}"
-    )
+    return CnnlabError(f"unknown {kind} {value!r}{did_you_mean(value, choices)}; choose from: {', '.join(choices)}")

@@ -1,4 +1,5 @@
 """The optional extras (`pip install "cnnlab[NAME]"`): one check for all of them, made only when a feature is used."""
+
 from __future__ import annotations
 
 import importlib
@@ -28,8 +29,10 @@ def require_extra(extra: str, purpose: str, modules: tuple[str, ...] | None = No
             missing.append(name.split(".")[-1] if name.startswith("torch.") else name.split(".")[0])
     if missing:
         many = len(missing) > 1
-        raise CnnlabError(f"{purpose}: the optional package{'s' if many else ''} {', '.join(missing)} "
-                          f"{'are' if many else 'is'} not installed; pip install \"cnnlab[{extra}]\"")
+        raise CnnlabError(
+            f"{purpose}: the optional package{'s' if many else ''} {', '.join(missing)} "
+            f'{"are" if many else "is"} not installed; pip install "cnnlab[{extra}]"'
+        )
     return found
 
 

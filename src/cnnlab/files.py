@@ -9,13 +9,14 @@ device or folder is refused without blocking), resolving inside `within`, and no
 `check_output` is the one rule for output paths: never into a run's checkpoints/, never over an
 existing file unless the user passed --overwrite.
 """
+
 from __future__ import annotations
 
 import contextlib
 import contextvars
 import datetime as _dt
-import json
 import errno
+import json
 import os
 import stat
 import tempfile
@@ -52,8 +53,10 @@ def is_inside(path: str | Path, folder: str | Path) -> bool:
 def check_inside(path: str | Path, folder: str | Path) -> None:
     """Refuse `path` when it resolves outside `folder` (a symlinked file or sub-folder leading out)."""
     if not is_inside(path, folder):
-        raise UnsafeFileError(f"{str(path)!r} leads outside {str(folder)!r} through a symbolic link; "
-                              "cnnlab reads and writes only inside the folder itself")
+        raise UnsafeFileError(
+            f"{str(path)!r} leads outside {str(folder)!r} through a symbolic link; "
+            "cnnlab reads and writes only inside the folder itself"
+        )
 
 
 def _describe(mode: int) -> str:
@@ -78,7 +81,9 @@ def open_regular(path: str | Path, within: str | Path | None = None, limit: int 
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
         if err.errno == errno.ELOOP and path.is_symlink():
-            raise UnsafeFileError(f"{str(path)!r} is a symbolic link; cnnlab does not follow links in run files") from None
+            raise UnsafeFileError(
+                f"{str(path)!r} is a symbolic link; cnnlab does not follow links in run files"
+            ) from None
         raise
     try:
         info = os.fstat(fd)
@@ -200,8 +205,9 @@ def read_json(path: str | Path, within: str | Path | None = None, limit: int = M
     return value
 
 
-def read_csv(path: str | Path, integers: tuple[str, ...] = (), within: str | Path | None = None,
-             limit: int = MAX_RUN_FILE_BYTES) -> list[dict[str, Any]]:
+def read_csv(
+    path: str | Path, integers: tuple[str, ...] = (), within: str | Path | None = None, limit: int = MAX_RUN_FILE_BYTES
+) -> list[dict[str, Any]]:
     """The rows of a CSV file with a header, numbers parsed (`integers` as int, the rest as float, '' as None).
 
     A row with more fields than the header, or a value that is not a number, is an `UnsafeFileError`.
@@ -214,7 +220,9 @@ def read_csv(path: str | Path, integers: tuple[str, ...] = (), within: str | Pat
         if None in row:
             raise UnsafeFileError(f"{str(path)!r} line {number} has more fields than its header")
         try:
-            rows.append({k: (None if v in ("", None) else int(v) if k in integers else float(v)) for k, v in row.items()})
+            rows.append(
+                {k: (None if v in ("", None) else int(v) if k in integers else float(v)) for k, v in row.items()}
+            )
         except ValueError:
             raise UnsafeFileError(f"{str(path)!r} line {number} holds a value that is not a number") from None
     return rows
@@ -292,8 +300,10 @@ def check_output(path: str | Path, overwrite: bool | None = None, flag: str = "-
     path = Path(path)
     overwrite = _overwrite.get() if overwrite is None else overwrite
     if inside_checkpoints(path):
-        raise CnnlabError(f"{flag} {str(path)!r} is inside a run's checkpoints/ folder, which only training writes; "
-                          "choose another path")
+        raise CnnlabError(
+            f"{flag} {str(path)!r} is inside a run's checkpoints/ folder, which only training writes; "
+            "choose another path"
+        )
     if path.is_dir():
         raise CnnlabError(f"{flag} {str(path)!r} is a folder; give a file name")
     if (path.exists() or path.is_symlink()) and not overwrite:

@@ -1,4 +1,5 @@
 """`cnnlab compare RUN_DIR...`: a leaderboard of run folders."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,16 +10,25 @@ def register(subparsers) -> None:
     from cnnlab.experiments.compare import FORMATS, SORT_KEYS
 
     parser = subparsers.add_parser(
-        "compare", help="leaderboard of run folders",
+        "compare",
+        help="leaderboard of run folders",
         description="A leaderboard of run folders: model, dataset, recipe, epochs, params, MACs, best and final "
         "test accuracy, training time, images/s, device. Globs (e.g. 'runs/*') and experiment folders "
-        "(their runs) are accepted; folders that are not runs or did not finish are listed, not fatal.")
+        "(their runs) are accepted; folders that are not runs or did not finish are listed, not fatal.",
+    )
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, globs or experiment folders")
-    parser.add_argument("--sort", default="test_acc", metavar="KEY",
-                        help=f"sort key (default: test_acc, best first): {', '.join(SORT_KEYS)}")
+    parser.add_argument(
+        "--sort",
+        default="test_acc",
+        metavar="KEY",
+        help=f"sort key (default: test_acc, best first): {', '.join(SORT_KEYS)}",
+    )
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
-    parser.add_argument("--plot", metavar="FILE",
-                        help="also write a figure: accuracy vs time and vs params, and all test-accuracy curves")
+    parser.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="also write a figure: accuracy vs time and vs params, and all test-accuracy curves",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace the --plot file if it exists")
     parser.set_defaults(func=run)
 

@@ -1,10 +1,11 @@
 """`cnnlab datasets`: every dataset, where it was found, its sizes and checksum state. Never downloads."""
+
 from __future__ import annotations
 
 import argparse
+import json
 
 from cnnlab.cli.options import add_data_dir, add_format
-import json
 
 _COLUMNS = (  # (header, row -> cell)
     ("NAME", lambda r: r["name"]),

@@ -1,4 +1,5 @@
 """`cnnlab inspect RUN_DIR|CKPT filters|features|saliency|mistakes`: look inside a trained network."""
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,8 @@ def _input_options(parser: argparse.ArgumentParser, many: bool) -> None:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "inspect", help="filters, feature maps, saliency and mistakes of a trained run",
+        "inspect",
+        help="filters, feature maps, saliency and mistakes of a trained run",
         description="Look inside a trained network. Every sub-command writes PNGs into RUN_DIR/inspect/ (or -o DIR) "
         "and prints their paths. Layer names are the module paths `cnnlab summary` shows.",
     )
@@ -50,33 +52,57 @@ def register(subparsers) -> None:
     what = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
     common = _common()
 
-    filters = what.add_parser("filters", parents=[common], help="learned kernels of a conv layer as a grid",
-                              description="The kernels of a conv layer (the first by default), each scaled on its own; "
-                              "deeper layers as a filter x input-channel table.")
+    filters = what.add_parser(
+        "filters",
+        parents=[common],
+        help="learned kernels of a conv layer as a grid",
+        description="The kernels of a conv layer (the first by default), each scaled on its own; "
+        "deeper layers as a filter x input-channel table.",
+    )
     filters.add_argument("--layer", metavar="NAME", help="conv layer (default: the first)")
     filters.add_argument("--max-filters", type=int, default=64, metavar="N", help="rows of a deeper layer's table")
     filters.add_argument("--max-channels", type=int, default=32, metavar="N", help="input channels shown per filter")
     filters.set_defaults(func=run_filters)
 
-    features = what.add_parser("features", parents=[common], help="feature maps of chosen layers for one input",
-                               description="Feature maps of chosen layers for one input, one grid per layer.")
+    features = what.add_parser(
+        "features",
+        parents=[common],
+        help="feature maps of chosen layers for one input",
+        description="Feature maps of chosen layers for one input, one grid per layer.",
+    )
     _input_options(features, many=False)
-    features.add_argument("--layer", nargs="+", action="extend", metavar="NAME",
-                          help="layer(s) to show (default: the conv layers, at most 8)")
+    features.add_argument(
+        "--layer",
+        nargs="+",
+        action="extend",
+        metavar="NAME",
+        help="layer(s) to show (default: the conv layers, at most 8)",
+    )
     features.set_defaults(func=run_features)
 
-    saliency = what.add_parser("saliency", parents=[common], help="attribution maps (Grad-CAM, ...) over the input",
-                               description='Attribution maps overlaid on the input, by captum (pip install "cnnlab[inspect]").')
+    saliency = what.add_parser(
+        "saliency",
+        parents=[common],
+        help="attribution maps (Grad-CAM, ...) over the input",
+        description='Attribution maps overlaid on the input, by captum (pip install "cnnlab[inspect]").',
+    )
     _input_options(saliency, many=True)
-    saliency.add_argument("--method", help="gradcam | integrated-gradients | saliency (default: gradcam, or "
-                          "integrated-gradients for a model without conv layers)")
+    saliency.add_argument(
+        "--method",
+        help="gradcam | integrated-gradients | saliency (default: gradcam, or "
+        "integrated-gradients for a model without conv layers)",
+    )
     saliency.add_argument("--target", metavar="CLASS", help="also explain this class (index or name)")
     saliency.add_argument("--layer", metavar="NAME", help="Grad-CAM layer (default: the last conv layer)")
     saliency.set_defaults(func=run_saliency)
 
-    mistakes = what.add_parser("mistakes", parents=[common], help="the most confident test mistakes and confused pairs",
-                               description="The test images the model got most confidently wrong, and the most "
-                               "confused class pairs from the confusion matrix.")
+    mistakes = what.add_parser(
+        "mistakes",
+        parents=[common],
+        help="the most confident test mistakes and confused pairs",
+        description="The test images the model got most confidently wrong, and the most "
+        "confused class pairs from the confusion matrix.",
+    )
     mistakes.add_argument("--top", type=int, default=32, metavar="N", help="mistakes to show")
     mistakes.add_argument("--pairs", type=int, default=10, metavar="N", help="confused class pairs to show")
     mistakes.add_argument("--limit-test", type=int, metavar="N", help="use only the first N test images")
@@ -104,23 +130,40 @@ def run_filters(args: argparse.Namespace) -> int:
 
     _positive("max-filters", args.max_filters)
     _positive("max-channels", args.max_channels)
-    return _print(inspect_filters(args.run, args.layer, args.output, args.checkpoint, args.max_filters, args.max_channels))
+    return _print(
+        inspect_filters(args.run, args.layer, args.output, args.checkpoint, args.max_filters, args.max_channels)
+    )
 
 
 @_overwriting
 def run_features(args: argparse.Namespace) -> int:
     from cnnlab.inspect.run import inspect_features
 
-    return _print(inspect_features(args.run, args.index, args.image, args.layer, args.output, args.checkpoint,
-                                   args.invert, args.data_dir))
+    return _print(
+        inspect_features(
+            args.run, args.index, args.image, args.layer, args.output, args.checkpoint, args.invert, args.data_dir
+        )
+    )
 
 
 @_overwriting
 def run_saliency(args: argparse.Namespace) -> int:
     from cnnlab.inspect.run import inspect_saliency
 
-    return _print(inspect_saliency(args.run, args.index, args.image, args.method, args.target, args.layer, args.output,
-                                   args.checkpoint, args.invert, args.data_dir))
+    return _print(
+        inspect_saliency(
+            args.run,
+            args.index,
+            args.image,
+            args.method,
+            args.target,
+            args.layer,
+            args.output,
+            args.checkpoint,
+            args.invert,
+            args.data_dir,
+        )
+    )
 
 
 @_overwriting
@@ -130,11 +173,14 @@ def run_mistakes(args: argparse.Namespace) -> int:
     _positive("top", args.top)
     _positive("pairs", args.pairs)
     _positive("limit-test", args.limit_test)
-    mistakes, paths = inspect_mistakes(args.run, args.top, args.pairs, args.output, args.checkpoint, args.data_dir,
-                                       args.limit_test, args.device)
+    mistakes, paths = inspect_mistakes(
+        args.run, args.top, args.pairs, args.output, args.checkpoint, args.data_dir, args.limit_test, args.device
+    )
     print(f"{mistakes.wrong:,} of {mistakes.count:,} test images wrong ({mistakes.accuracy:.2%} accuracy)")
     if mistakes.pairs:
         classes = mistakes.classes
-        print("most confused (true -> predicted: count): " + ", ".join(
-            f"{classes[t]} -> {classes[p]}: {c}" for t, p, c in mistakes.pairs))
+        print(
+            "most confused (true -> predicted: count): "
+            + ", ".join(f"{classes[t]} -> {classes[p]}: {c}" for t, p, c in mistakes.pairs)
+        )
     return _print(paths)

@@ -3,6 +3,7 @@
 Models are built on the meta device: shapes, parameter counts and MACs come out
 exactly, with no memory or init time spent even on VGG-11.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,25 +18,44 @@ from cnnlab.errors import CnnlabError, did_you_mean
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    models = subparsers.add_parser("models", help="list the models with their size, cost and reference result",
-                                   description="List the registered models: parameters (1 channel, 10 classes), "
-                                               "default input size, MACs per image at that size, reference result.")
-    models.add_argument("pattern", nargs="?", default="*", metavar="PATTERN",
-                        help="shell-style wildcard on the name, e.g. 'res*' (default: all)")
+    models = subparsers.add_parser(
+        "models",
+        help="list the models with their size, cost and reference result",
+        description="List the registered models: parameters (1 channel, 10 classes), "
+        "default input size, MACs per image at that size, reference result.",
+    )
+    models.add_argument(
+        "pattern",
+        nargs="?",
+        default="*",
+        metavar="PATTERN",
+        help="shell-style wildcard on the name, e.g. 'res*' (default: all)",
+    )
     add_format(models)
     models.set_defaults(func=run_models)
 
-    summary = subparsers.add_parser("summary", help="show a model layer by layer: shapes, params, MACs",
-                                    description="Trace one image through MODEL: every layer's output shape, "
-                                                "parameters and MACs, then the totals.")
+    summary = subparsers.add_parser(
+        "summary",
+        help="show a model layer by layer: shapes, params, MACs",
+        description="Trace one image through MODEL: every layer's output shape, parameters and MACs, then the totals.",
+    )
     summary.add_argument("model", metavar="MODEL", help="model name (see `cnnlab models`)")
     summary.add_argument("--input-size", type=int, metavar="N", help="input height = width (default: the model's)")
     summary.add_argument("--in-channels", type=int, default=1, metavar="C", help="input channels (default: 1)")
     summary.add_argument("--num-classes", type=int, default=10, metavar="K", help="output classes (default: 10)")
-    summary.add_argument("--batch-size", type=int, default=1, metavar="B",
-                         help="batch size of the activation-memory estimate (default: 1)")
-    summary.add_argument("--model-options", default="{}", metavar="JSON",
-                         help="model options as JSON, e.g. '{\"width\": 4}' (see `cnnlab models --format json`)")
+    summary.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        metavar="B",
+        help="batch size of the activation-memory estimate (default: 1)",
+    )
+    summary.add_argument(
+        "--model-options",
+        default="{}",
+        metavar="JSON",
+        help="model options as JSON, e.g. '{\"width\": 4}' (see `cnnlab models --format json`)",
+    )
     add_format(summary)
     summary.set_defaults(func=run_summary)
 
@@ -55,24 +75,27 @@ def model_rows(pattern: str) -> list[dict[str, Any]]:
 
     names = list_models(pattern)
     if not names:
-        raise CnnlabError(f"no model matches {pattern!r}{did_you_mean(pattern, list_models())}; "
-                          f"models: {', '.join(list_models())}")
+        raise CnnlabError(
+            f"no model matches {pattern!r}{did_you_mean(pattern, list_models())}; models: {', '.join(list_models())}"
+        )
     rows = []
     for name in names:
         info = model_info(name)
-        rows.append({
-            "name": name,
-            "family": info.family,
-            "params": info.num_params,
-            "default_input_size": info.default_input_size,
-            "min_input_size": info.min_input_size,
-            "max_input_size": info.max_input_size,
-            "macs": count_macs(_meta_model(name), info.default_input_size, 1),
-            "reference_dataset": info.reference_recipe["dataset"],
-            "reference_result": info.reference_result,
-            "paper": info.paper,
-            "options": info.options,
-        })
+        rows.append(
+            {
+                "name": name,
+                "family": info.family,
+                "params": info.num_params,
+                "default_input_size": info.default_input_size,
+                "min_input_size": info.min_input_size,
+                "max_input_size": info.max_input_size,
+                "macs": count_macs(_meta_model(name), info.default_input_size, 1),
+                "reference_dataset": info.reference_recipe["dataset"],
+                "reference_result": info.reference_result,
+                "paper": info.paper,
+                "options": info.options,
+            }
+        )
     return rows
 
 
@@ -83,10 +106,18 @@ def run_models(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
-    table = [[r["name"], format_count(r["params"]), f"{r['default_input_size']}x{r['default_input_size']}",
-              format_count(r["macs"]), r["reference_dataset"], r["reference_result"]] for r in rows]
-    print(render_table(["model", "params", "input", "MACs", "dataset", "reference result"], table,
-                       right={1, 2, 3}))
+    table = [
+        [
+            r["name"],
+            format_count(r["params"]),
+            f"{r['default_input_size']}x{r['default_input_size']}",
+            format_count(r["macs"]),
+            r["reference_dataset"],
+            r["reference_result"],
+        ]
+        for r in rows
+    ]
+    print(render_table(["model", "params", "input", "MACs", "dataset", "reference result"], table, right={1, 2, 3}))
     print("\nparams for 1 input channel and 10 classes; MACs per image at the default input size")
     return 0
 
@@ -113,8 +144,12 @@ def run_summary(args: argparse.Namespace) -> int:
     model = _meta_model(args.model, args.in_channels, args.num_classes, **_parse_options(args.model_options))
     summary = summarize(model, size, args.in_channels, batch_size=args.batch_size)
     if args.format == "json":
-        data = {"name": args.model, **dataclasses.asdict(summary),
-                "activation_mb": summary.activation_mb, "model_mb": summary.model_mb}
+        data = {
+            "name": args.model,
+            **dataclasses.asdict(summary),
+            "activation_mb": summary.activation_mb,
+            "model_mb": summary.model_mb,
+        }
         print(json.dumps(data, indent=2))
     else:
         print(render_summary(summary, name=args.model))

@@ -5,6 +5,7 @@ typed by `parse_option`, the parser `--set` uses too. Flags several commands sha
 `--checkpoint`, `--format`, `--overwrite`, `--device`) are declared here. Only this layer speaks of flags:
 the library names parameters (`resize=224`), and `as_flags` turns such a message into flag words.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ def _typed(name: str):
     return parse
 
 
-def add_config_flags(parser: argparse.ArgumentParser, exclude: frozenset[str] | set[str] = frozenset(),
-                     defaults: dict | None = None) -> None:
+def add_config_flags(
+    parser: argparse.ArgumentParser, exclude: frozenset[str] | set[str] = frozenset(), defaults: dict | None = None
+) -> None:
     """One flag per TrainConfig field (but `exclude`); unset flags stay absent from the namespace, so the
     layers below (recipe, config file, a command's own `defaults` shown in the help) show through."""
     from cnnlab.runfolder.config import TrainConfig
@@ -40,11 +42,18 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: frozenset[str] | 
         default = shown[f.name]
         help_text = f.metadata.get("help", "") + (f" (default: {default})" if default not in (None, {}, "") else "")
         if f.type == "bool":
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                                help=help_text)
+            parser.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
+            )
         else:
-            parser.add_argument(flag, dest=f.name, type=_typed(f.name), default=argparse.SUPPRESS,
-                                metavar=f.name.upper(), help=help_text)
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                type=_typed(f.name),
+                default=argparse.SUPPRESS,
+                metavar=f.name.upper(),
+                help=help_text,
+            )
 
 
 def config_options(args: argparse.Namespace, exclude: frozenset[str] | set[str] = frozenset()) -> dict:
@@ -52,7 +61,9 @@ def config_options(args: argparse.Namespace, exclude: frozenset[str] | set[str] 
     those names are the command's own arguments)."""
     from cnnlab.runfolder.config import TrainConfig
 
-    return {name: getattr(args, name) for name in TrainConfig.field_names() if name in vars(args) and name not in exclude}
+    return {
+        name: getattr(args, name) for name in TrainConfig.field_names() if name in vars(args) and name not in exclude
+    }
 
 
 def as_flags(err: CnnlabError) -> CnnlabError:
@@ -73,19 +84,25 @@ def add_data_dir(parser: argparse.ArgumentParser, help: str = "folder holding th
 
 
 def add_checkpoint(parser: argparse.ArgumentParser, default: str = "best", help: str | None = None) -> None:
-    parser.add_argument("--checkpoint", choices=["best", "last"], default=default,
-                        help=help or f"which checkpoint of a run folder (default: {default})")
+    parser.add_argument(
+        "--checkpoint",
+        choices=["best", "last"],
+        default=default,
+        help=help or f"which checkpoint of a run folder (default: {default})",
+    )
 
 
 def add_format(parser: argparse.ArgumentParser, choices=("table", "json")) -> None:
-    parser.add_argument("--format", choices=list(choices), default=choices[0],
-                        help=f"output format (default: {choices[0]})")
+    parser.add_argument(
+        "--format", choices=list(choices), default=choices[0], help=f"output format (default: {choices[0]})"
+    )
 
 
 def add_device(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
     # Checked where it is used (`pick_device`, the check `train` applies too): one vocabulary, one message.
-    parser.add_argument("--device", default=default,
-                        help="auto|cpu|cuda|cuda:N|mps" + (f" (default: {default})" if default else ""))
+    parser.add_argument(
+        "--device", default=default, help="auto|cpu|cuda|cuda:N|mps" + (f" (default: {default})" if default else "")
+    )
 
 
 def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:

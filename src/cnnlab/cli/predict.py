@@ -1,17 +1,21 @@
 """`cnnlab predict RUN_DIR|CKPT|MODEL.onnx IMAGE...`: top-k classes for image files or .npy arrays."""
+
 from __future__ import annotations
 
 import argparse
+import json
 
 from cnnlab.cli.options import add_checkpoint, add_format
-import json
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("predict", help="classify image files with a trained run",
-                                   description="Classify PNG/JPEG files or .npy arrays with a run's model, "
-                                   "using the run's preprocessing. An exported MODEL.onnx runs in onnxruntime "
-                                   "with the preprocessing from its sidecar MODEL.onnx.json.")
+    parser = subparsers.add_parser(
+        "predict",
+        help="classify image files with a trained run",
+        description="Classify PNG/JPEG files or .npy arrays with a run's model, "
+        "using the run's preprocessing. An exported MODEL.onnx runs in onnxruntime "
+        "with the preprocessing from its sidecar MODEL.onnx.json.",
+    )
     parser.add_argument("run", metavar="RUN_DIR|CKPT|MODEL.onnx")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument("-k", "--top-k", type=int, default=3, help="how many classes to show per image")

@@ -1,10 +1,11 @@
 """`cnnlab recipes [PATTERN]`: each model's reference and fast recipe, with the result to expect."""
+
 from __future__ import annotations
 
 import argparse
+import json
 
 from cnnlab.cli.options import add_format
-import json
 
 
 def _describe(recipe: dict) -> str:
@@ -12,9 +13,12 @@ def _describe(recipe: dict) -> str:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("recipes", help="list the training recipes of each model",
-                                   description="Each model's reference recipe (as published) and fast recipe "
-                                   "(CPU-friendly), for `cnnlab train MODEL --recipe NAME`.")
+    parser = subparsers.add_parser(
+        "recipes",
+        help="list the training recipes of each model",
+        description="Each model's reference recipe (as published) and fast recipe "
+        "(CPU-friendly), for `cnnlab train MODEL --recipe NAME`.",
+    )
     parser.add_argument("pattern", nargs="?", default="*", help="shell-style model pattern, e.g. 'res*'")
     add_format(parser)
     parser.set_defaults(func=run)
@@ -29,8 +33,21 @@ def run(args: argparse.Namespace) -> int:
         raise CnnlabError(f"no model matches {args.pattern!r}; see `cnnlab models`")
     rows = [model_info(n) for n in names]
     if args.format == "json":
-        print(json.dumps([{"model": i.name, "reference": i.reference_recipe, "fast": i.fast_recipe,
-                           "reference_result": i.reference_result, "records": i.records} for i in rows], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "model": i.name,
+                        "reference": i.reference_recipe,
+                        "fast": i.fast_recipe,
+                        "reference_result": i.reference_result,
+                        "records": i.records,
+                    }
+                    for i in rows
+                ],
+                indent=2,
+            )
+        )
         return 0
     for info in rows:
         print(f"{info.name}  — expect: {info.reference_result}")

@@ -1,4 +1,5 @@
 """`cnnlab train MODEL [options]`: flags are generated from TrainConfig, so they cannot drift apart."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,12 +20,22 @@ def register(subparsers) -> None:
         "sets the options first (see `cnnlab recipes MODEL`); the defaults shown below are what --recipe none uses.",
     )
     parser.add_argument("model", nargs="?", help="model name (see `cnnlab models`); optional with --resume/--config")
-    parser.add_argument("--config", dest="config_file", metavar="FILE", help="YAML or JSON config (a run's config.json repeats it)")
-    parser.add_argument("--resume", metavar="RUN_DIR|auto",
-                        help="continue a run in its own folder from its latest state (last.pt); auto: the run in --out "
-                        "if it has a checkpoint, else start it there (what torchrun restarts do)")
-    parser.add_argument("--nproc", type=int, default=1, metavar="N",
-                        help="data-parallel processes on this machine (launches torchrun); default 1")
+    parser.add_argument(
+        "--config", dest="config_file", metavar="FILE", help="YAML or JSON config (a run's config.json repeats it)"
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR|auto",
+        help="continue a run in its own folder from its latest state (last.pt); auto: the run in --out "
+        "if it has a checkpoint, else start it there (what torchrun restarts do)",
+    )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="data-parallel processes on this machine (launches torchrun); default 1",
+    )
     add_config_flags(parser, exclude=TRAIN_OWN)  # the positional argument
     parser.set_defaults(func=run)
 
@@ -35,15 +46,17 @@ def explicit_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.training import train
     from cnnlab.runfolder.config import TrainConfig
     from cnnlab.runfolder.config_file import load_config_file
     from cnnlab.runfolder.resolve import resolve_config
+    from cnnlab.training import train
     from cnnlab.training.resume import resume_checkpoint
 
     options = explicit_options(args)
     if not (args.model or args.resume or args.config_file or options.get("recipe")):
-        raise CnnlabError("name a model to train, e.g. `cnnlab train convnet --dataset mnist-sample` (see `cnnlab models`)")
+        raise CnnlabError(
+            "name a model to train, e.g. `cnnlab train convnet --dataset mnist-sample` (see `cnnlab models`)"
+        )
     request = {**(load_config_file(args.config_file) if args.config_file else {}), **options}
     # --resume auto is a full request for the run in --out: continued if it is there, else started (the loop decides).
     auto = args.resume == "auto"
@@ -52,12 +65,16 @@ def run(args: argparse.Namespace) -> int:
 
         raise CnnlabError(AUTO_NEEDS_OUT)
     if auto and not (args.model or args.config_file):
-        raise CnnlabError("--resume auto takes the whole request (a model or --config, and options), as every attempt "
-                          "repeats the same command")
+        raise CnnlabError(
+            "--resume auto takes the whole request (a model or --config, and options), as every attempt "
+            "repeats the same command"
+        )
     checkpoint = resume_checkpoint(args.resume) if args.resume and not auto else None
     if checkpoint and "out" in options:
-        raise CnnlabError(f"--resume continues {args.resume} in its own folder; --out cannot move it "
-                          f"(to start a new run from its weights: --init-from {args.resume} --out DIR)")
+        raise CnnlabError(
+            f"--resume continues {args.resume} in its own folder; --out cannot move it "
+            f"(to start a new run from its weights: --init-from {args.resume} --out DIR)"
+        )
     if checkpoint and args.config_file:
         raise CnnlabError("--resume takes the run's own config; pass the options to change as flags, not --config")
     try:  # bad input fails here, once, before any launch or folder

@@ -1,4 +1,5 @@
 """Datasets: the catalog, finding and verifying files, and loading them into whole tensors."""
+
 from __future__ import annotations
 
 from cnnlab.data.catalog import DATASETS, DatasetSpec, get_spec

@@ -5,6 +5,7 @@ The order of epoch `e` is `randperm(N)` from a generator seeded with
 split over N processes, sees exactly the samples the uninterrupted,
 single-process run would have seen.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

@@ -8,6 +8,7 @@ verified source. A cache file is trusted only when its header parses, its key ma
 hashes to the recorded sha256 (about 30 ms for MNIST); anything else is a miss, and the file is
 rewritten. Files are written atomically; a cache that cannot be written (read-only, full) is skipped.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,9 +36,16 @@ def key(spec: DatasetSpec, paths: tuple[Path, ...]) -> dict:
     files = []
     for path, resource in zip(paths, spec.files):
         stat = path.stat()
-        files.append({"path": str(path.absolute()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                      "ctime_ns": stat.st_ctime_ns, "inode": stat.st_ino,
-                      "sums": [resource.sha256, resource.md5, list(resource.gz_sha256), list(resource.gz_md5)]})
+        files.append(
+            {
+                "path": str(path.absolute()),
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+                "ctime_ns": stat.st_ctime_ns,
+                "inode": stat.st_ino,
+                "sums": [resource.sha256, resource.md5, list(resource.gz_sha256), list(resource.gz_md5)],
+            }
+        )
     return {"dataset": spec.name, "image_size": spec.image_size, "channels": spec.channels, "files": files}
 
 
@@ -84,8 +92,13 @@ def write(key: dict, arrays: tuple[np.ndarray, ...]) -> None:
     """Store `arrays` under `key`, atomically; a cache that cannot be written is left alone."""
     arrays = tuple(np.ascontiguousarray(a) for a in arrays)
     payload = b"".join(a.tobytes() for a in arrays)
-    header = json.dumps({"key": key, "sha256": hashlib.sha256(payload).hexdigest(),
-                         "arrays": [{"shape": list(a.shape), "dtype": str(a.dtype)} for a in arrays]}).encode()
+    header = json.dumps(
+        {
+            "key": key,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "arrays": [{"shape": list(a.shape), "dtype": str(a.dtype)} for a in arrays],
+        }
+    ).encode()
     try:
         folder().mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path_for(key), MAGIC + len(header).to_bytes(8, "little") + header + payload)

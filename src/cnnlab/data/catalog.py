@@ -4,6 +4,7 @@ Like torchvision's `resources` lists, each dataset declares its files and the
 sums they must have; finding, verifying and decoding them lives elsewhere
 (`locate.py`, `load.py`, `idx.py`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -93,31 +94,48 @@ _MNIST = DatasetSpec(
     name="mnist",
     channels=1,
     image_size=28,
-    classes=("0 - zero", "1 - one", "2 - two", "3 - three", "4 - four",
-             "5 - five", "6 - six", "7 - seven", "8 - eight", "9 - nine"),
+    classes=(
+        "0 - zero",
+        "1 - one",
+        "2 - two",
+        "3 - three",
+        "4 - four",
+        "5 - five",
+        "6 - six",
+        "7 - seven",
+        "8 - eight",
+        "9 - nine",
+    ),
     mean=(0.1307,),
     std=(0.3081,),
     hflip=False,
     train_size=60_000,
     test_size=10_000,
-    files=_idx_files((60_000, 10_000), {
-        "train-images-idx3-ubyte": (
-            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-            ("0b367032e93c5d0cea0925647cfdb18614af8ee15f83e6f2fc2ad904a6835971",),
-            ("f68b3c2dcbeaaa9fbdd348bbdeb94873",)),
-        "train-labels-idx1-ubyte": (
-            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-            ("1787548bbe0bff1ec2ecdc0ef292b02df999e2d1a6002d27500982c652b17203",),
-            ("d53e105ee54ea40749a09fcbcd1e9432",)),
-        "t10k-images-idx3-ubyte": (
-            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-            ("1a1a05eab793c14bb050b398624a11b0ffd1a2953baed553b1b9bd079e2a20be",),
-            ("9fb629c4189551a2d022fa330f9573f3",)),
-        "t10k-labels-idx1-ubyte": (
-            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-            ("b91679a0acfe4ba0e50a2437a903084cba1f5f92592b016a25a7dfd00455798b",),
-            ("ec29112dd5afa0611ce80d1b7f02629c",)),
-    }),
+    files=_idx_files(
+        (60_000, 10_000),
+        {
+            "train-images-idx3-ubyte": (
+                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                ("0b367032e93c5d0cea0925647cfdb18614af8ee15f83e6f2fc2ad904a6835971",),
+                ("f68b3c2dcbeaaa9fbdd348bbdeb94873",),
+            ),
+            "train-labels-idx1-ubyte": (
+                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+                ("1787548bbe0bff1ec2ecdc0ef292b02df999e2d1a6002d27500982c652b17203",),
+                ("d53e105ee54ea40749a09fcbcd1e9432",),
+            ),
+            "t10k-images-idx3-ubyte": (
+                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+                ("1a1a05eab793c14bb050b398624a11b0ffd1a2953baed553b1b9bd079e2a20be",),
+                ("9fb629c4189551a2d022fa330f9573f3",),
+            ),
+            "t10k-labels-idx1-ubyte": (
+                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+                ("b91679a0acfe4ba0e50a2437a903084cba1f5f92592b016a25a7dfd00455798b",),
+                ("ec29112dd5afa0611ce80d1b7f02629c",),
+            ),
+        },
+    ),
     subdirs=_mnist_like_subdirs("mnist", "MNIST"),
     torchvision_class="MNIST",
     licence="CC BY-SA 3.0, Yann LeCun and Corinna Cortes",
@@ -127,31 +145,37 @@ _FASHION_MNIST = DatasetSpec(
     name="fashion-mnist",
     channels=1,
     image_size=28,
-    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-             "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
     mean=(0.2860,),
     std=(0.3530,),
     hflip=True,
     train_size=60_000,
     test_size=10_000,
-    files=_idx_files((60_000, 10_000), {
-        "train-images-idx3-ubyte": (
-            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-            ("b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",),
-            ("8d4fb7e6c68d591d4c3dfef9ec88bf0d",)),
-        "train-labels-idx1-ubyte": (
-            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-            ("0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",),
-            ("25c81989df183df01b3e8a0aad5dffbe",)),
-        "t10k-images-idx3-ubyte": (
-            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-            ("cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",),
-            ("bef4ecab320f06d8554ea6380940ec79",)),
-        "t10k-labels-idx1-ubyte": (
-            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-            ("8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",),
-            ("bb300cfdad3c16e7a12a480ee83cd310",)),
-    }),
+    files=_idx_files(
+        (60_000, 10_000),
+        {
+            "train-images-idx3-ubyte": (
+                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                ("b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",),
+                ("8d4fb7e6c68d591d4c3dfef9ec88bf0d",),
+            ),
+            "train-labels-idx1-ubyte": (
+                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                ("0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",),
+                ("25c81989df183df01b3e8a0aad5dffbe",),
+            ),
+            "t10k-images-idx3-ubyte": (
+                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                ("cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",),
+                ("bef4ecab320f06d8554ea6380940ec79",),
+            ),
+            "t10k-labels-idx1-ubyte": (
+                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+                ("8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",),
+                ("bb300cfdad3c16e7a12a480ee83cd310",),
+            ),
+        },
+    ),
     subdirs=_mnist_like_subdirs("fashion-mnist", "FashionMNIST"),
     torchvision_class="FashionMNIST",
     licence="MIT, Zalando SE",
@@ -169,12 +193,15 @@ _KMNIST = DatasetSpec(
     hflip=False,
     train_size=60_000,
     test_size=10_000,
-    files=_idx_files((60_000, 10_000), {
-        "train-images-idx3-ubyte": (None, (), ("bdb82020997e1d708af4cf47b453dcf7",)),
-        "train-labels-idx1-ubyte": (None, (), ("e144d726b3acfaa3e44228e80efcd344",)),
-        "t10k-images-idx3-ubyte": (None, (), ("5c965bf0a639b31b8f53240b1b52f4d7",)),
-        "t10k-labels-idx1-ubyte": (None, (), ("7320c461ea6c1c855c0b718fb2a4b134",)),
-    }),
+    files=_idx_files(
+        (60_000, 10_000),
+        {
+            "train-images-idx3-ubyte": (None, (), ("bdb82020997e1d708af4cf47b453dcf7",)),
+            "train-labels-idx1-ubyte": (None, (), ("e144d726b3acfaa3e44228e80efcd344",)),
+            "t10k-images-idx3-ubyte": (None, (), ("5c965bf0a639b31b8f53240b1b52f4d7",)),
+            "t10k-labels-idx1-ubyte": (None, (), ("7320c461ea6c1c855c0b718fb2a4b134",)),
+        },
+    ),
     subdirs=_mnist_like_subdirs("kmnist", "KMNIST"),
     torchvision_class="KMNIST",
     licence="CC BY-SA 4.0, ROIS-DS Center for Open Data in the Humanities (Clanuwat et al. 2018)",

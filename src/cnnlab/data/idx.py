@@ -3,6 +3,7 @@
 Layout: two zero bytes, a type code, the number of dimensions, then each
 dimension as a big-endian uint32, then the data in C order.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -15,7 +16,7 @@ import numpy as np
 from cnnlab.errors import DataError
 
 # IDX type code -> numpy dtype (multi-byte types are big-endian on disk).
-_DTYPES = {
+_DTYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),
@@ -42,8 +43,14 @@ def _corrupt(source: str | Path, why: str) -> DataError:
     )
 
 
-def read_bounded(path: str | Path, limit: int, what: str, stored_hashes: Iterable = (),
-                 content_hashes: Iterable = (), gzipped: bool | None = None) -> bytes:
+def read_bounded(
+    path: str | Path,
+    limit: int,
+    what: str,
+    stored_hashes: Iterable = (),
+    content_hashes: Iterable = (),
+    gzipped: bool | None = None,
+) -> bytes:
     """The content of `path`, gunzipped as a stream, never over `limit` bytes.
 
     `gzipped` None tells gzip apart by content; True or False is the caller's
@@ -78,7 +85,7 @@ def read_bounded(path: str | Path, limit: int, what: str, stored_hashes: Iterabl
             if not packed:
                 add(chunk, False)
             data = chunk if packed else b""
-            while data:
+            while data and member is not None:  # data is left empty unless packed, when member is set
                 if member.eof:  # another gzip member may follow, after optional zero padding (as gzip does)
                     data = data.lstrip(b"\0")
                     if not data:
@@ -90,7 +97,7 @@ def read_bounded(path: str | Path, limit: int, what: str, stored_hashes: Iterabl
                     raise _corrupt(path, str(err)) from None
                 data = member.unused_data if member.eof else member.unconsumed_tail
             chunk = f.read(_CHUNK)
-    if packed and not member.eof:
+    if member is not None and not member.eof:  # member is set exactly when packed
         try:
             add(member.flush(), True)
         except zlib.error as err:

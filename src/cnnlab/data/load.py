@@ -5,6 +5,7 @@ one `frombuffer`. Verification results are remembered for the life of the
 process (keyed by path, size, mtime and expected sums), so loading the same
 files again skips the hashing. Nothing is cached on disk except downloads.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -93,8 +94,9 @@ UNKNOWN_SIZE_LIMIT = 256 << 20
 _ALGORITHMS = ("sha256", "md5")
 
 
-def _verify(path: Path, stored: dict[str, str], content: dict[str, str], length: int, resource: Resource,
-            dataset: str) -> None:
+def _verify(
+    path: Path, stored: dict[str, str], content: dict[str, str], length: int, resource: Resource, dataset: str
+) -> None:
     """Raise `_Mismatch` unless the file matches one of `resource`'s sums.
 
     `stored` and `content` map algorithm -> hex digest of the bytes on disk and of the
@@ -146,11 +148,23 @@ def _read_verified(path: Path, resource: Resource, dataset: str) -> bytes:
     check = key not in _VERIFIED
     stored = {a: hashlib.new(a) for a in _ALGORITHMS} if check else {}
     content_hashes = {a: hashlib.new(a) for a in _ALGORITHMS} if check else {}
-    content = read_bounded(path, resource.size or UNKNOWN_SIZE_LIMIT, f"{dataset} {resource.filename}",
-                           stored.values(), content_hashes.values(), gzipped=path.name.endswith(".gz"))
+    content = read_bounded(
+        path,
+        resource.size or UNKNOWN_SIZE_LIMIT,
+        f"{dataset} {resource.filename}",
+        stored.values(),
+        content_hashes.values(),
+        gzipped=path.name.endswith(".gz"),
+    )
     if check:
-        _verify(path, {a: h.hexdigest() for a, h in stored.items()},
-                {a: h.hexdigest() for a, h in content_hashes.items()}, len(content), resource, dataset)
+        _verify(
+            path,
+            {a: h.hexdigest() for a, h in stored.items()},
+            {a: h.hexdigest() for a, h in content_hashes.items()},
+            len(content),
+            resource,
+            dataset,
+        )
         _VERIFIED.add(key)
     return content
 
@@ -178,7 +192,7 @@ def _decode_cifar(spec: DatasetSpec, contents: list[bytes]) -> tuple[np.ndarray,
         return images, labels
 
     train = stack(batches[: len(CIFAR_TRAIN_BATCHES)])
-    test = stack(batches[len(CIFAR_TRAIN_BATCHES):])
+    test = stack(batches[len(CIFAR_TRAIN_BATCHES) :])
     return (*train, *test)
 
 
@@ -192,7 +206,9 @@ def _tensors(spec: DatasetSpec, arrays: tuple[np.ndarray, ...], source: str) -> 
     def labels(a, where):
         labels = torch.from_numpy(np.asarray(a).astype(np.int64))
         if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < spec.num_classes):
-            raise DataError(f"{where}: labels outside 0..{spec.num_classes - 1} in {spec.name}; the file is not {spec.name}")
+            raise DataError(
+                f"{where}: labels outside 0..{spec.num_classes - 1} in {spec.name}; the file is not {spec.name}"
+            )
         return labels
 
     return Dataset(
@@ -236,7 +252,9 @@ class _BadCopy(DataError):
         self.state = state  # the checksum state `cnnlab datasets` shows: "mismatch" or "not checked"
 
 
-def _first_verified(spec: DatasetSpec, scan: locate.Scan, action: Callable[[DatasetSpec, locate.Candidate], T]) -> T | None:
+def _first_verified(
+    spec: DatasetSpec, scan: locate.Scan, action: Callable[[DatasetSpec, locate.Candidate], T]
+) -> T | None:
     """`action(spec, candidate)` on the first candidate whose files verify, or None.
 
     A folder holding another dataset's files under the same names (a flat root
@@ -302,7 +320,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     if not download:
         raise _not_found(spec, scan, "download=False")
     if locate.offline():
-        raise _not_found(spec, scan, "$CNNLAB_OFFLINE is set, so no download", ", or unset $CNNLAB_OFFLINE to download it")
+        raise _not_found(
+            spec, scan, "$CNNLAB_OFFLINE is set, so no download", ", or unset $CNNLAB_OFFLINE to download it"
+        )
     try:
         locate.download(spec)
     except DataError as err:
@@ -343,17 +363,19 @@ def describe_datasets(data_dir: str | os.PathLike | None = None) -> list[dict]:
                 found, origin = str(candidate.folder), candidate.origin
             else:
                 note = "; ".join(f"{folder}: {why}" for _, folder, why in scan.looked if why)
-        rows.append({
-            "name": spec.name,
-            "found": found,
-            "origin": origin,
-            "train_size": spec.train_size,
-            "test_size": spec.test_size,
-            "channels": spec.channels,
-            "image_size": spec.image_size,
-            "classes": spec.num_classes,
-            "checksum": checksum,
-            "licence": spec.licence,
-            "note": note,
-        })
+        rows.append(
+            {
+                "name": spec.name,
+                "found": found,
+                "origin": origin,
+                "train_size": spec.train_size,
+                "test_size": spec.test_size,
+                "channels": spec.channels,
+                "image_size": spec.image_size,
+                "classes": spec.num_classes,
+                "checksum": checksum,
+                "licence": spec.licence,
+                "note": note,
+            }
+        )
     return rows

@@ -7,6 +7,7 @@ i.e. `/usr/local/share/datasets` and `/usr/share/datasets`, where Debian's
 try (`mnist/`, torchvision's `MNIST/raw/`, the root itself). This module only
 looks; `load.py` verifies what it finds.
 """
+
 from __future__ import annotations
 
 import os
@@ -66,7 +67,9 @@ def search_roots(data_dir: str | os.PathLike | None = None) -> list[tuple[str, P
     if data_dir is not None:
         root = Path(data_dir).expanduser()
         if not root.is_dir():
-            raise DataError(f"--data-dir {str(data_dir)!r} is not a folder; pass the folder that holds the dataset files")
+            raise DataError(
+                f"--data-dir {str(data_dir)!r} is not a folder; pass the folder that holds the dataset files"
+            )
         roots.append(("--data-dir", root))
     if os.environ.get("CNNLAB_DATA"):
         roots.append(("$CNNLAB_DATA", Path(os.environ["CNNLAB_DATA"]).expanduser()))
@@ -92,7 +95,7 @@ def scan(spec: DatasetSpec, data_dir: str | os.PathLike | None = None) -> Scan:
             paths = [_stored_path(folder, r.stored_names()) for r in spec.files] if folder.is_dir() else []
             missing = [r.filename for r, p in zip(spec.files, paths) if p is None]
             if paths and not missing:
-                result.candidates.append(Candidate(folder, origin, tuple(paths)))
+                result.candidates.append(Candidate(folder, origin, tuple(p for p in paths if p is not None)))
             # A partial set is reported, not used: the rest may be in a later root.
             note = f"incomplete, lacks {' '.join(missing)}" if paths and 0 < len(missing) < len(paths) else ""
             result.looked.append((origin, folder, note))
@@ -119,7 +122,9 @@ def download(spec: DatasetSpec) -> Path:
             dataset_class(root=tmp, train=False, download=True)
         except Exception as err:  # network errors come in many types; all mean "not downloaded"
             first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise DataError(f"downloading {spec.name} with torchvision.datasets.{spec.torchvision_class} failed: {first_line}") from None
+            raise DataError(
+                f"downloading {spec.name} with torchvision.datasets.{spec.torchvision_class} failed: {first_line}"
+            ) from None
         for sub in spec.subdirs:
             source = Path(tmp) / sub
             if sub and source.is_dir():

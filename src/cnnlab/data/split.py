@@ -1,4 +1,5 @@
 """A validation split held out of the training images: stratified by class, seeded."""
+
 from __future__ import annotations
 
 import torch

@@ -3,6 +3,7 @@
 Images stay uint8 in memory; each batch is converted, optionally permuted,
 augmented, resized and normalized on the fly. Nothing here loops over samples.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -2,6 +2,7 @@
 
 Folders that are not runs, or runs that never finished, are listed beside the leaderboard, never fatal.
 """
+
 from __future__ import annotations
 
 import csv
@@ -14,25 +15,45 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError, unknown_choice
-from cnnlab.runfolder.record import RunRecord, read_run
 from cnnlab.experiments.runs import expand_run_paths
+from cnnlab.runfolder.record import RunRecord, read_run
 
 # (key, header) of each leaderboard column, in display order.
 COLUMNS = [
-    ("run", "run"), ("model", "model"), ("dataset", "dataset"), ("recipe", "recipe"), ("epochs", "epochs"),
-    ("params", "params"), ("macs", "MACs"), ("best_test_acc", "best acc"), ("final_test_acc", "final acc"),
-    ("total_seconds", "seconds"), ("images_per_s", "images/s"), ("device", "device"),
+    ("run", "run"),
+    ("model", "model"),
+    ("dataset", "dataset"),
+    ("recipe", "recipe"),
+    ("epochs", "epochs"),
+    ("params", "params"),
+    ("macs", "MACs"),
+    ("best_test_acc", "best acc"),
+    ("final_test_acc", "final acc"),
+    ("total_seconds", "seconds"),
+    ("images_per_s", "images/s"),
+    ("device", "device"),
 ]
 NUMERIC = {"epochs", "params", "macs", "best_test_acc", "final_test_acc", "total_seconds", "images_per_s"}
 # --sort KEY -> (column, best first descending?). Accuracy and speed: high first; cost: low first.
 SORT_KEYS = {
-    "test_acc": ("final_test_acc", True), "final_acc": ("final_test_acc", True),
-    "final_test_acc": ("final_test_acc", True), "best_acc": ("best_test_acc", True),
-    "best_test_acc": ("best_test_acc", True), "params": ("params", False), "macs": ("macs", False),
-    "seconds": ("total_seconds", False), "time": ("total_seconds", False), "total_seconds": ("total_seconds", False),
-    "images_per_s": ("images_per_s", True), "speed": ("images_per_s", True), "epochs": ("epochs", False),
-    "model": ("model", False), "dataset": ("dataset", False), "recipe": ("recipe", False),
-    "device": ("device", False), "run": ("run", False),
+    "test_acc": ("final_test_acc", True),
+    "final_acc": ("final_test_acc", True),
+    "final_test_acc": ("final_test_acc", True),
+    "best_acc": ("best_test_acc", True),
+    "best_test_acc": ("best_test_acc", True),
+    "params": ("params", False),
+    "macs": ("macs", False),
+    "seconds": ("total_seconds", False),
+    "time": ("total_seconds", False),
+    "total_seconds": ("total_seconds", False),
+    "images_per_s": ("images_per_s", True),
+    "speed": ("images_per_s", True),
+    "epochs": ("epochs", False),
+    "model": ("model", False),
+    "dataset": ("dataset", False),
+    "recipe": ("recipe", False),
+    "device": ("device", False),
+    "run": ("run", False),
 }
 FORMATS = ("table", "md", "csv", "json")
 

@@ -9,6 +9,7 @@ Output folder: runs/<model>-<ordered|permuted>-seed<k>/ (ordinary run folders), 
 (seed, permutation and its inverse), results.csv (a row per run), table.md, permutation.png,
 accuracy.png and experiment.json.
 """
+
 from __future__ import annotations
 
 import csv
@@ -38,8 +39,22 @@ from cnnlab.runfolder.record import RunRecord
 CONDITIONS = ("ordered", "permuted")
 DEFAULT_MODELS = ("mlp-tiny", "cnn-tiny")
 SHOWN_IMAGES = 8  # test images in permutation.png
-RESULT_COLUMNS = ["model", "condition", "seed", "final_test_acc", "best_test_acc", "params", "epochs",
-                  "total_seconds", "images_per_s", "dataset", "recipe", "permutation_seed", "run", "status"]
+RESULT_COLUMNS = [
+    "model",
+    "condition",
+    "seed",
+    "final_test_acc",
+    "best_test_acc",
+    "params",
+    "epochs",
+    "total_seconds",
+    "images_per_s",
+    "dataset",
+    "recipe",
+    "permutation_seed",
+    "run",
+    "status",
+]
 
 
 @dataclass
@@ -108,10 +123,18 @@ def experiment_points(models: Sequence[str], seeds: int, permutation_seed: int) 
     if seeds < 1:
         raise CnnlabError(f"--seeds must be a positive integer (runs per model and condition), got {seeds}")
     return [
-        GridPoint(f"{model}-{condition}-seed{seed}",
-                  {"model": model, "seed": seed, "permute_pixels": condition == "permuted",
-                   "permutation_seed": permutation_seed})
-        for model in dict.fromkeys(models) for condition in CONDITIONS for seed in range(seeds)
+        GridPoint(
+            f"{model}-{condition}-seed{seed}",
+            {
+                "model": model,
+                "seed": seed,
+                "permute_pixels": condition == "permuted",
+                "permutation_seed": permutation_seed,
+            },
+        )
+        for model in dict.fromkeys(models)
+        for condition in CONDITIONS
+        for seed in range(seeds)
     ]
 
 
@@ -124,25 +147,31 @@ def _example_images(dataset: str, data_dir: str | None) -> tuple[torch.Tensor, l
     return data.test_images[picks], [data.spec.classes[labels[i]] for i in picks]
 
 
-def _write_permutation(out_dir: Path, dataset: str, permutation_seed: int, images: torch.Tensor,
-                       names: list[str]) -> torch.Tensor:
+def _write_permutation(
+    out_dir: Path, dataset: str, permutation_seed: int, images: torch.Tensor, names: list[str]
+) -> torch.Tensor:
     """permutation.json and permutation.png; returns the permutation the trainer will use."""
 
     spec = get_spec(dataset)
     # The same call the trainer makes (cnnlab.runfolder.preprocess.pixel_permutation), so the record is exact.
     permutation = make_permutation(spec.image_size * spec.image_size, permutation_seed)
-    write_json(out_dir / "permutation.json", {
-        "seed": permutation_seed,
-        "dataset": dataset,
-        "image_size": spec.image_size,
-        "num_pixels": spec.image_size * spec.image_size,
-        "made_by": "cnnlab.data.transforms.make_permutation(num_pixels, seed)",
-        "meaning": "pixel i (row-major) of a permuted image is pixel permutation[i] of the stored image",
-        "permutation": permutation.tolist(),
-        "inverse": invert_permutation(permutation).tolist(),
-    })
-    save_figure(permutation_figure(images, permute_pixels(images, permutation), names, permutation_seed),
-                out_dir / "permutation.png")
+    write_json(
+        out_dir / "permutation.json",
+        {
+            "seed": permutation_seed,
+            "dataset": dataset,
+            "image_size": spec.image_size,
+            "num_pixels": spec.image_size * spec.image_size,
+            "made_by": "cnnlab.data.transforms.make_permutation(num_pixels, seed)",
+            "meaning": "pixel i (row-major) of a permuted image is pixel permutation[i] of the stored image",
+            "permutation": permutation.tolist(),
+            "inverse": invert_permutation(permutation).tolist(),
+        },
+    )
+    save_figure(
+        permutation_figure(images, permute_pixels(images, permutation), names, permutation_seed),
+        out_dir / "permutation.png",
+    )
     return permutation
 
 
@@ -150,22 +179,24 @@ def _result_rows(points: Sequence[GridPoint], records: Sequence[RunRecord], out_
     rows = []
     for point, record in zip(points, records):
         summary = record.summary
-        rows.append({
-            "model": point.options["model"],
-            "condition": CONDITIONS[int(point.options["permute_pixels"])],
-            "seed": point.options["seed"],
-            "final_test_acc": summary.get("final_test_acc"),
-            "best_test_acc": summary.get("best_test_acc"),
-            "params": summary.get("params"),
-            "epochs": summary.get("epochs"),
-            "total_seconds": summary.get("total_seconds"),
-            "images_per_s": summary.get("mean_images_per_s"),
-            "dataset": summary.get("dataset"),
-            "recipe": summary.get("recipe"),
-            "permutation_seed": point.options["permutation_seed"],
-            "run": record.path.relative_to(out_dir).as_posix(),
-            "status": record.status,
-        })
+        rows.append(
+            {
+                "model": point.options["model"],
+                "condition": CONDITIONS[int(point.options["permute_pixels"])],
+                "seed": point.options["seed"],
+                "final_test_acc": summary.get("final_test_acc"),
+                "best_test_acc": summary.get("best_test_acc"),
+                "params": summary.get("params"),
+                "epochs": summary.get("epochs"),
+                "total_seconds": summary.get("total_seconds"),
+                "images_per_s": summary.get("mean_images_per_s"),
+                "dataset": summary.get("dataset"),
+                "recipe": summary.get("recipe"),
+                "permutation_seed": point.options["permutation_seed"],
+                "run": record.path.relative_to(out_dir).as_posix(),
+                "status": record.status,
+            }
+        )
     return rows
 
 
@@ -200,16 +231,25 @@ def run_permutation(
     models = list(dict.fromkeys(models))
     fixed = sorted(set(options) & {"model", "seed", "permute_pixels", "permutation_seed", "out"})
     if fixed:
-        raise CnnlabError(f"run_permutation sets {', '.join(fixed)} itself; use models=, seeds=, "
-                          "permutation_seed= and out= instead")
+        raise CnnlabError(
+            f"run_permutation sets {', '.join(fixed)} itself; use models=, seeds=, permutation_seed= and out= instead"
+        )
     out_dir = Path(out) if out else timestamped_dir("experiment-permutation")
     common = {"dataset": dataset, "data_dir": data_dir, "epochs": epochs, "recipe": recipe, **options}
     info: dict[str, Any] = {
-        "kind": "permutation", "status": "running", "created": now_iso(),
+        "kind": "permutation",
+        "status": "running",
+        "created": now_iso(),
         "title": f"Pixel-permutation experiment: {', '.join(models)} on {dataset}",
-        "models": models, "dataset": dataset, "epochs": epochs, "seeds": seeds, "recipe": recipe,
-        "permutation_seed": permutation_seed, "options": options,
-        "runs": [f"runs/{p.name}" for p in points], "figures": ["permutation.png", "accuracy.png"],
+        "models": models,
+        "dataset": dataset,
+        "epochs": epochs,
+        "seeds": seeds,
+        "recipe": recipe,
+        "permutation_seed": permutation_seed,
+        "options": options,
+        "runs": [f"runs/{p.name}" for p in points],
+        "figures": ["permutation.png", "accuracy.png"],
     }
     claim_experiment_folder(out_dir, info, ("models", "dataset", "epochs", "seeds", "recipe", "permutation_seed"))
     configs = plan_grid(out_dir, points, common)
@@ -227,24 +267,40 @@ def run_permutation(
         cells[(row["model"], row["condition"])].accuracies.append(float(row["final_test_acc"]))
     params = {row["model"]: row["params"] for row in rows}
 
-
     board = leaderboard([r.path for r in records])
-    result = PermutationResult(out_dir, cells, permutation, permutation_seed,
-                               GridResult(out_dir, records, actions, board), params)
+    result = PermutationResult(
+        out_dir, cells, permutation, permutation_seed, GridResult(out_dir, records, actions, board), params
+    )
     references = {m: model_info(m).reference_result for m in models}
-    heading = (f"Pixel permutation on {dataset}: final test accuracy, mean ± std over {seeds} seed(s); "
-               f"recipe {recipe}, {epochs} epoch(s), permutation seed {permutation_seed}.")
+    heading = (
+        f"Pixel permutation on {dataset}: final test accuracy, mean ± std over {seeds} seed(s); "
+        f"recipe {recipe}, {epochs} epoch(s), permutation seed {permutation_seed}."
+    )
     notes = "\n".join(f"- reference for {m}: {ref}" for m, ref in references.items() if ref)
     write_text_atomic(out_dir / "table.md", f"{heading}\n\n{result.markdown()}\n" + (f"\n{notes}\n" if notes else ""))
-    save_figure(grouped_accuracy_figure(
-        models, CONDITIONS, {k: c.mean for k, c in cells.items()}, {k: c.std for k, c in cells.items()},
-        title=f"{dataset}: ordered vs permuted pixels (mean ± std, {seeds} seed(s))"), out_dir / "accuracy.png")
+    save_figure(
+        grouped_accuracy_figure(
+            models,
+            CONDITIONS,
+            {k: c.mean for k, c in cells.items()},
+            {k: c.std for k, c in cells.items()},
+            title=f"{dataset}: ordered vs permuted pixels (mean ± std, {seeds} seed(s))",
+        ),
+        out_dir / "accuracy.png",
+    )
     headers, table_rows = result.table()
-    write_experiment_file(out_dir, {
-        **info, "status": "complete", "finished": now_iso(),
-        "summary_table": {"caption": heading, "headers": headers, "rows": table_rows},
-        "cells": [{"model": c.model, "condition": c.condition, "mean": c.mean, "std": c.std,
-                   "accuracies": c.accuracies} for c in cells.values()],
-        "references": references,
-    })
+    write_experiment_file(
+        out_dir,
+        {
+            **info,
+            "status": "complete",
+            "finished": now_iso(),
+            "summary_table": {"caption": heading, "headers": headers, "rows": table_rows},
+            "cells": [
+                {"model": c.model, "condition": c.condition, "mean": c.mean, "std": c.std, "accuracies": c.accuracies}
+                for c in cells.values()
+            ],
+            "references": references,
+        },
+    )
     return result

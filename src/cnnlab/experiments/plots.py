@@ -2,6 +2,7 @@
 
 Like `cnnlab.figures.plots`, figures are matplotlib `Figure`s on an Agg canvas, never pyplot.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,10 @@ def permutation_figure(images: torch.Tensor, permuted: torch.Tensor, labels: Seq
     """Row 1: test images as stored; row 2: the same images with their pixels permuted."""
     n = len(images)
     if n == 0 or len(permuted) != n or len(labels) != n:
-        raise CnnlabError(f"permutation figure needs as many permuted images and labels as images, got "
-                          f"{n} images, {len(permuted)} permuted, {len(labels)} labels")
+        raise CnnlabError(
+            f"permutation figure needs as many permuted images and labels as images, got "
+            f"{n} images, {len(permuted)} permuted, {len(labels)} labels"
+        )
     fig = Figure(figsize=(1.3 * n, 3.1), layout="constrained")
     axes = fig.subplots(2, n, squeeze=False)
     for row, (batch, name) in enumerate(((images, "ordered"), (permuted, "permuted"))):
@@ -49,9 +52,13 @@ def permutation_figure(images: torch.Tensor, permuted: torch.Tensor, labels: Seq
     return fig
 
 
-def grouped_accuracy_figure(models: Sequence[str], conditions: Sequence[str],
-                            means: dict[tuple[str, str], float], stds: dict[tuple[str, str], float],
-                            title: str) -> Figure:
+def grouped_accuracy_figure(
+    models: Sequence[str],
+    conditions: Sequence[str],
+    means: dict[tuple[str, str], float],
+    stds: dict[tuple[str, str], float],
+    title: str,
+) -> Figure:
     """One group of bars per model, one bar per condition, mean accuracy (%) with ± std error bars."""
     fig = Figure(figsize=(max(4.5, 1.8 * len(models) + 1.5), 4), layout="constrained")
     ax = fig.subplots()
@@ -60,12 +67,19 @@ def grouped_accuracy_figure(models: Sequence[str], conditions: Sequence[str],
     for i, condition in enumerate(conditions):
         heights = [100 * means.get((m, condition), math.nan) for m in models]
         errors = [100 * stds.get((m, condition), 0.0) for m in models]
-        bars = ax.bar(x + (i - (len(conditions) - 1) / 2) * width, heights, width, yerr=errors, capsize=4,
-                      label=condition)
+        bars = ax.bar(
+            x + (i - (len(conditions) - 1) / 2) * width, heights, width, yerr=errors, capsize=4, label=condition
+        )
         for bar, value, error in zip(bars, heights, errors):
             if math.isfinite(value):  # above the error bar, so the two never overlap
-                ax.text(bar.get_x() + bar.get_width() / 2, value + error + 1, f"{value:.1f}", ha="center",
-                        va="bottom", fontsize=8)
+                ax.text(
+                    bar.get_x() + bar.get_width() / 2,
+                    value + error + 1,
+                    f"{value:.1f}",
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                )
     ax.set_xticks(x, models)
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 112)  # room above a 100% bar for its label
@@ -108,8 +122,11 @@ def compare_figure(runs: Sequence[dict[str, Any]]) -> Figure:
     time_ax, params_ax, curve_ax = fig.subplots(1, 3)
     labels = [str(r["label"]) for r in points]
     accuracy = [100 * float(r["final_test_acc"]) for r in points]
-    timed = [(max(float(r["total_seconds"]), 1e-3), a, n) for r, a, n in zip(points, accuracy, labels)
-             if r.get("total_seconds") is not None]
+    timed = [
+        (max(float(r["total_seconds"]), 1e-3), a, n)
+        for r, a, n in zip(points, accuracy, labels)
+        if r.get("total_seconds") is not None
+    ]
     sized = [(float(r["params"]), a, n) for r, a, n in zip(points, accuracy, labels) if r.get("params")]
     if timed:
         _scatter(time_ax, *map(list, zip(*timed)), xlabel="training time, s")
@@ -122,8 +139,13 @@ def compare_figure(runs: Sequence[dict[str, Any]]) -> Figure:
         rows = [r for r in run.get("history") or [] if r.get("test_acc") is not None]
         epochs.update(int(r["epoch"]) for r in rows)
         if rows:
-            curve_ax.plot([r["epoch"] for r in rows], [100 * r["test_acc"] for r in rows], marker="o",
-                          markersize=3, label=str(run["label"]))
+            curve_ax.plot(
+                [r["epoch"] for r in rows],
+                [100 * r["test_acc"] for r in rows],
+                marker="o",
+                markersize=3,
+                label=str(run["label"]),
+            )
     curve_ax.set_xlabel("epoch")
     if 0 < len(epochs) <= 15:  # label each epoch (a single epoch would otherwise get ticks 0.96, 0.98, ...)
         curve_ax.set_xticks(sorted(epochs))

@@ -5,6 +5,7 @@ Every experiment is a set of ordinary `cnnlab.training.train` runs, one folder e
 is resumed; anything else is trained from the start. So an interrupted experiment, re-run with the
 same output folder, continues where it stopped.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -70,8 +71,10 @@ def claim_experiment_folder(out_dir: Path, info: dict[str, Any], keys: tuple[str
     `keys` are the entries of experiment.json that define the experiment; the rest (status, times) may differ.
     """
     if inside_checkpoints(out_dir / EXPERIMENT_FILE):
-        raise CnnlabError(f"-o {str(out_dir)!r} is inside a run's checkpoints/ folder, which only its training writes; "
-                          "choose another -o")
+        raise CnnlabError(
+            f"-o {str(out_dir)!r} is inside a run's checkpoints/ folder, which only its training writes; "
+            "choose another -o"
+        )
     if not out_dir.exists() or not any(out_dir.iterdir()):
         return
     stored = read_experiment(out_dir)

@@ -6,6 +6,7 @@
 
 ONNX needs the optional packages of `pip install "cnnlab[export]"`.
 """
+
 from cnnlab.export.exporter import ExportResult, VerificationFailed, default_output, export_model
 from cnnlab.export.predict import predict_exported
 from cnnlab.export.runtime import FORMATS, ExportedModel, open_exported, read_metadata
@@ -13,7 +14,18 @@ from cnnlab.export.sidecar import sidecar_path, transform_from_preprocessing
 from cnnlab.export.verify import Verification, verification_images, verify_export
 
 __all__ = [
-    "FORMATS", "ExportResult", "ExportedModel", "Verification", "VerificationFailed", "default_output",
-    "export_model", "open_exported", "predict_exported", "read_metadata", "sidecar_path",
-    "transform_from_preprocessing", "verification_images", "verify_export",
+    "FORMATS",
+    "ExportResult",
+    "ExportedModel",
+    "Verification",
+    "VerificationFailed",
+    "default_output",
+    "export_model",
+    "open_exported",
+    "predict_exported",
+    "read_metadata",
+    "sidecar_path",
+    "transform_from_preprocessing",
+    "verification_images",
+    "verify_export",
 ]

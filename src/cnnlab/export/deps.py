@@ -1,4 +1,5 @@
 """The optional packages export needs (`pip install "cnnlab[export]"`), imported only when used."""
+
 from __future__ import annotations
 
 from types import ModuleType

@@ -5,6 +5,7 @@ there, and only then renamed into place with its sidecar: an export that fails
 verification leaves nothing behind (and an earlier good export at that path
 untouched).
 """
+
 from __future__ import annotations
 
 import os
@@ -16,11 +17,11 @@ from typing import Any
 import torch
 
 from cnnlab.errors import CnnlabError
-from cnnlab.files import check_output, make_readable
 from cnnlab.export.deps import ONNX_WRITE, require
 from cnnlab.export.runtime import DEFAULT_NAMES, check_format, format_of
 from cnnlab.export.sidecar import build_metadata, sidecar_path, write_sidecar
 from cnnlab.export.verify import DEFAULT_ATOL, DEFAULT_COUNT, Verification, verify_export
+from cnnlab.files import check_output, make_readable
 from cnnlab.runs.load import LoadedRun, load_run
 
 
@@ -51,13 +52,16 @@ def resolve_format(format: str | None, output: str | Path | None) -> str:
         return implied or "onnx"
     check_format(format)
     if implied and implied != format:
-        raise CnnlabError(f"-o {str(output)!r} looks like a {implied} file but --format is {format}; "
-                          f"name it {Path(output).stem}{'.onnx' if format == 'onnx' else '.pt'} or pass --format {implied}")
+        raise CnnlabError(
+            f"-o {str(output)!r} looks like a {implied} file but --format is {format}; "
+            f"name it {Path(output).stem}{'.onnx' if format == 'onnx' else '.pt'} or pass --format {implied}"
+        )
     return format
 
 
-def _write(trained: LoadedRun, format: str, path: Path, metadata: dict[str, Any], dynamic_batch: bool,
-           opset: int | None) -> None:
+def _write(
+    trained: LoadedRun, format: str, path: Path, metadata: dict[str, Any], dynamic_batch: bool, opset: int | None
+) -> None:
     channels, size = metadata["input"]["shape"][1], trained.input_size
     # A dynamic batch is traced at 2: torch.export would specialise a batch of 1 into the graph.
     example = torch.zeros(2 if dynamic_batch else 1, channels, size, size)
@@ -71,9 +75,18 @@ def _write(trained: LoadedRun, format: str, path: Path, metadata: dict[str, Any]
         write_torchscript(trained.model, example, path, metadata)
 
 
-def export_model(source: str | Path, format: str | None = None, output: str | Path | None = None, *,
-                 which: str = "best", dynamic_batch: bool = False, opset: int | None = None,
-                 verify_count: int = DEFAULT_COUNT, atol: float = DEFAULT_ATOL, overwrite: bool = False) -> ExportResult:
+def export_model(
+    source: str | Path,
+    format: str | None = None,
+    output: str | Path | None = None,
+    *,
+    which: str = "best",
+    dynamic_batch: bool = False,
+    opset: int | None = None,
+    verify_count: int = DEFAULT_COUNT,
+    atol: float = DEFAULT_ATOL,
+    overwrite: bool = False,
+) -> ExportResult:
     """Export the model of a run folder or checkpoint, verify the file, write `<file>.json` beside it.
 
     `format`: "onnx" | "torchscript" (default: from `output`'s suffix, else onnx). `output`: default
@@ -106,7 +119,8 @@ def export_model(source: str | Path, format: str | None = None, output: str | Pa
             raise VerificationFailed(
                 f"the exported {format} model does not match the PyTorch model, so {path} was not written: "
                 f"{verification.reason} ({verification.source}, max abs diff {verification.max_abs_diff:.3g}, "
-                f"tolerance {verification.tolerance:.3g})")
+                f"tolerance {verification.tolerance:.3g})"
+            )
         sidecar = write_sidecar(path, {**metadata, "verification": verification.to_dict()})
         os.replace(tmp, path)
         make_readable(path, sidecar)
@@ -114,4 +128,3 @@ def export_model(source: str | Path, format: str | None = None, output: str | Pa
         tmp.unlink(missing_ok=True)
         raise
     return ExportResult(path, sidecar, format, {**metadata, "verification": verification.to_dict()}, verification)
-

@@ -5,6 +5,7 @@ needs onnxscript). It cannot emit older opsets (its down-conversion fails
 quietly and keeps 18), so those go through the legacy TorchScript-based
 exporter while torch still ships it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,8 +40,10 @@ def check_opset(opset: int | None) -> None:
         return
     low, high = opset_range()
     if not low <= opset <= high:
-        raise CnnlabError(f"--opset must be between {low} and {high} (the installed onnx's newest), got {opset}; "
-                          f"leave it out for the exporter's default")
+        raise CnnlabError(
+            f"--opset must be between {low} and {high} (the installed onnx's newest), got {opset}; "
+            f"leave it out for the exporter's default"
+        )
 
 
 @contextlib.contextmanager
@@ -71,12 +74,21 @@ def _export_proto(model: nn.Module, example: torch.Tensor, dynamic_batch: bool, 
         if opset is not None and opset < DYNAMO_MIN_OPSET:
             buffer = io.BytesIO()
             axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
-            torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=opset, dynamic_axes=axes,
-                              do_constant_folding=True, **names)
+            torch.onnx.export(
+                model,
+                (example,),
+                buffer,
+                dynamo=False,
+                opset_version=opset,
+                dynamic_axes=axes,
+                do_constant_folding=True,
+                **names,
+            )
             return onnx.load_from_string(buffer.getvalue())
         shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
-        program = torch.onnx.export(model, (example,), None, dynamo=True, verbose=False, opset_version=opset,
-                                    dynamic_shapes=shapes, **names)
+        program = torch.onnx.export(
+            model, (example,), None, dynamo=True, verbose=False, opset_version=opset, dynamic_shapes=shapes, **names
+        )
         return program.model_proto
 
 
@@ -84,25 +96,36 @@ def default_opset(proto: Any) -> int:
     return next(int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def write_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, metadata: dict[str, Any], *,
-               dynamic_batch: bool = False, opset: int | None = None) -> int:
+def write_onnx(
+    model: nn.Module,
+    example: torch.Tensor,
+    path: str | Path,
+    metadata: dict[str, Any],
+    *,
+    dynamic_batch: bool = False,
+    opset: int | None = None,
+) -> int:
     """Export `model` (eval mode) traced at `example` to `path`; returns the opset written.
 
     `metadata` goes into `metadata_props` (its "opset" is filled in here).
     """
-    onnx = require(ONNX_WRITE, "ONNX export")["onnx"]
+    require(ONNX_WRITE, "ONNX export")  # one line naming what is missing, before torch's exporter fails
     check_opset(opset)
     try:
         proto = _export_proto(model, example, dynamic_batch, opset)
     except CnnlabError:
         raise
     except Exception as err:  # noqa: BLE001 - an exporter failure becomes one line naming the model
-        raise CnnlabError(f"torch.onnx.export failed for {metadata.get('model')!r}"
-                          f"{f' at opset {opset}' if opset else ''}: {_first_line(err)}") from None
+        raise CnnlabError(
+            f"torch.onnx.export failed for {metadata.get('model')!r}"
+            f"{f' at opset {opset}' if opset else ''}: {_first_line(err)}"
+        ) from None
     written = default_opset(proto)
     if opset is not None and written != opset:
-        raise CnnlabError(f"the ONNX exporter could not write opset {opset} for {metadata.get('model')!r} "
-                          f"(it produced {written}); pass --opset {written} or leave --opset out")
+        raise CnnlabError(
+            f"the ONNX exporter could not write opset {opset} for {metadata.get('model')!r} "
+            f"(it produced {written}); pass --opset {written} or leave --opset out"
+        )
     metadata["opset"] = written
     kept = [p for p in proto.metadata_props if p.key != METADATA_KEY]
     del proto.metadata_props[:]

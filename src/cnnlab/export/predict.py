@@ -1,4 +1,5 @@
 """`cnnlab predict MODEL.onnx IMAGE...`: classify with an exported file, preprocessing read from its JSON."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,9 @@ from cnnlab.export.sidecar import transform_from_preprocessing
 from cnnlab.runs.predict import load_images, top_k
 
 
-def predict_exported(path: str | Path, images: list[str | Path], k: int = 3, invert: bool = False) -> list[dict[str, Any]]:
+def predict_exported(
+    path: str | Path, images: list[str | Path], k: int = 3, invert: bool = False
+) -> list[dict[str, Any]]:
     """Top-k predictions of an exported .onnx (or TorchScript) file for image files, like `predict_files`.
 
     Only the sidecar `<file>.json` (or the metadata inside the file) says how to
@@ -35,8 +38,12 @@ def check_scores(scores, count: int, classes: int, path: str | Path) -> None:
     """
     if scores.ndim != 2 or scores.shape[0] != count or scores.shape[1] != classes:
         width = scores.shape[1] if scores.ndim == 2 else f"an array of shape {tuple(scores.shape)} of"
-        raise CnnlabError(f"{str(path)!r} gives {width} scores per image but its metadata names {classes} classes; "
-                          "the model file and its sidecar do not belong together: re-export with `cnnlab export`")
+        raise CnnlabError(
+            f"{str(path)!r} gives {width} scores per image but its metadata names {classes} classes; "
+            "the model file and its sidecar do not belong together: re-export with `cnnlab export`"
+        )
     if not bool(scores.isfinite().all()):
-        raise CnnlabError(f"{str(path)!r} gave NaN or infinite scores, so it names no class; "
-                          "check the model file (re-export with `cnnlab export`)")
+        raise CnnlabError(
+            f"{str(path)!r} gave NaN or infinite scores, so it names no class; "
+            "check the model file (re-export with `cnnlab export`)"
+        )

@@ -1,4 +1,5 @@
 """Run an exported file the way a consumer would: onnxruntime for ONNX, torch.jit.load for TorchScript."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -15,8 +16,13 @@ from cnnlab.export.sidecar import METADATA_KEY, parse_metadata, read_sidecar, si
 from cnnlab.export.torchscript import load_torchscript
 
 FORMATS = ("onnx", "torchscript")
-SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pts": "torchscript", ".ts": "torchscript",
-            ".torchscript": "torchscript"}
+SUFFIXES = {
+    ".onnx": "onnx",
+    ".pt": "torchscript",
+    ".pts": "torchscript",
+    ".ts": "torchscript",
+    ".torchscript": "torchscript",
+}
 DEFAULT_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt"}
 
 
@@ -42,7 +48,7 @@ class ExportedModel:
             return torch.from_numpy(np.asarray(self._run(x.numpy()))).float()
         outputs = []
         for start in range(0, len(x), self.batch):
-            chunk = x[start:start + self.batch]
+            chunk = x[start : start + self.batch]
             real = len(chunk)
             if real < self.batch:
                 chunk = torch.cat([chunk, chunk.new_zeros((self.batch - real, *chunk.shape[1:]))])
@@ -61,8 +67,10 @@ def _open_onnx(path: Path) -> ExportedModel:
         raise CnnlabError(f"onnxruntime cannot load {str(path)!r}: {first}") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(inputs[0].shape) != 4:
-        raise CnnlabError(f"{str(path)!r} is not an image classifier export: expected one (N, C, H, W) input, "
-                          f"got {[(i.name, i.shape) for i in inputs]}")
+        raise CnnlabError(
+            f"{str(path)!r} is not an image classifier export: expected one (N, C, H, W) input, "
+            f"got {[(i.name, i.shape) for i in inputs]}"
+        )
     first_dim = inputs[0].shape[0]
     props = session.get_modelmeta().custom_metadata_map
     metadata = parse_metadata(props[METADATA_KEY], f"{path.name} metadata") if METADATA_KEY in props else None
@@ -96,8 +104,10 @@ def open_exported(path: str | Path, format: str | None = None) -> ExportedModel:
     path = Path(path)
     format = format or format_of(path)
     if format not in FORMATS:
-        raise CnnlabError(f"cannot tell the format of {str(path)!r} from its suffix; "
-                          f"name it *.onnx or *.pt, or pass the format ({', '.join(FORMATS)})")
+        raise CnnlabError(
+            f"cannot tell the format of {str(path)!r} from its suffix; "
+            f"name it *.onnx or *.pt, or pass the format ({', '.join(FORMATS)})"
+        )
     if not path.is_file():
         raise CnnlabError(f"no such exported model: {str(path)!r}")
     return _open_onnx(path) if format == "onnx" else _open_torchscript(path)
@@ -113,8 +123,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise CnnlabError(f"no such exported model: {str(path)!r}")
     metadata = open_exported(path).metadata
     if metadata is None:
-        raise CnnlabError(f"{str(path)!r} carries no cnnlab metadata and has no sidecar {side.name}; "
-                          "export it with `cnnlab export`")
+        raise CnnlabError(
+            f"{str(path)!r} carries no cnnlab metadata and has no sidecar {side.name}; export it with `cnnlab export`"
+        )
     return metadata
 
 

@@ -4,6 +4,7 @@ The same dict is embedded in the model file (ONNX `metadata_props["cnnlab"]`,
 TorchScript extra file `cnnlab.json`), so a file that travels alone still
 carries its classes and preprocessing; the sidecar adds the verification result.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,9 @@ def sidecar_path(model_path: str | Path) -> Path:
     return model_path.with_name(model_path.name + ".json")
 
 
-def build_metadata(trained: LoadedRun, format: str, file_name: str, batch: int | None,
-                   opset: int | None = None) -> dict[str, Any]:
+def build_metadata(
+    trained: LoadedRun, format: str, file_name: str, batch: int | None, opset: int | None = None
+) -> dict[str, Any]:
     """Plain-JSON description of an export of `trained` (`batch` None: any batch size)."""
     pre = trained.preprocessing()
     size = trained.input_size
@@ -47,10 +49,17 @@ def build_metadata(trained: LoadedRun, format: str, file_name: str, batch: int |
         "dataset": trained.config.dataset,
         "checkpoint": trained.checkpoint.get("path"),
         "epoch": trained.checkpoint.get("epoch"),
-        "input": {"name": INPUT_NAME, "shape": [batch if batch else "batch", pre["channels"], size, size],
-                  "dtype": "float32", "layout": "NCHW"},
-        "output": {"name": OUTPUT_NAME, "shape": [batch if batch else "batch", len(pre["classes"])],
-                   "meaning": "class scores; softmax gives probabilities, argmax the class"},
+        "input": {
+            "name": INPUT_NAME,
+            "shape": [batch if batch else "batch", pre["channels"], size, size],
+            "dtype": "float32",
+            "layout": "NCHW",
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": [batch if batch else "batch", len(pre["classes"])],
+            "meaning": "class scores; softmax gives probabilities, argmax the class",
+        },
         "classes": pre["classes"],
         "preprocessing": pre,
         "cnnlab": cnnlab.__version__,
@@ -119,22 +128,31 @@ def _metadata_problem(metadata: dict[str, Any]) -> str | None:
     if (mean is None) != (std is None):
         return "preprocessing.mean and std must both be lists or both be None"
     for key, values in (("mean", mean), ("std", std)):
-        if values is not None and not (isinstance(values, list) and len(values) == channels
-                                       and all(_is_finite(v) for v in values)):
+        if values is not None and not (
+            isinstance(values, list) and len(values) == channels and all(_is_finite(v) for v in values)
+        ):
             return f"preprocessing.{key} must be {channels} finite number(s), one per channel"
     if std is not None and not all(v > 0 for v in std):
         return "preprocessing.std must be positive"
     permutation = pre["permutation"]
     if permutation is not None:
         n = stored * stored
-        if not (isinstance(permutation, list) and len(permutation) == n and all(_is_int(i) for i in permutation)
-                and sorted(permutation) == list(range(n))):
+        if not (
+            isinstance(permutation, list)
+            and len(permutation) == n
+            and all(_is_int(i) for i in permutation)
+            and sorted(permutation) == list(range(n))
+        ):
             return f"preprocessing.permutation must be a permutation of 0..{n - 1} (stored_size squared)"
     for key, rest in (("input", [channels, size, size]), ("output", [len(classes)])):
         part = metadata.get(key)
         shape = part.get("shape") if isinstance(part, dict) else None
-        if not (isinstance(shape, list) and len(shape) == 1 + len(rest) and shape[1:] == rest
-                and (shape[0] == "batch" or _int_in(shape[0], 1, 1 << 20))):
+        if not (
+            isinstance(shape, list)
+            and len(shape) == 1 + len(rest)
+            and shape[1:] == rest
+            and (shape[0] == "batch" or _int_in(shape[0], 1, 1 << 20))
+        ):
             return f"{key}.shape must be [batch, {', '.join(map(str, rest))}], got {shape!r:.80}"
     if "verification" in metadata and not isinstance(metadata["verification"], dict):
         return "verification must be a dict"
@@ -149,14 +167,19 @@ def check_metadata(metadata: Any, source: str) -> dict[str, Any]:
     instead of as a traceback, a wrong answer or an enormous allocation.
     """
     if not isinstance(metadata, dict) or "preprocessing" not in metadata:
-        raise CnnlabError(f"{source} is not a cnnlab sidecar: no 'preprocessing' inside; re-export with `cnnlab export`")
+        raise CnnlabError(
+            f"{source} is not a cnnlab sidecar: no 'preprocessing' inside; re-export with `cnnlab export`"
+        )
     version = metadata.get("cnnlab_export")
     if not _is_int(version) or version < 1:
-        raise CnnlabError(f"{source} is not a cnnlab sidecar: cnnlab_export must be a positive integer, "
-                          f"got {version!r:.40}")
+        raise CnnlabError(
+            f"{source} is not a cnnlab sidecar: cnnlab_export must be a positive integer, got {version!r:.40}"
+        )
     if version > METADATA_VERSION:
-        raise CnnlabError(f"{source} was written by a newer cnnlab (export metadata version "
-                          f"{metadata['cnnlab_export']}); upgrade cnnlab")
+        raise CnnlabError(
+            f"{source} was written by a newer cnnlab (export metadata version "
+            f"{metadata['cnnlab_export']}); upgrade cnnlab"
+        )
     problem = _metadata_problem(metadata)
     if problem:
         raise CnnlabError(f"{source} is not a cnnlab sidecar: {problem}; re-export with `cnnlab export`")
@@ -165,8 +188,10 @@ def check_metadata(metadata: Any, source: str) -> dict[str, Any]:
 
 def parse_metadata(text: str | bytes, source: str) -> dict[str, Any]:
     if len(text) > MAX_SIDECAR_BYTES:
-        raise CnnlabError(f"{source} is not a cnnlab sidecar: {len(text):,} bytes, more than any cnnlab writes "
-                          f"({MAX_SIDECAR_BYTES:,})")
+        raise CnnlabError(
+            f"{source} is not a cnnlab sidecar: {len(text):,} bytes, more than any cnnlab writes "
+            f"({MAX_SIDECAR_BYTES:,})"
+        )
     try:
         metadata = json.loads(text)
     except (ValueError, RecursionError) as err:  # RecursionError: absurdly nested JSON
@@ -182,8 +207,9 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     size = path.stat().st_size
     if size > MAX_SIDECAR_BYTES:
-        raise CnnlabError(f"{path} is not a cnnlab sidecar: {size:,} bytes, more than any cnnlab writes "
-                          f"({MAX_SIDECAR_BYTES:,})")
+        raise CnnlabError(
+            f"{path} is not a cnnlab sidecar: {size:,} bytes, more than any cnnlab writes ({MAX_SIDECAR_BYTES:,})"
+        )
     return parse_metadata(read_bytes(os.path.realpath(path), limit=MAX_SIDECAR_BYTES), str(path))
 
 

@@ -5,6 +5,7 @@ plain tensor code, and the input check hook stands aside while tracing.
 torch.jit is deprecated upstream but still the format C++ (libtorch) and
 mobile runtimes load.
 """
+
 from __future__ import annotations
 
 import io

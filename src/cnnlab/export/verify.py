@@ -5,6 +5,7 @@ export passes when every top-1 prediction agrees (a flip between two classes
 whose reference scores are within the tolerance counts as a tie) and the
 largest score difference is within `atol` scaled by the scores' magnitude.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,12 +35,20 @@ class Verification:
 
     def summary(self) -> str:
         result = "passed" if self.passed else f"FAILED ({self.reason})"
-        return (f"verification {result}: {self.source}; top-1 agrees on {self.agree}/{self.count}, "
-                f"max abs diff {self.max_abs_diff:.3g} (tolerance {self.tolerance:.3g})")
+        return (
+            f"verification {result}: {self.source}; top-1 agrees on {self.agree}/{self.count}, "
+            f"max abs diff {self.max_abs_diff:.3g} (tolerance {self.tolerance:.3g})"
+        )
 
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "max_abs_diff": self.max_abs_diff, "tolerance": self.tolerance,
-                "top1_agree": self.agree, "images": self.count, "source": self.source}
+        return {
+            "passed": self.passed,
+            "max_abs_diff": self.max_abs_diff,
+            "tolerance": self.tolerance,
+            "top1_agree": self.agree,
+            "images": self.count,
+            "source": self.source,
+        }
 
 
 def _spread(count: int, total: int) -> torch.Tensor:
@@ -68,12 +77,15 @@ def verification_images(trained: LoadedRun, count: int = DEFAULT_COUNT, seed: in
         missing = f" ({name} is not on this machine)" if tried else ""
         return images, f"{len(images)} test images of {candidate}{missing}"
     generator = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (count, spec.channels, spec.image_size, spec.image_size),
-                           generator=generator, dtype=torch.uint8)
+    images = torch.randint(
+        0, 256, (count, spec.channels, spec.image_size, spec.image_size), generator=generator, dtype=torch.uint8
+    )
     return images, f"{count} seeded random images ({name} is not on this machine and has no embedded sample)"
 
 
-def compare(reference: torch.Tensor, exported: torch.Tensor, atol: float = DEFAULT_ATOL) -> tuple[bool, float, float, str]:
+def compare(
+    reference: torch.Tensor, exported: torch.Tensor, atol: float = DEFAULT_ATOL
+) -> tuple[bool, float, float, str]:
     """(passed, max abs diff, tolerance, reason) for two (N, K) score tensors."""
     if exported.shape != reference.shape:
         return False, float("inf"), 0.0, f"output shape {tuple(exported.shape)} != {tuple(reference.shape)}"
@@ -93,9 +105,15 @@ def compare(reference: torch.Tensor, exported: torch.Tensor, atol: float = DEFAU
 
 
 @torch.inference_mode()
-def verify_export(path: str | Path, trained: LoadedRun, *, format: str | None = None,
-                  images: torch.Tensor | None = None, count: int = DEFAULT_COUNT,
-                  atol: float = DEFAULT_ATOL) -> Verification:
+def verify_export(
+    path: str | Path,
+    trained: LoadedRun,
+    *,
+    format: str | None = None,
+    images: torch.Tensor | None = None,
+    count: int = DEFAULT_COUNT,
+    atol: float = DEFAULT_ATOL,
+) -> Verification:
     """Run the exported file and `trained.model` on the same preprocessed images and compare the scores.
 
     `images`: uint8 (N, C, H, W) at the dataset's stored size; default: `count` test images

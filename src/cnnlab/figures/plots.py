@@ -4,6 +4,7 @@ Figures are built with matplotlib's object-oriented `Figure` on an Agg canvas, n
 so plotting neither switches a notebook's backend nor leaves open figures behind.
 Each `plot_*` builds its figure in a `_*_figure` helper (tests inspect those) and saves it.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,6 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = DPI, tight: bool = Tru
     `tight` crops to what is drawn, at the price of drawing twice; a figure laid out by hand needs no crop.
     """
     import io
-
 
     path = Path(path)
     make_dirs(path.parent)
@@ -125,13 +125,19 @@ def _confusion_figure(confusion: Any, classes: list[str], title: str) -> Figure:
     if k <= MAX_ANNOTATED_CLASSES:
         threshold = matrix.max() / 2  # white text on dark cells, black on light ones
         for (row, col), count in np.ndenumerate(matrix):
-            ax.text(col, row, str(count), ha="center", va="center", fontsize=7 if k > 10 else 8,
-                    color="white" if count > threshold else "black")
+            ax.text(
+                col,
+                row,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=7 if k > 10 else 8,
+                color="white" if count > threshold else "black",
+            )
     return fig
 
 
-def plot_confusion(confusion: Any, classes: list[str], path: str | Path,
-                   title: str = "Test confusion matrix") -> Path:
+def plot_confusion(confusion: Any, classes: list[str], path: str | Path, title: str = "Test confusion matrix") -> Path:
     """Heatmap of a (K, K) count matrix (rows = true, columns = predicted), counts written in the cells."""
     return save_figure(_confusion_figure(confusion, list(classes), title), path)
 
@@ -145,8 +151,13 @@ def _per_class_figure(confusion: Any, classes: list[str]) -> Figure:
     rows = np.arange(len(classes))
     ax.barh(rows, np.nan_to_num(accuracy), color="#4c72b0")
     for row, value in zip(rows, accuracy):
-        ax.text(min(value, 100) + 1 if np.isfinite(value) else 1, row,
-                f"{value:.1f}%" if np.isfinite(value) else "no samples", va="center", fontsize=8)
+        ax.text(
+            min(value, 100) + 1 if np.isfinite(value) else 1,
+            row,
+            f"{value:.1f}%" if np.isfinite(value) else "no samples",
+            va="center",
+            fontsize=8,
+        )
     ax.set_yticks(rows, classes)
     ax.invert_yaxis()  # class 0 on top, in reading order
     ax.set_xlim(0, 112)  # room for the value labels right of a 100% bar
@@ -180,8 +191,15 @@ def _display_images(images: Any) -> np.ndarray:
     return array.transpose(0, 2, 3, 1)
 
 
-def _samples_figure(images: Any, true_labels: Any, pred_labels: Any, classes: Sequence[str],
-                    probs: Any = None, ncols: int = 8, title: str | None = None) -> Figure:
+def _samples_figure(
+    images: Any,
+    true_labels: Any,
+    pred_labels: Any,
+    classes: Sequence[str],
+    probs: Any = None,
+    ncols: int = 8,
+    title: str | None = None,
+) -> Figure:
     """One axes holding one mosaic image, a label above each tile and a red frame round each mistake.
 
     A grid of 32 small axes took about 0.7 s to lay out and draw, most of a short run's wind-down;
@@ -217,11 +235,18 @@ def _samples_figure(images: Any, true_labels: Any, pred_labels: Any, classes: Se
         row, col = divmod(i, ncols)
         top = (row + 1) * cell_h - bottom - height
         left = col * cell_w + (cell_w - width) // 2
-        mosaic[top:top + height, left:left + width] = picture  # a gray picture fills all three channels
+        mosaic[top : top + height, left : left + width] = picture  # a gray picture fills all three channels
         wrong = predicted[i] != truth[i]
         guess = classes[predicted[i]] + ("" if confidence is None else f" {confidence[i]:.0%}")
-        ax.text(left + width / 2, top - 1.5, f"{guess}{gap}({classes[truth[i]]})", fontsize=7, ha="center",
-                va="bottom", color=WRONG if wrong else RIGHT)
+        ax.text(
+            left + width / 2,
+            top - 1.5,
+            f"{guess}{gap}({classes[truth[i]]})",
+            fontsize=7,
+            ha="center",
+            va="bottom",
+            color=WRONG if wrong else RIGHT,
+        )
         if wrong:  # a red frame makes mistakes findable at a glance
             ax.add_patch(Rectangle((left - 0.5, top - 0.5), width, height, fill=False, edgecolor=WRONG, linewidth=2.5))
     ax.imshow(mosaic, interpolation="nearest", aspect="auto", vmin=0, vmax=1)
@@ -230,7 +255,17 @@ def _samples_figure(images: Any, true_labels: Any, pred_labels: Any, classes: Se
     return fig
 
 
-def plot_samples(images: Any, true_labels: Any, pred_labels: Any, classes: Sequence[str], path: str | Path,
-                 probs: Any = None, ncols: int = 8, title: str | None = None) -> Path:
+def plot_samples(
+    images: Any,
+    true_labels: Any,
+    pred_labels: Any,
+    classes: Sequence[str],
+    path: str | Path,
+    probs: Any = None,
+    ncols: int = 8,
+    title: str | None = None,
+) -> Path:
     """Grid of images titled "pred (true)" (or "pred 97% (true)" with probs); mistakes in red with a red frame."""
-    return save_figure(_samples_figure(images, true_labels, pred_labels, classes, probs, ncols, title), path, tight=False)
+    return save_figure(
+        _samples_figure(images, true_labels, pred_labels, classes, probs, ncols, title), path, tight=False
+    )

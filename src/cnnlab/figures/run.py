@@ -1,4 +1,5 @@
 """The figures of a finished run: curves, confusion matrix, per-class accuracy, sample predictions."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,6 +38,15 @@ def write_run_figures(run_dir: Path, history, final_eval, model, test_batches, c
         plot_per_class(final_eval.confusion, classes, run_dir / "per_class.png"),
     ]
     images, truth, predicted, confidence = sample_predictions(model, test_batches, channels_last=config.channels_last)
-    paths.append(plot_samples(images, truth, predicted, classes, run_dir / "samples.png", probs=confidence,
-                              title="Test samples: predicted (true); mistakes in red"))
+    paths.append(
+        plot_samples(
+            images,
+            truth,
+            predicted,
+            classes,
+            run_dir / "samples.png",
+            probs=confidence,
+            title="Test samples: predicted (true); mistakes in red",
+        )
+    )
     return paths

@@ -5,6 +5,7 @@ Run level (what `cnnlab inspect` calls; each writes PNGs and returns their paths
 Model level (plain modules and tensors): `filter_tiles`, `feature_maps`, `attribute`,
 `confused_pairs`, `conv_layers`, `get_layer`.
 """
+
 from __future__ import annotations
 
 from cnnlab.inspect.features import FeatureMaps, feature_maps
@@ -22,8 +23,25 @@ from cnnlab.inspect.run import (
 from cnnlab.inspect.saliency import METHODS, attribute
 
 __all__ = [
-    "METHODS", "FeatureMaps", "FilterTiles", "Mistakes", "attribute", "capture_outputs", "confused_pairs",
-    "conv_layers", "default_filter_layer", "feature_maps", "filter_layers", "filter_tiles", "get_layer",
-    "inspect_features", "inspect_filters", "inspect_mistakes", "inspect_saliency", "last_conv_layer",
-    "most_confident_mistakes", "open_run", "report_figures",
+    "METHODS",
+    "FeatureMaps",
+    "FilterTiles",
+    "Mistakes",
+    "attribute",
+    "capture_outputs",
+    "confused_pairs",
+    "conv_layers",
+    "default_filter_layer",
+    "feature_maps",
+    "filter_layers",
+    "filter_tiles",
+    "get_layer",
+    "inspect_features",
+    "inspect_filters",
+    "inspect_mistakes",
+    "inspect_saliency",
+    "last_conv_layer",
+    "most_confident_mistakes",
+    "open_run",
+    "report_figures",
 ]

@@ -4,6 +4,7 @@ All maps of a layer share one colour scale (the layer's min..max), so a channel 
 barely fires looks dark instead of being stretched into noise. A layer with a flat
 output (a Linear) shows its units as one square tile.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -33,8 +34,9 @@ class FeatureMaps:
         return self.maps.shape[0] if len(self.shape) == 4 else 1
 
 
-def feature_maps(model: nn.Module, x: torch.Tensor, layers: Sequence[str], model_name: str | None = None
-                 ) -> tuple[torch.Tensor, list[FeatureMaps]]:
+def feature_maps(
+    model: nn.Module, x: torch.Tensor, layers: Sequence[str], model_name: str | None = None
+) -> tuple[torch.Tensor, list[FeatureMaps]]:
     """(model output, the outputs of `layers`) for one preprocessed input `x` of shape (1, C, S, S)."""
     if x.dim() != 4 or len(x) != 1:
         raise CnnlabError(f"feature maps are for one image at a time: got input of shape {tuple(x.shape)}")
@@ -43,7 +45,9 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers: Sequence[str], model
     result = []
     for name in layers:
         if name not in captured:
-            raise CnnlabError(f"--layer {name!r} did not run (or returned no tensor) for this input; pick a layer from `cnnlab summary`")
+            raise CnnlabError(
+                f"--layer {name!r} did not run (or returned no tensor) for this input; pick a layer from `cnnlab summary`"
+            )
         out = captured[name].float().cpu()
         maps = out[0] if out.dim() == 4 else out.reshape(1, 1, -1)
         result.append(FeatureMaps(name, type(modules[name]).__name__, tuple(out.shape), maps))
@@ -55,8 +59,15 @@ def plot_feature_maps(features: FeatureMaps, path: str | Path, title: str) -> Gr
     if high <= low:
         high = low + 1.0  # a constant output (a dead layer) still draws
     kind = f"{features.channels} channels" if len(features.shape) == 4 else f"{features.maps.numel()} units"
-    return save_grid(features.maps, path, f"{title}\n{features.layer} ({features.module_type}) output {features.shape}: {kind}",
-                     cmap="viridis", vmin=low, vmax=high, colorbar="activation")
+    return save_grid(
+        features.maps,
+        path,
+        f"{title}\n{features.layer} ({features.module_type}) output {features.shape}: {kind}",
+        cmap="viridis",
+        vmin=low,
+        vmax=high,
+        colorbar="activation",
+    )
 
 
 def plot_input(views: list[tuple[str, torch.Tensor]], path: str | Path, title: str) -> Path:
@@ -93,7 +104,9 @@ def write_features(trained, inputs, out_dir: str | Path, layers: Sequence[str] |
     model, model_name = trained.model, trained.config.model
     layers = list(layers or default_feature_layers(model, x))
     if not layers:
-        raise CnnlabError(f"{model_name} has no conv or linear layers to show; pass --layer NAME (see `cnnlab summary`)")
+        raise CnnlabError(
+            f"{model_name} has no conv or linear layers to show; pass --layer NAME (see `cnnlab summary`)"
+        )
     output, features = feature_maps(model, x, layers, model_name)
     probs = output.float().softmax(1)[0]
     predicted = int(probs.argmax())

@@ -7,6 +7,7 @@ the size of the image, so those are shown instead (un-permuted too for a permute
 that is where the digit shapes reappear). Each filter is scaled on its own
 (by its largest |weight|; zero is white), so weak and strong filters are equally legible.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,7 +64,9 @@ def default_filter_layer(model: nn.Module, input_shape: tuple[int, int, int]) ->
         return order[0]
     linear = image_linear_layer(model, input_shape)
     if linear is None:
-        raise CnnlabError(f"{type(model).__name__} has neither conv layers nor a linear layer over the image: no filters to show")
+        raise CnnlabError(
+            f"{type(model).__name__} has neither conv layers nor a linear layer over the image: no filters to show"
+        )
     return linear
 
 
@@ -72,8 +75,15 @@ def _device(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def filter_tiles(model: nn.Module, layer: str, input_shape: tuple[int, int, int], *, model_name: str | None = None,
-                 max_filters: int = MAX_FILTERS, max_channels: int = MAX_CHANNELS) -> FilterTiles:
+def filter_tiles(
+    model: nn.Module,
+    layer: str,
+    input_shape: tuple[int, int, int],
+    *,
+    model_name: str | None = None,
+    max_filters: int = MAX_FILTERS,
+    max_channels: int = MAX_CHANNELS,
+) -> FilterTiles:
     """The tiles to draw for `layer`; raises a one-line error for a layer without kernels."""
     module = get_layer(model, layer, model_name)
     valid = filter_layers(model, input_shape)
@@ -114,29 +124,56 @@ def _sees_image(model: nn.Module, layer: str, input_shape: tuple[int, int, int])
 def plot_filter_tiles(filters: FilterTiles, path: str | Path, title: str) -> Grid:
     rgb = filters.tiles.ndim == 4
     return save_grid(
-        filters.tiles, path, f"{title}\n{filters.layer} weight {filters.weight_shape}: {filters.shown}",
-        ncols=filters.cols, cmap="RdBu_r", vmin=-1.0, vmax=1.0,
+        filters.tiles,
+        path,
+        f"{title}\n{filters.layer} weight {filters.weight_shape}: {filters.shown}",
+        ncols=filters.cols,
+        cmap="RdBu_r",
+        vmin=-1.0,
+        vmax=1.0,
         colorbar=None if rgb else "weight / max |weight|",
-        xlabel="input channel" if filters.matrix else "", ylabel="filter" if filters.matrix else "",
-        matrix=filters.matrix, background="#555555",
+        xlabel="input channel" if filters.matrix else "",
+        ylabel="filter" if filters.matrix else "",
+        matrix=filters.matrix,
+        background="#555555",
     )
 
 
-def write_filters(trained, out_dir: str | Path, layer: str | None = None, *, max_filters: int = MAX_FILTERS,
-                  max_channels: int = MAX_CHANNELS) -> list[Grid]:
+def write_filters(
+    trained,
+    out_dir: str | Path,
+    layer: str | None = None,
+    *,
+    max_filters: int = MAX_FILTERS,
+    max_channels: int = MAX_CHANNELS,
+) -> list[Grid]:
     """filters-<layer>.png for a trained run (and filters-<layer>-unpermuted.png for a permuted MLP)."""
 
     model, name = trained.model, trained.config.model
     input_shape = (trained.spec.channels, trained.input_size, trained.input_size)
     layer = layer or default_filter_layer(model, input_shape)
-    filters = filter_tiles(model, layer, input_shape, model_name=name, max_filters=max_filters, max_channels=max_channels)
+    filters = filter_tiles(
+        model, layer, input_shape, model_name=name, max_filters=max_filters, max_channels=max_channels
+    )
     title = f"{name} filters" + (" (over permuted pixels, as the model saw them)" if is_permuted(trained) else "")
     grids = [plot_filter_tiles(filters, Path(out_dir) / f"filters-{layer}.png", title)]
     if is_permuted(trained) and isinstance(get_layer(model, layer), nn.Linear):
         # A template over permuted pixels is noise to the eye; put its pixels back in image order.
         weight = get_layer(model, layer).weight.detach().float().cpu().reshape(-1, *input_shape)
-        unpermuted = FilterTiles(layer, image_tiles(to_unpermuted(trained, weight)), filters.rows, filters.cols, False,
-                                 filters.weight_shape, filters.shown + ", un-permuted")
-        grids.append(plot_filter_tiles(unpermuted, Path(out_dir) / f"filters-{layer}-unpermuted.png",
-                                       f"{name} filters in the original pixel order"))
+        unpermuted = FilterTiles(
+            layer,
+            image_tiles(to_unpermuted(trained, weight)),
+            filters.rows,
+            filters.cols,
+            False,
+            filters.weight_shape,
+            filters.shown + ", un-permuted",
+        )
+        grids.append(
+            plot_filter_tiles(
+                unpermuted,
+                Path(out_dir) / f"filters-{layer}-unpermuted.png",
+                f"{name} filters in the original pixel order",
+            )
+        )
     return grids

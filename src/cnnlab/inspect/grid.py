@@ -5,6 +5,7 @@ fast where hundreds of subplots are not. The figure has a fixed size per grid
 (`grid_figure_pixels`), so a PNG's size tells how many rows and columns it holds.
 Like `cnnlab.figures.plots`, figures use matplotlib's `Figure` on an Agg canvas, never pyplot.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,7 +66,7 @@ def tile_mosaic(tiles: np.ndarray, ncols: int, pad: int = PAD, fill: float = np.
     mosaic = np.full(shape, fill, dtype=np.float32)
     for i, tile in enumerate(tiles):
         r, c = divmod(i, cols)
-        mosaic[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = tile
+        mosaic[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = tile
     return mosaic
 
 
@@ -92,9 +93,21 @@ def _square(tiles: np.ndarray) -> np.ndarray:
     return out.reshape(n, side, side)
 
 
-def save_grid(tiles: torch.Tensor, path: str | Path, title: str, *, ncols: int | None = None, cmap: str = "viridis",
-              vmin: float = 0.0, vmax: float = 1.0, colorbar: str | None = None, xlabel: str = "",
-              ylabel: str = "", matrix: bool = False, background: str = "white") -> Grid:
+def save_grid(
+    tiles: torch.Tensor,
+    path: str | Path,
+    title: str,
+    *,
+    ncols: int | None = None,
+    cmap: str = "viridis",
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    colorbar: str | None = None,
+    xlabel: str = "",
+    ylabel: str = "",
+    matrix: bool = False,
+    background: str = "white",
+) -> Grid:
     """Draw already-normalized tiles (N, h, w) or RGB tiles (N, h, w, 3) as one grid figure.
 
     `matrix`: the tiles are a rows x cols table (e.g. filter x input channel), not a flat list.
@@ -111,15 +124,24 @@ def save_grid(tiles: torch.Tensor, path: str | Path, title: str, *, ncols: int |
     grid_w = cols * cell_inches(rows, cols)
     ax = fig.add_axes((LEFT_IN / w_in, BOTTOM_IN / h_in, grid_w / w_in, (h_in - TITLE_IN - BOTTOM_IN) / h_in))
     colormap = colormaps[cmap].with_extremes(bad=background)  # NaN: the gaps between tiles
-    image = ax.imshow(mosaic if rgb else np.ma.masked_invalid(mosaic), cmap=None if rgb else colormap,
-                      vmin=vmin, vmax=vmax, interpolation="nearest", aspect="auto")
+    image = ax.imshow(
+        mosaic if rgb else np.ma.masked_invalid(mosaic),
+        cmap=None if rgb else colormap,
+        vmin=vmin,
+        vmax=vmax,
+        interpolation="nearest",
+        aspect="auto",
+    )
     h, w = array.shape[1:3]
     # Ticks say which tile is which: a matrix (filter x input channel) labels rows and columns;
     # a flat list of tiles labels each row with the index of its first tile.
     row_step, col_step = max(1, math.ceil(rows / 16)), max(1, math.ceil(cols / 16))
     row_ticks = range(0, rows, row_step)
-    ax.set_yticks([r * (h + PAD) + (h - 1) / 2 for r in row_ticks],
-                  [str(r if matrix else r * cols) for r in row_ticks], fontsize=7)
+    ax.set_yticks(
+        [r * (h + PAD) + (h - 1) / 2 for r in row_ticks],
+        [str(r if matrix else r * cols) for r in row_ticks],
+        fontsize=7,
+    )
     col_ticks = range(0, cols, col_step) if matrix else range(0)
     ax.set_xticks([c * (w + PAD) + (w - 1) / 2 for c in col_ticks], [str(c) for c in col_ticks], fontsize=7)
     ax.set_xlabel(xlabel, fontsize=8)
@@ -127,8 +149,9 @@ def save_grid(tiles: torch.Tensor, path: str | Path, title: str, *, ncols: int |
     ax.tick_params(length=0)
     fig.suptitle(title, fontsize=10, y=1 - 0.12 / h_in, va="top")
     if colorbar is not None and not rgb:
-        bar = fig.add_axes(((LEFT_IN + grid_w + 0.15) / w_in, BOTTOM_IN / h_in, 0.12 / w_in,
-                            (h_in - TITLE_IN - BOTTOM_IN) / h_in))
+        bar = fig.add_axes(
+            ((LEFT_IN + grid_w + 0.15) / w_in, BOTTOM_IN / h_in, 0.12 / w_in, (h_in - TITLE_IN - BOTTOM_IN) / h_in)
+        )
         fig.colorbar(image, cax=bar).set_label(colorbar, fontsize=8)
     # Not tight: the size stays exactly grid_figure_pixels.
     path = plots.save_figure(fig, check_output(path), dpi=DPI, tight=False)

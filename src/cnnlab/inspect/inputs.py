@@ -6,6 +6,7 @@ A run's preprocessing is scale, permute pixels, resize, normalize (`cnnlab.runfo
 space (Grad-CAM, saliency, first-layer templates) go back to the original pixel order
 with `to_unpermuted`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,13 +42,19 @@ def load_test_split(trained, data_dir: str | None = None, download: bool = True)
     return data.test_images, data.test_labels
 
 
-def load_inputs(trained, indices: Sequence[int] | None = None, images: Sequence[str | Path] | None = None,
-                invert: bool = False, data_dir: str | None = None) -> InspectInput:
+def load_inputs(
+    trained,
+    indices: Sequence[int] | None = None,
+    images: Sequence[str | Path] | None = None,
+    invert: bool = False,
+    data_dir: str | None = None,
+) -> InspectInput:
     """Test-split images by index, or image files preprocessed as `cnnlab predict` does."""
     if bool(indices) == bool(images):
-        raise CnnlabError("give either --index N (a test image of the run's dataset) or --image FILE, not both or neither")
+        raise CnnlabError(
+            "give either --index N (a test image of the run's dataset) or --image FILE, not both or neither"
+        )
     if images:
-
         pixels, names = load_images(list(images), trained.spec.channels, trained.spec.image_size, invert)
         return InspectInput(pixels, None, names, [_tag(n) for n in names])
     test_images, test_labels = load_test_split(trained, data_dir)
@@ -91,8 +98,11 @@ def to_unpermuted(trained, maps: torch.Tensor) -> torch.Tensor:
     x = maps.float()
     if size != stored:
         # Averaging when shrinking keeps the map's total; bilinear when growing.
-        x = (F.interpolate(x, size=(stored, stored), mode="area") if size > stored
-             else F.interpolate(x, size=(stored, stored), mode="bilinear", align_corners=False))
+        x = (
+            F.interpolate(x, size=(stored, stored), mode="area")
+            if size > stored
+            else F.interpolate(x, size=(stored, stored), mode="bilinear", align_corners=False)
+        )
     x = permute_pixels(x, invert_permutation(permutation))
     if size != stored:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)

@@ -4,6 +4,7 @@ Names are `dict(model.named_modules())` keys ("features.0", "stages.3.1.conv2").
 Outputs are captured with forward hooks that remove themselves afterwards, as in the
 summary; order is the order modules ran in, not the order they were registered.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -45,7 +46,9 @@ def get_layer(model: nn.Module, name: str, model_name: str | None = None) -> nn.
     return modules[name]
 
 
-def capture_outputs(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def capture_outputs(
+    model: nn.Module, x: torch.Tensor, names: Sequence[str]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Run `model(x)` without autograd and return (output, {name: that module's output}).
 
     A module that runs more than once keeps its first output (what a reader of the
@@ -58,6 +61,7 @@ def capture_outputs(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> 
         def record(module, args, output) -> None:
             if name not in captured and isinstance(output, torch.Tensor):
                 captured[name] = output.detach()
+
         return record
 
     handles = [modules[name].register_forward_hook(hook_for(name)) for name in names]
@@ -70,8 +74,9 @@ def capture_outputs(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> 
     return output, captured
 
 
-def execution_order(model: nn.Module, x: torch.Tensor,
-                    kind: type[nn.Module] | tuple[type[nn.Module], ...] = nn.Conv2d) -> list[str]:
+def execution_order(
+    model: nn.Module, x: torch.Tensor, kind: type[nn.Module] | tuple[type[nn.Module], ...] = nn.Conv2d
+) -> list[str]:
     """Paths of the modules of type `kind` in the order they ran for input `x`."""
     order: list[str] = []
     handles = []

@@ -1,4 +1,5 @@
 """The test images a model got most confidently wrong, and the class pairs it confuses most."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,8 +55,15 @@ def most_confident_mistakes(probabilities: torch.Tensor, labels: torch.Tensor, t
     return wrong[order[:top]]
 
 
-def find_mistakes(trained, top: int = TOP, pairs: int = PAIRS, data_dir: str | None = None, limit_test: int | None = None,
-                  device: str | torch.device = "cpu", batch_size: int = 500) -> tuple[Mistakes, torch.Tensor]:
+def find_mistakes(
+    trained,
+    top: int = TOP,
+    pairs: int = PAIRS,
+    data_dir: str | None = None,
+    limit_test: int | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 500,
+) -> tuple[Mistakes, torch.Tensor]:
     """Evaluate the run's model on its test split; returns the mistakes and the test images (uint8)."""
 
     if top < 1:
@@ -69,8 +77,17 @@ def find_mistakes(trained, top: int = TOP, pairs: int = PAIRS, data_dir: str | N
     k = len(trained.classes)
     confusion = torch.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
     chosen = most_confident_mistakes(probabilities, labels, top)
-    mistakes = Mistakes(chosen, labels[chosen], predicted[chosen], probabilities[chosen, predicted[chosen]], confusion,
-                        confused_pairs(confusion, pairs), len(labels), int((predicted != labels).sum()), trained.classes)
+    mistakes = Mistakes(
+        chosen,
+        labels[chosen],
+        predicted[chosen],
+        probabilities[chosen, predicted[chosen]],
+        confusion,
+        confused_pairs(confusion, pairs),
+        len(labels),
+        int((predicted != labels).sum()),
+        trained.classes,
+    )
     return mistakes, images
 
 
@@ -99,8 +116,15 @@ def _uint8(images: torch.Tensor) -> torch.Tensor:
     return (images.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def write_mistakes(trained, out_dir: str | Path, top: int = TOP, pairs: int = PAIRS, data_dir: str | None = None,
-                   limit_test: int | None = None, device: str | torch.device = "cpu") -> tuple[Mistakes, list[Path]]:
+def write_mistakes(
+    trained,
+    out_dir: str | Path,
+    top: int = TOP,
+    pairs: int = PAIRS,
+    data_dir: str | None = None,
+    limit_test: int | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[Mistakes, list[Path]]:
     """mistakes.png (+ mistakes-unpermuted.png for a permuted run) and confused-pairs.png; none when there are no mistakes."""
 
     mistakes, images = find_mistakes(trained, top, pairs, data_dir, limit_test, device)
@@ -112,12 +136,31 @@ def write_mistakes(trained, out_dir: str | Path, top: int = TOP, pairs: int = PA
     summary = f"{name}: {mistakes.wrong:,} of {mistakes.count:,} test images wrong ({mistakes.accuracy:.2%} accuracy)"
     title = f"{summary}; the {len(shown)} most confident mistakes: predicted (true)"
     args = (mistakes.true, mistakes.predicted, classes)
-    paths.append(plot_samples(_uint8(model_view(trained, shown)), *args, out_dir / "mistakes.png",
-                              probs=mistakes.confidence, ncols=NCOLS, title=title + " as the model saw them"))
+    paths.append(
+        plot_samples(
+            _uint8(model_view(trained, shown)),
+            *args,
+            out_dir / "mistakes.png",
+            probs=mistakes.confidence,
+            ncols=NCOLS,
+            title=title + " as the model saw them",
+        )
+    )
     if is_permuted(trained):
-        paths.append(plot_samples(_uint8(unpermuted_view(trained, shown)), *args, out_dir / "mistakes-unpermuted.png",
-                                  probs=mistakes.confidence, ncols=NCOLS, title=title + ", un-permuted"))
+        paths.append(
+            plot_samples(
+                _uint8(unpermuted_view(trained, shown)),
+                *args,
+                out_dir / "mistakes-unpermuted.png",
+                probs=mistakes.confidence,
+                ncols=NCOLS,
+                title=title + ", un-permuted",
+            )
+        )
     if mistakes.pairs:
-        paths.append(save_figure(pairs_figure(mistakes, classes, f"Most confused class pairs\n{summary}"),
-                                 out_dir / "confused-pairs.png"))
+        paths.append(
+            save_figure(
+                pairs_figure(mistakes, classes, f"Most confused class pairs\n{summary}"), out_dir / "confused-pairs.png"
+            )
+        )
     return mistakes, paths

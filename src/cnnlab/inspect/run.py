@@ -4,6 +4,7 @@ These are what `cnnlab inspect` and the HTML report call. Each takes a run folde
 checkpoint file or an already loaded `LoadedRun`, and writes into RUN_DIR/inspect/
 unless given another folder.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -34,37 +35,67 @@ def output_dir(trained, out: str | Path | None = None) -> Path:
     """`out`, or RUN_DIR/inspect: next to the checkpoints of the run the model came from, wherever it now is."""
     folder = Path(out) if out is not None else trained.run_dir / "inspect"
     if inside_checkpoints(folder / "x.png"):
-        raise CnnlabError(f"-o {str(folder)!r} is inside a run's checkpoints/ folder, which only training writes; "
-                          "choose another folder")
+        raise CnnlabError(
+            f"-o {str(folder)!r} is inside a run's checkpoints/ folder, which only training writes; "
+            "choose another folder"
+        )
     if out is None:  # the run's own inspect/: a symlink there must not lead the figures out of the run
         make_dirs(folder, within=trained.run_dir)
     return folder
 
 
-def inspect_filters(run, layer: str | None = None, out: str | Path | None = None, which: str = "best",
-                    max_filters: int | None = None, max_channels: int | None = None) -> list[Path]:
+def inspect_filters(
+    run,
+    layer: str | None = None,
+    out: str | Path | None = None,
+    which: str = "best",
+    max_filters: int | None = None,
+    max_channels: int | None = None,
+) -> list[Path]:
     """Kernels of a conv layer (the first by default) as a grid: filters-<layer>.png."""
 
     trained = open_run(run, which)
-    grids = write_filters(trained, output_dir(trained, out), layer,
-                          max_filters=max_filters or MAX_FILTERS, max_channels=max_channels or MAX_CHANNELS)
+    grids = write_filters(
+        trained,
+        output_dir(trained, out),
+        layer,
+        max_filters=max_filters or MAX_FILTERS,
+        max_channels=max_channels or MAX_CHANNELS,
+    )
     return [g.path for g in grids]
 
 
-def inspect_features(run, index: int | None = None, image: str | Path | None = None, layers: Sequence[str] | None = None,
-                     out: str | Path | None = None, which: str = "best", invert: bool = False,
-                     data_dir: str | None = None) -> list[Path]:
+def inspect_features(
+    run,
+    index: int | None = None,
+    image: str | Path | None = None,
+    layers: Sequence[str] | None = None,
+    out: str | Path | None = None,
+    which: str = "best",
+    invert: bool = False,
+    data_dir: str | None = None,
+) -> list[Path]:
     """Feature maps of `layers` (default: the conv layers) for test image `index` or an image file."""
 
     trained = open_run(run, which)
-    inputs = load_inputs(trained, None if index is None else [index], None if image is None else [image], invert, data_dir)
+    inputs = load_inputs(
+        trained, None if index is None else [index], None if image is None else [image], invert, data_dir
+    )
     return write_features(trained, inputs, output_dir(trained, out), layers)
 
 
-def inspect_saliency(run, indices: Sequence[int] | None = None, images: Sequence[str | Path] | None = None,
-                     method: str | None = None, target: str | int | None = None, layer: str | None = None,
-                     out: str | Path | None = None, which: str = "best", invert: bool = False,
-                     data_dir: str | None = None) -> list[Path]:
+def inspect_saliency(
+    run,
+    indices: Sequence[int] | None = None,
+    images: Sequence[str | Path] | None = None,
+    method: str | None = None,
+    target: str | int | None = None,
+    layer: str | None = None,
+    out: str | Path | None = None,
+    which: str = "best",
+    invert: bool = False,
+    data_dir: str | None = None,
+) -> list[Path]:
     """Attribution maps (captum) for the predicted class and optionally `target`: saliency-<method>-<input>.png.
 
     `method`: gradcam | integrated-gradients | saliency; None is gradcam (integrated-gradients without conv layers).
@@ -77,16 +108,29 @@ def inspect_saliency(run, indices: Sequence[int] | None = None, images: Sequence
     return write_saliency(trained, inputs, output_dir(trained, out), method, target, layer)
 
 
-def inspect_mistakes(run, top: int = 32, pairs: int = 10, out: str | Path | None = None, which: str = "best",
-                     data_dir: str | None = None, limit_test: int | None = None, device: str = "cpu"):
+def inspect_mistakes(
+    run,
+    top: int = 32,
+    pairs: int = 10,
+    out: str | Path | None = None,
+    which: str = "best",
+    data_dir: str | None = None,
+    limit_test: int | None = None,
+    device: str = "cpu",
+):
     """(Mistakes, paths): the most confident test mistakes and the most confused class pairs."""
 
     trained = open_run(run, which, device)
     return write_mistakes(trained, output_dir(trained, out), top, pairs, data_dir, limit_test, trained.device)
 
 
-def report_figures(run, out: str | Path | None = None, examples: int = REPORT_EXAMPLES, which: str = "best",
-                   data_dir: str | None = None) -> dict[str, list[Path]]:
+def report_figures(
+    run,
+    out: str | Path | None = None,
+    examples: int = REPORT_EXAMPLES,
+    which: str = "best",
+    data_dir: str | None = None,
+) -> dict[str, list[Path]]:
     """Figures for a run's HTML report: first-layer filters, and Grad-CAM for a few test images when possible.
 
     Grad-CAM needs captum and a conv layer; without them "gradcam" is an empty list, not an error.

@@ -10,6 +10,7 @@ draws it over the image. captum is an optional extra, imported only here.
   of all-zero pixels), summed over colour channels; signed.
 - saliency: |d output / d input| (Saliency), max over colour channels.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -46,7 +47,9 @@ def resolve_target(value: str | int | None, classes: Sequence[str]) -> int | Non
     if text.lstrip("-").isdigit():
         index = int(text)
         if not 0 <= index < len(classes):
-            raise CnnlabError(f"--target {index} is out of range: the run has {len(classes)} classes (0..{len(classes) - 1})")
+            raise CnnlabError(
+                f"--target {index} is out of range: the run has {len(classes)} classes (0..{len(classes) - 1})"
+            )
         return index
     by_name = {c.lower(): i for i, c in enumerate(classes)}
     if text.lower() not in by_name:
@@ -69,20 +72,31 @@ def gradcam_layer(model: nn.Module, x: torch.Tensor, layer: str | None, model_na
     if layer is None:
         layer = last_conv_layer(model, x[:1])
         if layer is None:
-            raise CnnlabError(f"--method gradcam needs a conv layer and {label} has none; "
-                              "use --method saliency or --method integrated-gradients")
+            raise CnnlabError(
+                f"--method gradcam needs a conv layer and {label} has none; "
+                "use --method saliency or --method integrated-gradients"
+            )
         return layer
     get_layer(model, layer, model_name)
     _, captured = capture_outputs(model, x[:1], [layer])
     if layer not in captured or captured[layer].dim() != 4:
         shape = tuple(captured[layer].shape) if layer in captured else "nothing"
-        raise CnnlabError(f"--layer {layer!r} outputs {shape}, not a (N, C, H, W) feature map; Grad-CAM needs a conv "
-                          "layer or a block that outputs one (see `cnnlab summary`)")
+        raise CnnlabError(
+            f"--layer {layer!r} outputs {shape}, not a (N, C, H, W) feature map; Grad-CAM needs a conv "
+            "layer or a block that outputs one (see `cnnlab summary`)"
+        )
     return layer
 
 
-def attribute(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor, method: str | None = "gradcam",
-              layer: str | None = None, baseline: torch.Tensor | None = None, model_name: str | None = None) -> torch.Tensor:
+def attribute(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: int | torch.Tensor,
+    method: str | None = "gradcam",
+    layer: str | None = None,
+    baseline: torch.Tensor | None = None,
+    model_name: str | None = None,
+) -> torch.Tensor:
     """Attribution maps (N, S, S) for preprocessed inputs `x` (N, C, S, S) and target class(es).
 
     gradcam and saliency maps are >= 0; integrated-gradients maps are signed.
@@ -101,9 +115,17 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor, met
             maps = attr.Saliency(model).attribute(x, target=target, abs=True).amax(1)
         else:
             baseline = torch.zeros_like(x) if baseline is None else baseline.expand_as(x)
-            maps = attr.IntegratedGradients(model).attribute(
-                x, baselines=baseline, target=target, n_steps=IG_STEPS, internal_batch_size=max(IG_BATCH, len(x)),
-            ).sum(1)
+            maps = (
+                attr.IntegratedGradients(model)
+                .attribute(
+                    x,
+                    baselines=baseline,
+                    target=target,
+                    n_steps=IG_STEPS,
+                    internal_batch_size=max(IG_BATCH, len(x)),
+                )
+                .sum(1)
+            )
     finally:
         model.train(was_training)
     return maps.detach().float()
@@ -146,8 +168,9 @@ def saliency_figure(rows: list[dict], method: str, title: str) -> Figure:
         picture = _gray(row["image"])
         row_axes[0].imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
         row_axes[0].set_title("as the model saw it", fontsize=8)
-        image = row_axes[1].imshow(scaled, cmap="RdBu_r" if signed else "inferno", vmin=-1 if signed else 0, vmax=1,
-                                   interpolation="nearest")
+        image = row_axes[1].imshow(
+            scaled, cmap="RdBu_r" if signed else "inferno", vmin=-1 if signed else 0, vmax=1, interpolation="nearest"
+        )
         fig.colorbar(image, ax=row_axes[1], fraction=0.046, pad=0.02)
         row_axes[1].set_title(f"{method}: {row['caption']}", fontsize=8)
         _overlay(row_axes[2], row["image"], scaled)
@@ -166,8 +189,14 @@ def saliency_figure(rows: list[dict], method: str, title: str) -> Figure:
     return fig
 
 
-def write_saliency(trained, inputs, out_dir: str | Path, method: str | None = None, target: str | int | None = None,
-                   layer: str | None = None) -> list[Path]:
+def write_saliency(
+    trained,
+    inputs,
+    out_dir: str | Path,
+    method: str | None = None,
+    target: str | int | None = None,
+    layer: str | None = None,
+) -> list[Path]:
     """saliency-<method>-<input>.png per input: maps for the predicted class and, if given, `target`.
 
     `method` None: gradcam, or integrated-gradients for a model without conv layers (an MLP).
@@ -177,8 +206,10 @@ def write_saliency(trained, inputs, out_dir: str | Path, method: str | None = No
     classes, model, model_name = trained.classes, trained.model, trained.config.model
     method = check_method(method, model)
     if layer is not None and method != "gradcam":
-        raise CnnlabError(f"--layer chooses Grad-CAM's layer; --method {method} attributes to the input pixels, "
-                          "drop --layer or use --method gradcam")
+        raise CnnlabError(
+            f"--layer chooses Grad-CAM's layer; --method {method} attributes to the input pixels, "
+            "drop --layer or use --method gradcam"
+        )
     target_index = resolve_target(target, classes)
     transform = trained.transform()
     x = transform(inputs.pixels)
@@ -192,8 +223,9 @@ def write_saliency(trained, inputs, out_dir: str | Path, method: str | None = No
     for i, (name, tag) in enumerate(zip(inputs.names, inputs.tags)):
         predicted = int(probs[i].argmax())
         wanted = [predicted] + ([target_index] if target_index is not None and target_index != predicted else [])
-        maps = attribute(model, x[i:i + 1].repeat(len(wanted), 1, 1, 1), torch.tensor(wanted), method, layer,
-                         baseline, model_name)
+        maps = attribute(
+            model, x[i : i + 1].repeat(len(wanted), 1, 1, 1), torch.tensor(wanted), method, layer, baseline, model_name
+        )
         rows = []
         for k, cls in enumerate(wanted):
             kind = "predicted" if cls == predicted else "target"

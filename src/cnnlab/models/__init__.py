@@ -1,20 +1,29 @@
 """The model zoo: every architecture of the classic-models spec, behind one registry.
 
-    >>> from cnnlab.models import create_model, list_models, model_info
-    >>> list_models("res*")
-    ['resnet18', 'resnet-mini']
-    >>> model = create_model("vgg11", in_channels=1, num_classes=10, width=4)
+>>> from cnnlab.models import create_model, list_models, model_info
+>>> list_models("res*")
+['resnet18', 'resnet-mini']
+>>> model = create_model("vgg11", in_channels=1, num_classes=10, width=4)
 """
+
 from __future__ import annotations
 
-from cnnlab.models.registry import (ModelInfo, check_input_size, create_model, list_models, model_info,
-                                    register_model)
+from cnnlab.models.registry import ModelInfo, check_input_size, create_model, list_models, model_info, register_model
 from cnnlab.models.summary import LayerStats, ModelSummary, count_macs, render_summary, summarize
 
 # Importing a family module registers its models.
 from cnnlab.models import alexnet, baselines, fast_cnn, inception, lenet, nin, resnet, vgg  # noqa: E402,F401  isort: skip
 
 __all__ = [
-    "LayerStats", "ModelInfo", "ModelSummary", "check_input_size", "count_macs", "create_model", "list_models",
-    "model_info", "register_model", "render_summary", "summarize",
+    "LayerStats",
+    "ModelInfo",
+    "ModelSummary",
+    "check_input_size",
+    "count_macs",
+    "create_model",
+    "list_models",
+    "model_info",
+    "register_model",
+    "render_summary",
+    "summarize",
 ]

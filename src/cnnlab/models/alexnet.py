@@ -6,6 +6,7 @@ adaptive average pool to 5x5 sits before the classifier: at 193..224 it is an ex
 identity, and it lets any input of 65x65 or more through (65 is the smallest size
 for which the last max-pool still sees a 3x3 window).
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -43,10 +44,12 @@ class AlexNet(PooledMLPNet):
 # ---- metadata -----------------------------------------------------------------------
 model_infos = {
     "alexnet": ModelInfo(
-        name="alexnet", family="alexnet",
+        name="alexnet",
+        family="alexnet",
         paper="Krizhevsky, Sutskever & Hinton, ImageNet Classification with Deep CNNs, NeurIPS 2012",
         # the last max-pool needs 3x3 <- pool 7x7 <- pool 15x15 <- conv1 (H + 2 - 11) // 4 + 1 >= 15 <- H >= 65
-        default_input_size=224, min_input_size=65,
+        default_input_size=224,
+        min_input_size=65,
         options={
             "dropout": "dropout rate after the two hidden linear layers (default 0.5)",
             "batch_norm": "add BatchNorm after each conv (default false)",
@@ -54,14 +57,14 @@ model_infos = {
         num_params=46_764_746,
         reference_recipe=d2l_recipe(batch_size=128, lr=0.01, resize=224, init="xavier"),
         reference_result="≈88% test acc (Fashion-MNIST, 10 epochs)",
-        fast_recipe=fast_recipe("fashion-mnist", epochs=5, lr=0.05, resize=65, augment=True,
-                                model_options={"batch_norm": True}),
+        fast_recipe=fast_recipe(
+            "fashion-mnist", epochs=5, lr=0.05, resize=65, augment=True, model_options={"batch_norm": True}
+        ),
     ),
 }
 
 
 # ---- builders -----------------------------------------------------------------------
 @register_model
-def alexnet(in_channels: int = 1, num_classes: int = 10, *, dropout: float = 0.5,
-            batch_norm: bool = False) -> AlexNet:
+def alexnet(in_channels: int = 1, num_classes: int = 10, *, dropout: float = 0.5, batch_norm: bool = False) -> AlexNet:
     return AlexNet(in_channels, num_classes, dropout=dropout, batch_norm=batch_norm)

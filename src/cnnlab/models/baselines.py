@@ -9,6 +9,7 @@ The conv nets pool before the ReLU, as the tutorials they come from do. ReLU is 
 so this is the same function, gradients included, as ReLU before the pool; it runs the
 ReLU on a quarter of the values (convnet in bf16 trains 1.3-1.5x faster on a CPU).
 """
+
 from __future__ import annotations
 
 import torch
@@ -50,8 +51,12 @@ class CNNTiny(nn.Module):
         super().__init__()
         c1, c2 = CNN_TINY_CHANNELS
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 5), nn.MaxPool2d(2, 2), nn.ReLU(),
-            nn.Conv2d(c1, c2, 5), nn.MaxPool2d(2, 2), nn.ReLU(),
+            nn.Conv2d(in_channels, c1, 5),
+            nn.MaxPool2d(2, 2),
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 5),
+            nn.MaxPool2d(2, 2),
+            nn.ReLU(),
         )
         self.fc = nn.Linear(c2 * 4 * 4, CNN_TINY_HIDDEN)
         self.relu = nn.ReLU()
@@ -96,8 +101,12 @@ _BATCH_NORM = "add BatchNorm after each conv (default false: the reference has n
 # was no faster (benchmarks/results/reference_speed.md).
 model_infos = {
     "mlp-tiny": ModelInfo(
-        name="mlp-tiny", family="mlp", paper=_TUTORIAL,
-        default_input_size=28, min_input_size=28, max_input_size=28,  # fc(784->8) takes exactly 28x28
+        name="mlp-tiny",
+        family="mlp",
+        paper=_TUTORIAL,
+        default_input_size=28,
+        min_input_size=28,
+        max_input_size=28,  # fc(784->8) takes exactly 28x28
         options={},
         num_params=6_442,
         reference_recipe=tutorial_recipe(epochs=1, channels_last=False, precision="fp32"),
@@ -105,9 +114,13 @@ model_infos = {
         fast_recipe=fast_adam_recipe("mnist", epochs=3, lr=0.01, channels_last=False, precision="fp32"),
     ),
     "cnn-tiny": ModelInfo(
-        name="cnn-tiny", family="cnn", paper=_TUTORIAL,
+        name="cnn-tiny",
+        family="cnn",
+        paper=_TUTORIAL,
         # 28..31 -> conv 24..27 -> pool 12..13 -> conv 8..9 -> pool 4: the 4x4x6 = 96 features fc1 takes
-        default_input_size=28, min_input_size=28, max_input_size=31,
+        default_input_size=28,
+        min_input_size=28,
+        max_input_size=31,
         options={},
         num_params=6_422,
         reference_recipe=tutorial_recipe(epochs=1, precision="fp32"),
@@ -115,9 +128,13 @@ model_infos = {
         fast_recipe=fast_adam_recipe("mnist", epochs=3, lr=0.01, precision="fp32"),
     ),
     "convnet": ModelInfo(
-        name="convnet", family="cnn", paper="a two-conv MNIST network with N(0, 0.01) init",
+        name="convnet",
+        family="cnn",
+        paper="a two-conv MNIST network with N(0, 0.01) init",
         # 28..31 -> pool 14..15 -> pool 7: the 7x7x16 = 784 features fc takes
-        default_input_size=28, min_input_size=28, max_input_size=31,
+        default_input_size=28,
+        min_input_size=28,
+        max_input_size=31,
         options={"batch_norm": _BATCH_NORM},
         num_params=9_098,
         # bf16 channels-last: 1.46 s an epoch against fp32 NCHW's 2.94 s (benchmarks/results/reference_speed.md)

@@ -5,6 +5,7 @@ cores). Three 3x3 convs of 16, 32 and 64 channels; the first two are max-pooled 
 BatchNorm and ReLU, which gives the same kind of features as conv-BN-ReLU-pool while
 BatchNorm and ReLU touch four times fewer values (measured: about 10% less time per step).
 """
+
 from __future__ import annotations
 
 import torch
@@ -48,9 +49,13 @@ class FastCNN(nn.Module):
 # ---- metadata -----------------------------------------------------------------------
 model_infos = {
     "fast-cnn": ModelInfo(
-        name="fast-cnn", family="cnn", paper="cnnlab's small BatchNorm CNN for fast CPU training (no paper)",
+        name="fast-cnn",
+        family="cnn",
+        paper="cnnlab's small BatchNorm CNN for fast CPU training (no paper)",
         # 28..31 -> pool 14..15 -> pool 7: the 7x7x64 features the fc takes
-        default_input_size=28, min_input_size=28, max_input_size=31,
+        default_input_size=28,
+        min_input_size=28,
+        max_input_size=31,
         options={"width": f"multiply every conv's channels by this (1-{MAX_WIDTH}; default 1)"},
         num_params=54_778,  # width 1: 144 + 4,608 + 18,432 conv + 224 BN + 31,370 fc
         # Its "reference" is the speed recipe it was designed with, in fp32 and seeded; measured by
@@ -70,8 +75,16 @@ model_infos = {
             # flips at test time (--tta: 93.38% with, 93.14% without; for digits the shifts gave nothing,
             # 99.55% either way). Measured in benchmarks/results/records.md.
             "mnist-99.5": fast_recipe("mnist", epochs=12, lr=0.05, label_smoothing=0.1, augment=True, eval_every=12),
-            "fashion-mnist-93": fast_recipe("fashion-mnist", epochs=20, lr=0.05, label_smoothing=0.1, augment=True,
-                                            tta=True, eval_every=20, model_options={"width": 2}),
+            "fashion-mnist-93": fast_recipe(
+                "fashion-mnist",
+                epochs=20,
+                lr=0.05,
+                label_smoothing=0.1,
+                augment=True,
+                tta=True,
+                eval_every=20,
+                model_options={"width": 2},
+            ),
         },
     ),
 }

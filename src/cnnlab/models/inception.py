@@ -5,6 +5,7 @@
 inputs: the paper's stem and Inception 3a-5b with the paper's channel splits, without
 the auxiliary classifiers, the local response norm and the final dropout.
 """
+
 from __future__ import annotations
 
 import torch
@@ -46,11 +47,12 @@ class InceptionA(nn.Module):
     def __init__(self, c_in: int):
         super().__init__()
         self.branch1x1 = nn.Conv2d(c_in, MINI_BRANCH, 1)
-        self.branch5x5 = nn.Sequential(nn.Conv2d(c_in, MINI_BRANCH, 1),
-                                       nn.Conv2d(MINI_BRANCH, MINI_WIDE, 5, padding=2))
-        self.branch3x3 = nn.Sequential(nn.Conv2d(c_in, MINI_BRANCH, 1),
-                                       nn.Conv2d(MINI_BRANCH, MINI_WIDE, 3, padding=1),
-                                       nn.Conv2d(MINI_WIDE, MINI_WIDE, 3, padding=1))
+        self.branch5x5 = nn.Sequential(nn.Conv2d(c_in, MINI_BRANCH, 1), nn.Conv2d(MINI_BRANCH, MINI_WIDE, 5, padding=2))
+        self.branch3x3 = nn.Sequential(
+            nn.Conv2d(c_in, MINI_BRANCH, 1),
+            nn.Conv2d(MINI_BRANCH, MINI_WIDE, 3, padding=1),
+            nn.Conv2d(MINI_WIDE, MINI_WIDE, 3, padding=1),
+        )
         self.branch_pool = nn.Sequential(nn.AvgPool2d(3, 1, 1), nn.Conv2d(c_in, MINI_WIDE, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -58,8 +60,9 @@ class InceptionA(nn.Module):
         return torch.cat([branch(x) for branch in branches], dim=1)
 
 
-def conv_relu(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0,
-              batch_norm: bool = False) -> nn.Sequential:
+def conv_relu(
+    c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0, batch_norm: bool = False
+) -> nn.Sequential:
     """conv, optional BatchNorm, ReLU, as one module (GoogLeNet nests them: `branch2.0.0` is a conv)."""
     return nn.Sequential(*conv_bn_relu(c_in, c_out, kernel, stride, padding, batch_norm))
 
@@ -67,14 +70,17 @@ def conv_relu(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int 
 class Inception(nn.Module):
     """GoogLeNet block: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | maxpool(3, 1, 1) -> 1x1, each conv + ReLU."""
 
-    def __init__(self, c_in: int, c1: int, c2: tuple[int, int], c3: tuple[int, int], c4: int,
-                 batch_norm: bool = False):
+    def __init__(self, c_in: int, c1: int, c2: tuple[int, int], c3: tuple[int, int], c4: int, batch_norm: bool = False):
         super().__init__()
         self.branch1 = conv_relu(c_in, c1, 1, batch_norm=batch_norm)
-        self.branch2 = nn.Sequential(conv_relu(c_in, c2[0], 1, batch_norm=batch_norm),
-                                     conv_relu(c2[0], c2[1], 3, padding=1, batch_norm=batch_norm))
-        self.branch3 = nn.Sequential(conv_relu(c_in, c3[0], 1, batch_norm=batch_norm),
-                                     conv_relu(c3[0], c3[1], 5, padding=2, batch_norm=batch_norm))
+        self.branch2 = nn.Sequential(
+            conv_relu(c_in, c2[0], 1, batch_norm=batch_norm),
+            conv_relu(c2[0], c2[1], 3, padding=1, batch_norm=batch_norm),
+        )
+        self.branch3 = nn.Sequential(
+            conv_relu(c_in, c3[0], 1, batch_norm=batch_norm),
+            conv_relu(c3[0], c3[1], 5, padding=2, batch_norm=batch_norm),
+        )
         self.branch4 = nn.Sequential(nn.MaxPool2d(3, 1, 1), conv_relu(c_in, c4, 1, batch_norm=batch_norm))
         self.out_channels = c1 + c2[1] + c3[1] + c4
 
@@ -91,8 +97,14 @@ class InceptionMini(nn.Module):
         super().__init__()
         c1, c2 = MINI_CONVS
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 5), nn.MaxPool2d(2), nn.ReLU(), InceptionA(c1),
-            nn.Conv2d(InceptionA.out_channels, c2, 5), nn.MaxPool2d(2), nn.ReLU(), InceptionA(c2),
+            nn.Conv2d(in_channels, c1, 5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            InceptionA(c1),
+            nn.Conv2d(InceptionA.out_channels, c2, 5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            InceptionA(c2),
         )
         self.head = nn.Linear(InceptionA.out_channels * 4 * 4, num_classes)
 
@@ -113,8 +125,10 @@ class GoogLeNet(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, batch_norm: bool = False):
         super().__init__()
         stem = nn.Sequential(
-            conv_relu(in_channels, 64, 7, 2, 3, batch_norm), nn.MaxPool2d(3, 2, 1),
-            conv_relu(64, 64, 1, batch_norm=batch_norm), conv_relu(64, 192, 3, padding=1, batch_norm=batch_norm),
+            conv_relu(in_channels, 64, 7, 2, 3, batch_norm),
+            nn.MaxPool2d(3, 2, 1),
+            conv_relu(64, 64, 1, batch_norm=batch_norm),
+            conv_relu(64, 192, 3, padding=1, batch_norm=batch_norm),
             nn.MaxPool2d(3, 2, 1),
         )
         blocks: list[nn.Module] = []
@@ -139,9 +153,13 @@ _PAPER = "Szegedy et al., Going Deeper with Convolutions, CVPR 2015"
 
 model_infos = {
     "inception-mini": ModelInfo(
-        name="inception-mini", family="inception", paper=_PAPER + " (MNIST tutorial network)",
+        name="inception-mini",
+        family="inception",
+        paper=_PAPER + " (MNIST tutorial network)",
         # 28..31 -> conv 24..27 -> pool 12..13 -> conv 8..9 -> pool 4: the 4x4x88 = 1408 features fc takes
-        default_input_size=28, min_input_size=28, max_input_size=31,
+        default_input_size=28,
+        min_input_size=28,
+        max_input_size=31,
         options={},
         num_params=97_298,
         reference_recipe=tutorial_recipe(epochs=10),
@@ -149,15 +167,19 @@ model_infos = {
         fast_recipe=fast_adam_recipe("mnist", epochs=3, lr=0.003),
     ),
     "googlenet": ModelInfo(
-        name="googlenet", family="inception", paper=_PAPER,
+        name="googlenet",
+        family="inception",
+        paper=_PAPER,
         # 7x7 s2 p3 convs and 3x3 s2 p1 max-pools map even a 1x1 input to 1x1, and the pool is global
-        default_input_size=96, min_input_size=1,
+        default_input_size=96,
+        min_input_size=1,
         options={"batch_norm": "add BatchNorm after each conv (default false)"},
         num_params=5_977_530,  # derived in GoogLeNet's docstring (the spec says "≈6.0 M")
         reference_recipe=d2l_recipe(batch_size=128, lr=0.1, resize=96),
         reference_result="≈89-90% test acc (Fashion-MNIST, 10 epochs)",
-        fast_recipe=fast_recipe("fashion-mnist", epochs=5, lr=0.05, resize=64, augment=True,
-                                model_options={"batch_norm": True}),
+        fast_recipe=fast_recipe(
+            "fashion-mnist", epochs=5, lr=0.05, resize=64, augment=True, model_options={"batch_norm": True}
+        ),
     ),
 }
 

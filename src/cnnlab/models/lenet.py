@@ -4,6 +4,7 @@ recognition", Proc. IEEE 1998, with sigmoid activations and average pooling.
 `batch_norm=True` is d2l's BN-LeNet: BatchNorm before every sigmoid, after the
 convs and the two hidden linear layers.
 """
+
 from __future__ import annotations
 
 import torch
@@ -48,18 +49,22 @@ class LeNet(nn.Module):
 # ---- metadata -----------------------------------------------------------------------
 model_infos = {
     "lenet": ModelInfo(
-        name="lenet", family="lenet",
+        name="lenet",
+        family="lenet",
         paper="LeCun et al., Gradient-based learning applied to document recognition, Proc. IEEE 1998",
         # 28..31 -> conv p2 28..31 -> pool 14..15 -> conv 10..11 -> pool 5: the 5x5x16 = 400 features fc1 takes
-        default_input_size=28, min_input_size=28, max_input_size=31,
+        default_input_size=28,
+        min_input_size=28,
+        max_input_size=31,
         options={"batch_norm": "add BatchNorm before every sigmoid, as d2l's BN-LeNet (default false)"},
         num_params=61_706,
         # fp32 channels-last: a 1-epoch run took 4.35 s against 4.69 s in NCHW (3 pairs, whole process); bf16 was slower
         reference_recipe=d2l_recipe(batch_size=256, lr=0.9, init="xavier", channels_last=True),
         reference_result="~78-82% test acc (Fashion-MNIST, 10 epochs)",
         # fp32 NCHW: bf16 and channels-last ran slower with BN
-        fast_recipe=fast_recipe("fashion-mnist", epochs=5, lr=0.1, model_options={"batch_norm": True},
-                                channels_last=False, precision="fp32"),
+        fast_recipe=fast_recipe(
+            "fashion-mnist", epochs=5, lr=0.1, model_options={"batch_norm": True}, channels_last=False, precision="fp32"
+        ),
     ),
 }
 

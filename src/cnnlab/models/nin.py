@@ -7,6 +7,7 @@ turns the maps into logits, so there is no linear layer. ReLU follows every conv
 except the very last one (the spec's rule for the last layer; d2l and the paper keep
 a ReLU there too).
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,14 +20,22 @@ from cnnlab.models.registry import ModelInfo, register_model
 # NiN blocks as (kernel, stride, padding, out channels); None = the class count.
 # "M" = max-pool(3, 2), "D" = dropout.
 BLOCKS: list[tuple[int, int, int, int | None] | str] = [
-    (11, 4, 0, 96), "M", (5, 1, 2, 256), "M", (3, 1, 1, 384), "M", "D", (3, 1, 1, None),
+    (11, 4, 0, 96),
+    "M",
+    (5, 1, 2, 256),
+    "M",
+    (3, 1, 1, 384),
+    "M",
+    "D",
+    (3, 1, 1, None),
 ]
 cfgs = {"nin": {"one_by_ones": 2}, "nin-single": {"one_by_ones": 1}}
 
 
 # ---- blocks -------------------------------------------------------------------------
-def nin_block(c_in: int, c_out: int, kernel: int, stride: int, padding: int, one_by_ones: int,
-              batch_norm: bool, last: bool) -> nn.Sequential:
+def nin_block(
+    c_in: int, c_out: int, kernel: int, stride: int, padding: int, one_by_ones: int, batch_norm: bool, last: bool
+) -> nn.Sequential:
     """conv(k, s, p) then `one_by_ones` 1x1 convs, each + ReLU (none after the network's last conv)."""
     convs = [nn.Conv2d(c_in, c_out, kernel, stride, padding)]
     convs += [nn.Conv2d(c_out, c_out, 1) for _ in range(one_by_ones)]
@@ -43,8 +52,9 @@ def nin_block(c_in: int, c_out: int, kernel: int, stride: int, padding: int, one
 
 # ---- model --------------------------------------------------------------------------
 class NiN(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, one_by_ones: int = 2, dropout: float = 0.5,
-                 batch_norm: bool = False):
+    def __init__(
+        self, in_channels: int, num_classes: int, one_by_ones: int = 2, dropout: float = 0.5, batch_norm: bool = False
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = in_channels
@@ -56,8 +66,9 @@ class NiN(nn.Module):
             else:
                 kernel, stride, padding, c_out = item
                 c_out = num_classes if c_out is None else c_out
-                layers.append(nin_block(c_in, c_out, kernel, stride, padding, one_by_ones, batch_norm,
-                                        last=i == len(BLOCKS) - 1))
+                layers.append(
+                    nin_block(c_in, c_out, kernel, stride, padding, one_by_ones, batch_norm, last=i == len(BLOCKS) - 1)
+                )
                 c_in = c_out
         self.features = nn.Sequential(*layers)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
@@ -78,21 +89,32 @@ _MIN_SIZE = 67
 
 def _fast() -> dict:
     """Both variants' fast recipe, a fresh dict each (recipes are never shared)."""
-    return fast_recipe("fashion-mnist", epochs=5, lr=0.05, resize=_MIN_SIZE, augment=True,
-                       model_options={"batch_norm": True})
+    return fast_recipe(
+        "fashion-mnist", epochs=5, lr=0.05, resize=_MIN_SIZE, augment=True, model_options={"batch_norm": True}
+    )
 
 
 model_infos = {
     "nin": ModelInfo(
-        name="nin", family="nin", paper=_PAPER,
-        default_input_size=224, min_input_size=_MIN_SIZE, options=_OPTIONS, num_params=1_992_166,
+        name="nin",
+        family="nin",
+        paper=_PAPER,
+        default_input_size=224,
+        min_input_size=_MIN_SIZE,
+        options=_OPTIONS,
+        num_params=1_992_166,
         reference_recipe=d2l_recipe(batch_size=128, lr=0.1, resize=224, init="xavier"),
         reference_result="≈87% test acc (Fashion-MNIST, 10 epochs)",
         fast_recipe=_fast(),
     ),
     "nin-single": ModelInfo(
-        name="nin-single", family="nin", paper=_PAPER,
-        default_input_size=224, min_input_size=_MIN_SIZE, options=_OPTIONS, num_params=1_769_112,
+        name="nin-single",
+        family="nin",
+        paper=_PAPER,
+        default_input_size=224,
+        min_input_size=_MIN_SIZE,
+        options=_OPTIONS,
+        num_params=1_769_112,
         reference_recipe=d2l_recipe(batch_size=64, lr=0.1, resize=224, init="xavier", normalize="0.5,0.5"),
         reference_result="85.74% test acc (Fashion-MNIST, 10 epochs; 33.98% after epoch 1)",
         fast_recipe=_fast(),
@@ -107,6 +129,5 @@ def nin(in_channels: int = 1, num_classes: int = 10, *, dropout: float = 0.5, ba
 
 
 @register_model
-def nin_single(in_channels: int = 1, num_classes: int = 10, *, dropout: float = 0.5,
-               batch_norm: bool = False) -> NiN:
+def nin_single(in_channels: int = 1, num_classes: int = 10, *, dropout: float = 0.5, batch_norm: bool = False) -> NiN:
     return NiN(in_channels, num_classes, **cfgs["nin-single"], dropout=dropout, batch_norm=batch_norm)

@@ -13,30 +13,61 @@ models run it in the layout and precision that trained them fastest here (`FULL_
 bf16 did not pay), after `benchmarks/reproduce.py` showed the published accuracy still holds (fp32 and
 auto side by side over seeds). `--precision fp32` gives the bit-exact fp32 run back.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 # The TrainConfig keys a recipe may set.
 RECIPE_KEYS = (
-    "dataset", "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-    "schedule", "warmup_epochs", "label_smoothing", "resize", "augment", "normalize", "init", "seed",
-    "model_options", "channels_last", "precision", "tta", "eval_every",
+    "dataset",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "schedule",
+    "warmup_epochs",
+    "label_smoothing",
+    "resize",
+    "augment",
+    "normalize",
+    "init",
+    "seed",
+    "model_options",
+    "channels_last",
+    "precision",
+    "tta",
+    "eval_every",
 )
 
 # What a recipe means when it does not say: plain SGD, no schedule, no regularisation, no resize.
 # Every recipe is filled to the full set so it never depends on TrainConfig's own defaults.
 _PLAIN = {
-    "optimizer": "sgd", "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant",
-    "warmup_epochs": 0.0, "label_smoothing": 0.0, "resize": None, "augment": False, "normalize": "dataset",
-    "init": "default", "model_options": {}, "channels_last": False, "precision": "fp32", "tta": False, "eval_every": 1,
+    "optimizer": "sgd",
+    "momentum": 0.0,
+    "nesterov": False,
+    "weight_decay": 0.0,
+    "schedule": "constant",
+    "warmup_epochs": 0.0,
+    "label_smoothing": 0.0,
+    "resize": None,
+    "augment": False,
+    "normalize": "dataset",
+    "init": "default",
+    "model_options": {},
+    "channels_last": False,
+    "precision": "fp32",
+    "tta": False,
+    "eval_every": 1,
 }
 
 # What the fast recipes share: batch 128, a one-cycle schedule, inputs normalized by the dataset's
 # statistics, and the CPU layout and precision that ran fastest for most models (a model where
 # they did not pays off says so where it overrides them).
-_FAST = {"batch_size": 128, "schedule": "onecycle", "normalize": "dataset", "channels_last": True,
-         "precision": "auto"}
+_FAST = {"batch_size": 128, "schedule": "onecycle", "normalize": "dataset", "channels_last": True, "precision": "auto"}
 
 # The layout and precision that ran the conv nets' steps fastest on a CPU (bf16 where the CPU computes it
 # natively; a GPU stays in fp32 under "auto"), for the recipes that do not say otherwise.

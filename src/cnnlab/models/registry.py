@@ -7,6 +7,7 @@ Recipes are built with the helpers in `cnnlab.models.recipes`.
 A builder is `builder(in_channels, num_classes, *, option=default, ...)`; the
 builder function `nin_single` registers the model `nin-single`.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -54,16 +55,22 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     name = fn.__name__.replace("_", "-")
     if name in _builders:
         other = _builders[name]
-        raise CnnlabError(f"model {name!r} is already registered by {other.__module__}.{other.__qualname__}; "
-                          "rename the builder function")
+        raise CnnlabError(
+            f"model {name!r} is already registered by {other.__module__}.{other.__qualname__}; "
+            "rename the builder function"
+        )
     info = getattr(sys.modules[fn.__module__], "model_infos", {}).get(name)
     if info is None:
-        raise CnnlabError(f"model {name!r} has no metadata: add model_infos[{name!r}] = ModelInfo(...) "
-                          f"to {fn.__module__} before its builder")
+        raise CnnlabError(
+            f"model {name!r} has no metadata: add model_infos[{name!r}] = ModelInfo(...) "
+            f"to {fn.__module__} before its builder"
+        )
     options = builder_options(fn)
     if info.name != name or set(info.options) != set(options):
-        raise CnnlabError(f"model {name!r}: ModelInfo name {info.name!r} / options {sorted(info.options)} "
-                          f"do not match the builder's keyword options {sorted(options)}")
+        raise CnnlabError(
+            f"model {name!r}: ModelInfo name {info.name!r} / options {sorted(info.options)} "
+            f"do not match the builder's keyword options {sorted(options)}"
+        )
     _builders[name] = fn
     _infos[name] = info
     return fn
@@ -95,8 +102,7 @@ def model_info(name: str) -> ModelInfo:
 # How option values are checked: option -> (test, what the value must be).
 _OPTION_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "width": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a positive integer"),
-    "dropout": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
-                "a number in [0, 1)"),
+    "dropout": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1, "a number in [0, 1)"),
     "batch_norm": (lambda v: isinstance(v, bool), "true or false"),
 }
 
@@ -139,10 +145,16 @@ def check_input_size(model_name: str, size: int | tuple[int, int]) -> None:
     low, high = info.min_input_size, info.max_input_size
     if min(height, width) >= low and (high is None or max(height, width) <= high):
         return
-    accepted = (f"{low}x{low} pixels or larger" if high is None else f"exactly {low}x{low} pixels" if low == high
-                else f"{low}x{low} to {high}x{high} pixels")
-    raise CnnlabError(f"{model_name} takes inputs of {accepted}, got {height}x{width}; "
-                      f"pass resize={info.default_input_size}")
+    accepted = (
+        f"{low}x{low} pixels or larger"
+        if high is None
+        else f"exactly {low}x{low} pixels"
+        if low == high
+        else f"{low}x{low} to {high}x{high} pixels"
+    )
+    raise CnnlabError(
+        f"{model_name} takes inputs of {accepted}, got {height}x{width}; pass resize={info.default_input_size}"
+    )
 
 
 @dataclass(frozen=True)
@@ -161,6 +173,8 @@ class InputCheck:
             raise CnnlabError(f"{self.model} expects a batch of images shaped (N, C, H, W), got {shape}")
         channels, height, width = x.shape[1:]
         if channels != self.in_channels:
-            raise CnnlabError(f"{self.model} was built for {self.in_channels} input channel(s), got {channels}; "
-                              f"create it with in_channels={channels}")
+            raise CnnlabError(
+                f"{self.model} was built for {self.in_channels} input channel(s), got {channels}; "
+                f"create it with in_channels={channels}"
+            )
         check_input_size(self.model, (height, width))

@@ -4,6 +4,7 @@
 (no BatchNorm). `resnet18` is d2l's ResNet-18 for 1-channel 96x96 inputs: a 7x7
 stem with BatchNorm, four stages of two basic blocks, global average pool, fc.
 """
+
 from __future__ import annotations
 
 import torch
@@ -63,8 +64,14 @@ class ResNetMini(nn.Module):
         super().__init__()
         c1, c2 = MINI_CONVS
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 5), nn.MaxPool2d(2), nn.ReLU(), Residual(c1),
-            nn.Conv2d(c1, c2, 5), nn.MaxPool2d(2), nn.ReLU(), Residual(c2),
+            nn.Conv2d(in_channels, c1, 5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            Residual(c1),
+            nn.Conv2d(c1, c2, 5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            Residual(c2),
         )
         self.head = nn.Linear(c2 * 4 * 4, num_classes)
 
@@ -84,7 +91,10 @@ class ResNet(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, blocks: tuple[int, ...], widths: tuple[int, ...]):
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, widths[0], 7, 2, 3), nn.BatchNorm2d(widths[0]), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
+            nn.Conv2d(in_channels, widths[0], 7, 2, 3),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2, 1),
         )
         stages: list[nn.Module] = []
         c_in = widths[0]
@@ -107,9 +117,13 @@ _PAPER = "He, Zhang, Ren & Sun, Deep Residual Learning for Image Recognition, CV
 
 model_infos = {
     "resnet-mini": ModelInfo(
-        name="resnet-mini", family="resnet", paper=_PAPER + " (MNIST tutorial network)",
+        name="resnet-mini",
+        family="resnet",
+        paper=_PAPER + " (MNIST tutorial network)",
         # 28..31 -> conv 24..27 -> pool 12..13 -> conv 8..9 -> pool 4: the 4x4x32 = 512 features fc takes
-        default_input_size=28, min_input_size=28, max_input_size=31,
+        default_input_size=28,
+        min_input_size=28,
+        max_input_size=31,
         options={},
         num_params=41_514,
         reference_recipe=tutorial_recipe(epochs=10),
@@ -117,9 +131,12 @@ model_infos = {
         fast_recipe=fast_adam_recipe("mnist", epochs=3, lr=0.003),
     ),
     "resnet18": ModelInfo(
-        name="resnet18", family="resnet", paper=_PAPER,
+        name="resnet18",
+        family="resnet",
+        paper=_PAPER,
         # 7x7 s2 p3 stem, 3x3 s2 p1 max-pool and strided 3x3 p1 / 1x1 convs map even 1x1 to 1x1; the pool is global
-        default_input_size=96, min_input_size=1,
+        default_input_size=96,
+        min_input_size=1,
         options={},
         num_params=11_178_378,  # derived in ResNet's docstring (the spec says "≈11.2 M")
         reference_recipe=d2l_recipe(batch_size=256, lr=0.05, resize=96),

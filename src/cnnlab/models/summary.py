@@ -7,6 +7,7 @@ layer's MACs (FLOPs / 2; conv and matmul work only). `render_summary` turns the
 numbers into a table. Both work on a model built on the meta device, which costs
 no memory or time even for VGG-11.
 """
+
 from __future__ import annotations
 
 import math
@@ -100,7 +101,9 @@ def count_macs(model: nn.Module, input_size: int, in_channels: int) -> int:
         else:
             total += output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
 
-    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
+    handles = [
+        m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))
+    ]
     was_training = model.training
     model.eval()
     try:
@@ -140,8 +143,11 @@ def summarize(model: nn.Module, input_size: int, in_channels: int, batch_size: i
         module = modules[path]
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else ()
         params = sum(p.numel() for p in module.parameters())
-        layers.append(LayerStats(path, type(module).__name__, input_shape, shape, params,
-                                 flops_by_module.get(f"{root}.{path}", 0) // 2))
+        layers.append(
+            LayerStats(
+                path, type(module).__name__, input_shape, shape, params, flops_by_module.get(f"{root}.{path}", 0) // 2
+            )
+        )
 
     tensors = [x, *(o for _, o in outputs.values() if isinstance(o, torch.Tensor))]
     per_image_bytes = sum(t.numel() * t.element_size() for t in tensors)
@@ -176,8 +182,9 @@ def render_table(header: list[str], rows: list[list[str]], right: Collection[int
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), rule, *(line(r) for r in rows)])
@@ -185,8 +192,10 @@ def render_table(header: list[str], rows: list[list[str]], right: Collection[int
 
 def render_summary(summary: ModelSummary, name: str | None = None) -> str:
     """The layer table and the totals, as text."""
-    rows = [[layer.path, layer.type, str(layer.output_shape), f"{layer.params:,}", format_count(layer.macs)]
-            for layer in summary.layers]
+    rows = [
+        [layer.path, layer.type, str(layer.output_shape), f"{layer.params:,}", format_count(layer.macs)]
+        for layer in summary.layers
+    ]
     table = render_table(["layer", "type", "output shape", "params", "MACs"], rows, right={3, 4})
     totals = [
         f"model: {name or summary.model}, input {summary.input_shape}, output {summary.output_shape}",

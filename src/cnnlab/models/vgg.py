@@ -6,6 +6,7 @@ Fashion-MNIST); the hidden linear layers stay 4096 wide. As in torchvision, an
 adaptive average pool to 7x7 sits before the classifier: an exact identity at
 224..231, and it lets any input of 32x32 or more through.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -26,12 +27,21 @@ HIDDEN = 4096
 
 # ---- model --------------------------------------------------------------------------
 class VGG(PooledMLPNet):
-    def __init__(self, cfg: list[int | str], in_channels: int, num_classes: int, width: int = 1,
-                 dropout: float = 0.5, batch_norm: bool = False):
+    def __init__(
+        self,
+        cfg: list[int | str],
+        in_channels: int,
+        num_classes: int,
+        width: int = 1,
+        dropout: float = 0.5,
+        batch_norm: bool = False,
+    ):
         narrowest = min(c for c in cfg if isinstance(c, int))
         if width > narrowest:
-            raise CnnlabError(f"option 'width' of VGG must be between 1 and {narrowest} "
-                              f"(it divides every conv width, the narrowest is {narrowest}), got {width}")
+            raise CnnlabError(
+                f"option 'width' of VGG must be between 1 and {narrowest} "
+                f"(it divides every conv width, the narrowest is {narrowest}), got {width}"
+            )
         layers: list[nn.Module] = []
         c_in = in_channels
         for item in cfg:
@@ -47,9 +57,11 @@ class VGG(PooledMLPNet):
 # ---- metadata -----------------------------------------------------------------------
 model_infos = {
     "vgg11": ModelInfo(
-        name="vgg11", family="vgg",
+        name="vgg11",
+        family="vgg",
         paper="Simonyan & Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition, ICLR 2015",
-        default_input_size=224, min_input_size=32,  # five 2x2 max-pools: 32 -> 1
+        default_input_size=224,
+        min_input_size=32,  # five 2x2 max-pools: 32 -> 1
         options={
             "width": "divide every conv channel count by this (default 1; the reference recipe uses 4)",
             "dropout": "dropout rate after the two hidden linear layers (default 0.5)",
@@ -58,14 +70,16 @@ model_infos = {
         num_params=128_806_154,  # width 1; the reference recipe's width 4 gives 43,093,322
         reference_recipe=d2l_recipe(batch_size=128, lr=0.05, resize=224, model_options={"width": 4}),
         reference_result="≈91-92% test acc (Fashion-MNIST, width 4, 10 epochs)",
-        fast_recipe=fast_recipe("fashion-mnist", epochs=5, lr=0.05, resize=64, augment=True,
-                                model_options={"width": 4, "batch_norm": True}),
+        fast_recipe=fast_recipe(
+            "fashion-mnist", epochs=5, lr=0.05, resize=64, augment=True, model_options={"width": 4, "batch_norm": True}
+        ),
     ),
 }
 
 
 # ---- builders -----------------------------------------------------------------------
 @register_model
-def vgg11(in_channels: int = 1, num_classes: int = 10, *, width: int = 1, dropout: float = 0.5,
-          batch_norm: bool = False) -> VGG:
+def vgg11(
+    in_channels: int = 1, num_classes: int = 10, *, width: int = 1, dropout: float = 0.5, batch_norm: bool = False
+) -> VGG:
     return VGG(cfgs["vgg11"], in_channels, num_classes, width=width, dropout=dropout, batch_norm=batch_norm)

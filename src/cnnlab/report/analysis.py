@@ -4,6 +4,7 @@ Uses the run's own model and preprocessing (`load_run`) on the test split it was
 Whatever cannot be computed (no checkpoint, data not found) becomes a note, never an error:
 a report of ten runs should not fail because one of them crashed.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -58,8 +59,9 @@ def png_bytes(plot, *args, **kwargs) -> bytes:
         return path.read_bytes()
 
 
-def analyse_run(run_dir: str | Path, datasets: DatasetCache, data_dir: str | None = None, which: str = "last",
-                max_images: int = 32) -> RunAnalysis:
+def analyse_run(
+    run_dir: str | Path, datasets: DatasetCache, data_dir: str | None = None, which: str = "last", max_images: int = 32
+) -> RunAnalysis:
     """Evaluate the run's `which` checkpoint on its test split; collect up to `max_images` mistakes."""
 
     try:
@@ -79,12 +81,18 @@ def analyse_run(run_dir: str | Path, datasets: DatasetCache, data_dir: str | Non
         return RunAnalysis(classes=classes, note=f"cannot evaluate the model: {first_line}")
     confidence, predicted = probabilities.max(1)
     wrong = (predicted != labels).nonzero().flatten()
-    analysis = RunAnalysis(classes, result.confusion, result.accuracy, result.count, len(wrong),
-                           checkpoint=trained.checkpoint["path"])
+    analysis = RunAnalysis(
+        classes, result.confusion, result.accuracy, result.count, len(wrong), checkpoint=trained.checkpoint["path"]
+    )
     if len(wrong) and max_images > 0:
         shown = wrong[:max_images]
         analysis.misclassified_png = png_bytes(
-            plot_samples, images[shown], labels[shown], predicted[shown], classes, probs=confidence[shown],
+            plot_samples,
+            images[shown],
+            labels[shown],
+            predicted[shown],
+            classes,
+            probs=confidence[shown],
             title=f"{len(shown)} of {len(wrong)} misclassified test images: predicted (true)",
         )
     return analysis

@@ -4,6 +4,7 @@ Plain string templates; every value that comes from a run folder (model names, c
 paths, captions) goes through `esc` (html.escape). Figures are embedded as base64 data URIs, the
 CSS is inline, and there is no script, so the file opens anywhere, offline, and can be mailed.
 """
+
 from __future__ import annotations
 
 import base64
@@ -35,8 +36,23 @@ from cnnlab.runfolder.record import NOT_A_RUN, RunRecord, read_run
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
 # Summary keys in display order, with how to show them.
-SUMMARY_KEYS = ["status", "model", "dataset", "recipe", "epochs", "final_test_acc", "best_test_acc", "best_epoch",
-                "total_seconds", "mean_images_per_s", "params", "macs", "input_size", "device", "world_size"]
+SUMMARY_KEYS = [
+    "status",
+    "model",
+    "dataset",
+    "recipe",
+    "epochs",
+    "final_test_acc",
+    "best_test_acc",
+    "best_epoch",
+    "total_seconds",
+    "mean_images_per_s",
+    "params",
+    "macs",
+    "input_size",
+    "device",
+    "world_size",
+]
 PROVENANCE_KEYS = ["cnnlab", "torch", "python", "platform", "host", "device", "world_size", "started", "command"]
 
 CSS = """
@@ -79,12 +95,18 @@ def data_uri(data: bytes, mime: str = "image/png") -> str:
 def figure(data: bytes | None, caption: str, mime: str = "image/png") -> str:
     if not data:
         return ""
-    return (f'<figure><img src="{data_uri(data, mime)}" alt="{esc(caption)}">'
-            f"<figcaption>{esc(caption)}</figcaption></figure>")
+    return (
+        f'<figure><img src="{data_uri(data, mime)}" alt="{esc(caption)}">'
+        f"<figcaption>{esc(caption)}</figcaption></figure>"
+    )
 
 
 # What an image file must start with to be embedded as its type: a report shares pictures, nothing else.
-IMAGE_MAGIC = {"image/png": (b"\x89PNG\r\n\x1a\n",), "image/jpeg": (b"\xff\xd8\xff",), "image/gif": (b"GIF87a", b"GIF89a")}
+IMAGE_MAGIC = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+}
 MAX_FIGURE_BYTES = 16 * 2**20
 MAX_FOLDER_FIGURES = 200  # a folder of inspect figures, or an experiment's list, is cut here
 
@@ -108,12 +130,14 @@ def file_figure(path: Path, caption: str, within: Path) -> str:
     return figure(data, caption, mime)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[int] = frozenset(),
-          css_class: str = "") -> str:
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[int] = frozenset(), css_class: str = ""
+) -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f'<td class="num">{esc(c)}</td>' if i in numeric else f"<td>{esc(c)}</td>"
-                         for i, c in enumerate(row)) + "</tr>"
+        "<tr>"
+        + "".join(f'<td class="num">{esc(c)}</td>' if i in numeric else f"<td>{esc(c)}</td>" for i, c in enumerate(row))
+        + "</tr>"
         for row in rows
     )
     attribute = f' class="{esc(css_class)}"' if css_class else ""
@@ -136,21 +160,32 @@ def _show(value: Any) -> str:
 def _summary_value(key: str, value: Any) -> str:
     if key == "mean_images_per_s":
         return format_value("images_per_s", value)
-    return format_value(key, value) if key in ("final_test_acc", "best_test_acc", "params", "macs",
-                                               "total_seconds") else _show(value)
+    return (
+        format_value(key, value)
+        if key in ("final_test_acc", "best_test_acc", "params", "macs", "total_seconds")
+        else _show(value)
+    )
 
 
 def _numbers(record: RunRecord) -> str:
     """The headline numbers as boxes."""
-    boxes = [("final test accuracy", format_value("final_test_acc", record.summary.get("final_test_acc"))),
-             ("best test accuracy", format_value("best_test_acc", record.summary.get("best_test_acc"))
-              + (f" (epoch {record.summary['best_epoch']})" if record.summary.get("best_epoch") else "")),
-             ("parameters", format_value("params", record.summary.get("params"))),
-             ("MACs / image", format_value("macs", record.summary.get("macs"))),
-             ("training time", format_value("total_seconds", record.summary.get("total_seconds")) + " s"),
-             ("images / s", format_value("images_per_s", record.summary.get("mean_images_per_s")))]
-    return '<div class="numbers">' + "".join(f"<div>{esc(label)}<b>{esc(value)}</b></div>"
-                                             for label, value in boxes) + "</div>"
+    boxes = [
+        ("final test accuracy", format_value("final_test_acc", record.summary.get("final_test_acc"))),
+        (
+            "best test accuracy",
+            format_value("best_test_acc", record.summary.get("best_test_acc"))
+            + (f" (epoch {record.summary['best_epoch']})" if record.summary.get("best_epoch") else ""),
+        ),
+        ("parameters", format_value("params", record.summary.get("params"))),
+        ("MACs / image", format_value("macs", record.summary.get("macs"))),
+        ("training time", format_value("total_seconds", record.summary.get("total_seconds")) + " s"),
+        ("images / s", format_value("images_per_s", record.summary.get("mean_images_per_s"))),
+    ]
+    return (
+        '<div class="numbers">'
+        + "".join(f"<div>{esc(label)}<b>{esc(value)}</b></div>" for label, value in boxes)
+        + "</div>"
+    )
 
 
 def _per_class_table(analysis: RunAnalysis) -> str:
@@ -166,18 +201,36 @@ def _per_class_table(analysis: RunAnalysis) -> str:
 
 def _curves_section(record: RunRecord) -> str:
 
-    shown = file_figure(record.path / "curves.png", within=record.path, caption="Loss and accuracy per epoch (train and test)")
+    shown = file_figure(
+        record.path / "curves.png", within=record.path, caption="Loss and accuracy per epoch (train and test)"
+    )
     if not shown and record.history:  # an incomplete run has metrics but no figure yet
-        shown = figure(png_bytes(plot_curves, record.history),
-                       f"Loss and accuracy per epoch, from metrics.csv ({len(record.history)} epochs so far)")
+        shown = figure(
+            png_bytes(plot_curves, record.history),
+            f"Loss and accuracy per epoch, from metrics.csv ({len(record.history)} epochs so far)",
+        )
     if not shown:
         shown = note("no curves.png and no metrics.csv rows in this folder")
-    rows = [[r.get("epoch"), _pct(r.get("train_acc")), _pct(r.get("test_acc")), _num(r.get("train_loss")),
-             _num(r.get("test_loss")), _num(r.get("lr"), "{:.4g}"), _num(r.get("epoch_seconds"), "{:.1f}")]
-            for r in record.history]
-    metrics = table(["epoch", "train acc", "test acc", "train loss", "test loss", "lr", "seconds"], rows,
-                    numeric=set(range(7))) if rows else ""
-    return f'<h3>Curves</h3>{shown}{metrics}'
+    rows = [
+        [
+            r.get("epoch"),
+            _pct(r.get("train_acc")),
+            _pct(r.get("test_acc")),
+            _num(r.get("train_loss")),
+            _num(r.get("test_loss")),
+            _num(r.get("lr"), "{:.4g}"),
+            _num(r.get("epoch_seconds"), "{:.1f}"),
+        ]
+        for r in record.history
+    ]
+    metrics = (
+        table(
+            ["epoch", "train acc", "test acc", "train loss", "test loss", "lr", "seconds"], rows, numeric=set(range(7))
+        )
+        if rows
+        else ""
+    )
+    return f"<h3>Curves</h3>{shown}{metrics}"
 
 
 def _pct(value: Any) -> str:
@@ -190,18 +243,28 @@ def _num(value: Any, pattern: str = "{:.4f}") -> str:
 
 def _confusion_section(record: RunRecord, analysis: RunAnalysis) -> str:
 
-    shown = file_figure(record.path / "confusion.png", within=record.path, caption="Test confusion matrix (rows: true, columns: predicted)")
+    shown = file_figure(
+        record.path / "confusion.png",
+        within=record.path,
+        caption="Test confusion matrix (rows: true, columns: predicted)",
+    )
     if not shown and analysis.confusion is not None:
-        shown = figure(png_bytes(plot_confusion, analysis.confusion, analysis.classes),
-                       "Test confusion matrix (rows: true, columns: predicted)")
+        shown = figure(
+            png_bytes(plot_confusion, analysis.confusion, analysis.classes),
+            "Test confusion matrix (rows: true, columns: predicted)",
+        )
     confusion = f"<h3>Confusion matrix</h3>{shown or note('no confusion matrix: ' + (analysis.note or 'none saved'))}"
-    per_class = file_figure(record.path / "per_class.png", within=record.path, caption="Accuracy of each class on the test split")
+    per_class = file_figure(
+        record.path / "per_class.png", within=record.path, caption="Accuracy of each class on the test split"
+    )
     if not per_class and analysis.confusion is not None:
-        per_class = figure(png_bytes(plot_per_class, analysis.confusion, analysis.classes),
-                           "Accuracy of each class on the test split")
+        per_class = figure(
+            png_bytes(plot_per_class, analysis.confusion, analysis.classes), "Accuracy of each class on the test split"
+        )
     if analysis.confusion is not None:
-        source = (f"from {analysis.checkpoint} on {analysis.count:,} test images: "
-                  f"accuracy {100 * analysis.accuracy:.2f}%")
+        source = (
+            f"from {analysis.checkpoint} on {analysis.count:,} test images: accuracy {100 * analysis.accuracy:.2f}%"
+        )
         per_class += f'<p class="meta">{esc(source)}</p>' + _per_class_table(analysis)
     elif not per_class:
         per_class = note("no per-class accuracy: " + (analysis.note or "none saved"))
@@ -210,14 +273,18 @@ def _confusion_section(record: RunRecord, analysis: RunAnalysis) -> str:
 
 def _misclassified_section(record: RunRecord, analysis: RunAnalysis) -> str:
     if analysis.misclassified_png:
-        body = figure(analysis.misclassified_png,
-                      f"{analysis.wrong:,} of {analysis.count:,} test images are misclassified; "
-                      "each is titled predicted label, confidence (true label)")
+        body = figure(
+            analysis.misclassified_png,
+            f"{analysis.wrong:,} of {analysis.count:,} test images are misclassified; "
+            "each is titled predicted label, confidence (true label)",
+        )
     elif analysis.confusion is not None:
         body = note(f"no misclassified images among the {analysis.count:,} test images")
     else:
         body = note("the model could not be evaluated: " + analysis.note)
-        body += file_figure(record.path / "samples.png", within=record.path, caption="Test samples saved by the run (mistakes in red)")
+        body += file_figure(
+            record.path / "samples.png", within=record.path, caption="Test samples saved by the run (mistakes in red)"
+        )
     return f"<h3>Misclassified test images</h3>{body}"
 
 
@@ -235,8 +302,11 @@ def _config_section(record: RunRecord) -> str:
     config_rows = [[k, _show(v)] for k, v in record.config.items()]
     provenance = [[k, _show(record.meta[k])] for k in PROVENANCE_KEYS if k in record.meta]
     parts = ["<h3>Config</h3>"]
-    parts.append(table(["option", "value"], config_rows, css_class="kv") if config_rows
-                 else note("no config.json in this folder"))
+    parts.append(
+        table(["option", "value"], config_rows, css_class="kv")
+        if config_rows
+        else note("no config.json in this folder")
+    )
     if provenance:
         parts.append(table(["provenance", "value"], provenance, css_class="kv"))
     return "".join(parts)
@@ -251,15 +321,25 @@ def _summary_section(record: RunRecord) -> str:
 
 def run_section(record: RunRecord, analysis: RunAnalysis, anchor: str, collapsed: bool) -> str:
     title = f"{record.name}: {record.get('model', '?')} on {record.get('dataset', '?')}"
-    status = f"{record.status}" + (f", final test accuracy {_pct(record.summary.get('final_test_acc'))}"
-                                   if record.complete else f" ({record.reason})")
-    body = (f'<p class="meta">{esc(record.path)} - {esc(status)}</p>'
-            + _summary_section(record) + _curves_section(record)
-            + _confusion_section(record, analysis) + _misclassified_section(record, analysis)
-            + _inside_section(record) + _config_section(record))
+    status = f"{record.status}" + (
+        f", final test accuracy {_pct(record.summary.get('final_test_acc'))}"
+        if record.complete
+        else f" ({record.reason})"
+    )
+    body = (
+        f'<p class="meta">{esc(record.path)} - {esc(status)}</p>'
+        + _summary_section(record)
+        + _curves_section(record)
+        + _confusion_section(record, analysis)
+        + _misclassified_section(record, analysis)
+        + _inside_section(record)
+        + _config_section(record)
+    )
     if collapsed:
-        return (f'<section id="{esc(anchor)}" class="run"><details><summary>{esc(title)} - {esc(status)}'
-                f"</summary>{body}</details></section>")
+        return (
+            f'<section id="{esc(anchor)}" class="run"><details><summary>{esc(title)} - {esc(status)}'
+            f"</summary>{body}</details></section>"
+        )
     return f'<section id="{esc(anchor)}" class="run"><h2>{esc(title)}</h2>{body}</section>'
 
 
@@ -268,8 +348,12 @@ def run_section(record: RunRecord, analysis: RunAnalysis, anchor: str, collapsed
 
 def _is_table(summary: dict[str, Any]) -> bool:
     headers, rows = summary.get("headers"), summary.get("rows", [])
-    return (isinstance(headers, list) and isinstance(rows, list)
-            and all(isinstance(row, list) for row in rows) and isinstance(summary.get("caption", ""), (str, type(None))))
+    return (
+        isinstance(headers, list)
+        and isinstance(rows, list)
+        and all(isinstance(row, list) for row in rows)
+        and isinstance(summary.get("caption", ""), (str, type(None)))
+    )
 
 
 def _experiment_figure(folder: Path, name: Any) -> str:
@@ -282,9 +366,11 @@ def _experiment_figure(folder: Path, name: Any) -> str:
 
 def experiment_section(folder: Path, info: dict[str, Any], anchor: str) -> str:
     """An experiment.json's summary table, references and figures."""
-    parts = [f'<section id="{esc(anchor)}" class="experiment"><h2>{esc(info.get("title") or folder.name)}</h2>',
-             f'<p class="meta">{esc(folder)} - {esc(info.get("kind", "experiment"))}, '
-             f'status {esc(info.get("status", "?"))}, created {esc(info.get("created", "?"))}</p>']
+    parts = [
+        f'<section id="{esc(anchor)}" class="experiment"><h2>{esc(info.get("title") or folder.name)}</h2>',
+        f'<p class="meta">{esc(folder)} - {esc(info.get("kind", "experiment"))}, '
+        f"status {esc(info.get('status', '?'))}, created {esc(info.get('created', '?'))}</p>",
+    ]
     summary = info.get("summary_table")
     if isinstance(summary, dict) and summary.get("headers") and not _is_table(summary):
         parts.append(note("experiment.json's summary_table is not a table (headers and rows of values); left out"))
@@ -294,14 +380,19 @@ def experiment_section(folder: Path, info: dict[str, Any], anchor: str) -> str:
         headers = summary["headers"]
         parts.append(table(headers, summary.get("rows", []), numeric=set(range(1, len(headers)))))
     elif info.get("status") != "complete":
-        parts.append(note("the experiment has not finished: run the same command again with -o "
-                          f"{folder} to complete it"))
+        parts.append(
+            note(f"the experiment has not finished: run the same command again with -o {folder} to complete it")
+        )
     references = info.get("references")
     if isinstance(references, dict) and references:
-        parts.append("<ul>" + "".join(f"<li>reference for {esc(k)}: {esc(v)}</li>" for k, v in references.items())
-                     + "</ul>")
-    settings = {k: info[k] for k in ("models", "dataset", "epochs", "seeds", "recipe", "permutation_seed",
-                                     "settings", "common", "options") if k in info}
+        parts.append(
+            "<ul>" + "".join(f"<li>reference for {esc(k)}: {esc(v)}</li>" for k, v in references.items()) + "</ul>"
+        )
+    settings = {
+        k: info[k]
+        for k in ("models", "dataset", "epochs", "seeds", "recipe", "permutation_seed", "settings", "common", "options")
+        if k in info
+    }
     if settings:
         parts.append(table(["setting", "value"], [[k, _show(v)] for k, v in settings.items()], css_class="kv"))
     listed = info.get("figures") if isinstance(info.get("figures"), list) else []
@@ -316,15 +407,21 @@ def comparison_section(board: Leaderboard, anchor: str) -> str:
     headers, cells = table_cells(board)
     if cells:
         parts.append(table(headers, cells, numeric={i for i, (k, _) in enumerate(COLUMNS) if k in NUMERIC}))
-        parts.append(figure(png_bytes(plot_leaderboard, board),
-                            "Final test accuracy vs training time and vs parameters (one point per run), "
-                            "and the test accuracy of every run per epoch"))
+        parts.append(
+            figure(
+                png_bytes(plot_leaderboard, board),
+                "Final test accuracy vs training time and vs parameters (one point per run), "
+                "and the test accuracy of every run per epoch",
+            )
+        )
     else:
         parts.append(note("no complete run to compare"))
     if board.others:
-        parts.append("<h3>Not compared</h3><ul>" + "".join(
-            f"<li><code>{esc(r.path)}</code>: {esc(r.status)} ({esc(r.reason)})</li>" for r in board.others)
-            + "</ul>")
+        parts.append(
+            "<h3>Not compared</h3><ul>"
+            + "".join(f"<li><code>{esc(r.path)}</code>: {esc(r.status)} ({esc(r.reason)})</li>" for r in board.others)
+            + "</ul>"
+        )
     return "".join(parts) + "</section>"
 
 
@@ -351,8 +448,10 @@ def collect_inputs(paths: Sequence[str | Path]) -> ReportInputs:
         (inputs.others if record.status == NOT_A_RUN else inputs.runs).append(record)
     if not inputs.runs and not inputs.experiments:
         reasons = "; ".join(f"{r.path}: {r.reason}" for r in inputs.others)
-        raise CnnlabError(f"nothing to report: {reasons}; pass run folders (with config.json/summary.json) "
-                          "or an experiment folder (with experiment.json)")
+        raise CnnlabError(
+            f"nothing to report: {reasons}; pass run folders (with config.json/summary.json) "
+            "or an experiment folder (with experiment.json)"
+        )
     return inputs
 
 
@@ -375,14 +474,17 @@ def render_report(inputs: ReportInputs, analyses: Sequence[RunAnalysis], title: 
         contents.append((anchor, f"{record.name} ({record.status})"))
     if len(inputs.runs) <= 1 and inputs.others:
         sections.append(note("not runs: " + "; ".join(f"{r.path} ({r.reason})" for r in inputs.others)))
-    nav = ('<nav><ul>' + "".join(f'<li><a href="#{esc(a)}">{esc(t)}</a></li>' for a, t in contents)
-           + "</ul></nav>") if len(contents) > 1 else ""
+    nav = (
+        ("<nav><ul>" + "".join(f'<li><a href="#{esc(a)}">{esc(t)}</a></li>' for a, t in contents) + "</ul></nav>")
+        if len(contents) > 1
+        else ""
+    )
     made = _dt.datetime.now().isoformat(timespec="seconds")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body><main>"
-        f"<h1>{esc(title)}</h1><p class=\"meta\">made by cnnlab {esc(__version__)} on {esc(made)}</p>"
+        f'<h1>{esc(title)}</h1><p class="meta">made by cnnlab {esc(__version__)} on {esc(made)}</p>'
         f"{nav}{''.join(sections)}</main></body></html>\n"
     )
 

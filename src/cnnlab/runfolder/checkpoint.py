@@ -5,6 +5,7 @@ A checkpoint holds everything needed to continue a run exactly: model, optimizer
 grad-scaler state, the position (epoch, step), the partial-epoch metric sums, every RNG state and the
 resolved config. The trainer's `TrainState` (training/state.py) writes and restores it.
 """
+
 from __future__ import annotations
 
 import io
@@ -82,8 +83,9 @@ def load_checkpoint(path: str | Path, name: str = "last.pt") -> dict[str, Any]:
     # block); a checkpoint file named directly is the caller's choice, and may be reached through a link.
     in_run = Path(path).is_dir()
     try:
-        fd = open_regular(file if in_run else os.path.realpath(file), within=path if in_run else None,
-                          limit=MAX_CHECKPOINT_BYTES)
+        fd = open_regular(
+            file if in_run else os.path.realpath(file), within=path if in_run else None, limit=MAX_CHECKPOINT_BYTES
+        )
     except UnsafeFileError as err:
         raise CnnlabError(f"cannot load checkpoint: {err}") from None
     try:
@@ -96,8 +98,10 @@ def load_checkpoint(path: str | Path, name: str = "last.pt") -> dict[str, Any]:
         # Only the reason is passed on: torch's text suggests weights_only=False, which would let the file run code.
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if found:
-            raise CnnlabError(f"{str(file)!r} is not a cnnlab checkpoint: it holds Python objects ({found.group(1)}) "
-                              "that could run code, so cnnlab will not load it") from None
+            raise CnnlabError(
+                f"{str(file)!r} is not a cnnlab checkpoint: it holds Python objects ({found.group(1)}) "
+                "that could run code, so cnnlab will not load it"
+            ) from None
         reason = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(err))
         why = reason.group(1).strip() if reason else _first_line(err)
         if "weights_only" in why:
@@ -143,9 +147,12 @@ def _checkpoint_problem(obj: Any) -> str | None:
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             return f"model entry {key!r:.60} is a {type(value).__name__}, not a tensor"
     optimizer = obj["optimizer"]
-    if not (isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict)
-            and isinstance(optimizer.get("param_groups"), list)
-            and all(isinstance(group, dict) for group in optimizer["param_groups"])):
+    if not (
+        isinstance(optimizer, dict)
+        and isinstance(optimizer.get("state"), dict)
+        and isinstance(optimizer.get("param_groups"), list)
+        and all(isinstance(group, dict) for group in optimizer["param_groups"])
+    ):
         return "optimizer must be an optimizer's state_dict (state and param_groups)"
     for key in ("scheduler", "scaler"):
         if not isinstance(obj[key], dict):
@@ -159,13 +166,19 @@ def _checkpoint_problem(obj: Any) -> str | None:
     if best_epoch is not None and not (_is_int(best_epoch) and best_epoch >= 0):
         return f"best_epoch must be a non-negative integer or None, got {best_epoch!r:.40}"
     sums = obj.get("epoch_sums")
-    if sums is not None and not (isinstance(sums, dict) and set(sums) >= _EPOCH_SUMS
-                                 and all(_is_number(v) or isinstance(v, torch.Tensor) and v.numel() == 1
-                                         for v in sums.values())):
+    if sums is not None and not (
+        isinstance(sums, dict)
+        and set(sums) >= _EPOCH_SUMS
+        and all(_is_number(v) or isinstance(v, torch.Tensor) and v.numel() == 1 for v in sums.values())
+    ):
         return f"epoch_sums must be None or numbers for {', '.join(sorted(_EPOCH_SUMS))}"
     rng = obj["rng"]
-    if not (isinstance(rng, dict) and isinstance(rng.get("torch"), torch.Tensor) and rng["torch"].dtype == torch.uint8
-            and all(isinstance(t, torch.Tensor) for t in rng.get("cuda", []))):
+    if not (
+        isinstance(rng, dict)
+        and isinstance(rng.get("torch"), torch.Tensor)
+        and rng["torch"].dtype == torch.uint8
+        and all(isinstance(t, torch.Tensor) for t in rng.get("cuda", []))
+    ):
         return "rng must hold torch's generator state (a uint8 tensor)"
     if "run_dir" in obj and not isinstance(obj["run_dir"], str):
         return f"run_dir must be a string, got {type(obj['run_dir']).__name__}"
@@ -191,8 +204,21 @@ def _checkpoint_problem(obj: Any) -> str | None:
 
 
 # What `TrainState.to_checkpoint` always writes (best_epoch, epoch_sums and run_dir are checked when present).
-_REQUIRED_KEYS = ("version", "model", "optimizer", "scheduler", "scaler", "epoch", "step", "best_acc", "rng",
-                  "config", "num_classes", "in_channels", "classes")
+_REQUIRED_KEYS = (
+    "version",
+    "model",
+    "optimizer",
+    "scheduler",
+    "scaler",
+    "epoch",
+    "step",
+    "best_acc",
+    "rng",
+    "config",
+    "num_classes",
+    "in_channels",
+    "classes",
+)
 _EPOCH_SUMS = {"loss_sum", "correct", "seen", "seconds"}
 _MAX_COUNT = 100_000  # classes or channels: far above any dataset cnnlab trains on
 

@@ -9,6 +9,7 @@ Each field may declare a role in its metadata, and the lists other modules need 
 that changes it re-plans the learning-rate schedule), "incidental" (where or how a run is shown, not what
 it is: two runs that differ only there are the same run).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,7 +46,9 @@ def _opt(default, help: str, **meta):
 class TrainConfig:
     model: str = _opt("convnet", "model name (see `cnnlab models`)", role="resume")
     dataset: str = _opt("mnist", "dataset name (see `cnnlab datasets`)", role="resume")
-    data_dir: str | None = _opt(None, "folder holding the dataset files (default: search the usual places)", role="incidental")
+    data_dir: str | None = _opt(
+        None, "folder holding the dataset files (default: search the usual places)", role="incidental"
+    )
     epochs: int = _opt(3, "passes over the training set", role="schedule")
     batch_size: int = _opt(128, "global batch size in images (split across processes under torchrun)", role="resume")
     lr: float = _opt(0.05, "peak learning rate", role="schedule")
@@ -66,35 +69,64 @@ class TrainConfig:
     init: str = _opt("default", "weight init: default | xavier | normal:STD")
     model_options: dict = _opt({}, "model options as JSON, e.g. '{\"batch_norm\": true}'", role="resume")
     recipe: str | None = _opt(
-        None, "start from the model's recipe: fast (CPU-friendly, the CLI's default) | reference (as published) | "
-        "none (plain defaults); see `cnnlab recipes`")
-    device: str = _opt("auto", "device: " + "|".join(DEVICES) + " (auto: cuda, then mps, then cpu; cuda:N: GPU N)", role="incidental")
-    precision: str = _opt("fp32", "compute precision: " + "|".join(PRECISIONS) + " (autocast; auto: bf16 on a CPU "
-                          "that computes it natively, AVX-512 BF16 or AMX, else fp32)")
+        None,
+        "start from the model's recipe: fast (CPU-friendly, the CLI's default) | reference (as published) | "
+        "none (plain defaults); see `cnnlab recipes`",
+    )
+    device: str = _opt(
+        "auto", "device: " + "|".join(DEVICES) + " (auto: cuda, then mps, then cpu; cuda:N: GPU N)", role="incidental"
+    )
+    precision: str = _opt(
+        "fp32",
+        "compute precision: " + "|".join(PRECISIONS) + " (autocast; auto: bf16 on a CPU "
+        "that computes it natively, AVX-512 BF16 or AMX, else fp32)",
+    )
     channels_last: bool = _opt(False, "use channels-last memory format")
     compile: bool = _opt(False, "torch.compile the model")
     seed: int = _opt(0, "random seed (init, order, augmentation, dropout)")
     deterministic: bool = _opt(False, "use deterministic algorithms (bitwise-repeatable runs)")
-    out: str | None = _opt(None, "run folder, new or empty (default runs/<model>-<dataset>-<timestamp>)", role="incidental")
-    init_from: str | None = _opt(None, "start a new run from the weights of this run folder (its best.pt) or checkpoint file")
-    keep_checkpoints: str | None = _opt(None, "also keep checkpoints/epoch-NNN.pt after each epoch: all | N (the newest N)")
+    out: str | None = _opt(
+        None, "run folder, new or empty (default runs/<model>-<dataset>-<timestamp>)", role="incidental"
+    )
+    init_from: str | None = _opt(
+        None, "start a new run from the weights of this run folder (its best.pt) or checkpoint file"
+    )
+    keep_checkpoints: str | None = _opt(
+        None, "also keep checkpoints/epoch-NNN.pt after each epoch: all | N (the newest N)"
+    )
     limit_train: int | None = _opt(None, "use only the first N training images", role="resume")
     limit_test: int | None = _opt(None, "use only the first N test images")
     val_split: int | None = _opt(
-        None, "hold out N training images for validation (stratified by class, seeded by --seed): best.pt and "
-        "--target-acc then select on them, and metrics report validation beside test", role="resume")
+        None,
+        "hold out N training images for validation (stratified by class, seeded by --seed): best.pt and "
+        "--target-acc then select on them, and metrics report validation beside test",
+        role="resume",
+    )
     eval_every: int = _opt(1, "evaluate on the test split every N epochs (and after the last)")
-    tta: bool = _opt(False, "test-time augmentation in every evaluation: average the outputs over each test image "
-                     "and its mirror image (clothes, objects) or its 1-pixel shifts (digits, characters)")
-    eval_batch_size: int = _opt(500, "batch size for evaluation (larger is faster, but holds more activations)", role="incidental")
-    target_acc: float | None = _opt(None, "stop once test accuracy (validation accuracy with --val-split) reaches this "
-                                    "fraction (e.g. 0.992)")
+    tta: bool = _opt(
+        False,
+        "test-time augmentation in every evaluation: average the outputs over each test image "
+        "and its mirror image (clothes, objects) or its 1-pixel shifts (digits, characters)",
+    )
+    eval_batch_size: int = _opt(
+        500, "batch size for evaluation (larger is faster, but holds more activations)", role="incidental"
+    )
+    target_acc: float | None = _opt(
+        None, "stop once test accuracy (validation accuracy with --val-split) reaches this fraction (e.g. 0.992)"
+    )
     progress: bool = _opt(True, "show progress bars (plain lines when not a terminal)", role="incidental")
-    tensorboard: bool = _opt(False, "also log to TensorBoard in RUN/tensorboard (needs cnnlab[tensorboard])", role="incidental")
+    tensorboard: bool = _opt(
+        False, "also log to TensorBoard in RUN/tensorboard (needs cnnlab[tensorboard])", role="incidental"
+    )
     sync_bn: bool = _opt(False, "convert BatchNorm to SyncBatchNorm under torchrun")
-    backend: str | None = _opt(None, "torch.distributed backend (default: nccl on CUDA, gloo on CPU)", role="incidental")
-    dist_timeout: float = _opt(300.0, "seconds a process waits for its peers in a collective before it stops with an "
-                               "error (under torchrun; a lost peer otherwise hangs the others)")
+    backend: str | None = _opt(
+        None, "torch.distributed backend (default: nccl on CUDA, gloo on CPU)", role="incidental"
+    )
+    dist_timeout: float = _opt(
+        300.0,
+        "seconds a process waits for its peers in a collective before it stops with an "
+        "error (under torchrun; a lost peer otherwise hangs the others)",
+    )
 
     # ---- resolution ----------------------------------------------------------------
 
@@ -111,18 +143,18 @@ class TrainConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
         check_keys(values, source)
         return cls(**values)
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         check_keys(changes, "option")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise a one-line CnnlabError for the first bad value; return self."""
         from cnnlab.data import list_datasets  # here: data and models import torch; the schema loads without it
         from cnnlab.models import list_models
@@ -151,12 +183,17 @@ class TrainConfig:
                 raise CnnlabError(f"{name} must be a finite positive number, got {getattr(self, name)}")
         if self.resize is not None and self.resize > MAX_RESIZE:
             raise CnnlabError(f"resize={self.resize} is more than {MAX_RESIZE} pixels a side")
-        if self.keep_checkpoints is not None and self.keep_checkpoints != "all" and not (
-                self.keep_checkpoints.isdigit() and int(self.keep_checkpoints) > 0):
+        if (
+            self.keep_checkpoints is not None
+            and self.keep_checkpoints != "all"
+            and not (self.keep_checkpoints.isdigit() and int(self.keep_checkpoints) > 0)
+        ):
             raise CnnlabError(f"keep_checkpoints must be 'all' or a positive number, got {self.keep_checkpoints!r}")
         if self.val_split is not None and self.limit_train is not None and self.val_split >= self.limit_train:
-            raise CnnlabError(f"val_split={self.val_split} leaves no training images of limit_train={self.limit_train}; "
-                              "hold out fewer")
+            raise CnnlabError(
+                f"val_split={self.val_split} leaves no training images of limit_train={self.limit_train}; "
+                "hold out fewer"
+            )
         if self.target_acc is not None and not 0 < self.target_acc <= 1:
             raise CnnlabError(f"target_acc must be a fraction in (0, 1], got {self.target_acc}")
         for name in ("momentum", "label_smoothing"):
@@ -173,8 +210,10 @@ class TrainConfig:
             if not 0 <= getattr(self, name) <= MAX_SEED:
                 raise CnnlabError(f"{name} must be an integer from 0 to {MAX_SEED:,}, got {getattr(self, name)}")
         if self.augment and self.seed > MAX_AUGMENT_SEED:
-            raise CnnlabError(f"seed must be at most {MAX_AUGMENT_SEED:,} with augment (each step's augmentation is "
-                              f"seeded with seed * 1,000,003^2 + step, which torch takes only below 2^64), got {self.seed}")
+            raise CnnlabError(
+                f"seed must be at most {MAX_AUGMENT_SEED:,} with augment (each step's augmentation is "
+                f"seeded with seed * 1,000,003^2 + step, which torch takes only below 2^64), got {self.seed}"
+            )
         parse_normalize(self.normalize)
         parse_init(self.init)
         if not isinstance(self.model_options, dict):
@@ -189,6 +228,7 @@ MAX_SEED = 2**32 - 1
 # With augment each step draws from a generator seeded with (seed * 1,000,003 + epoch) * 1,000,003 + step
 # (data/batches.py): below 2**64 for every epoch and step only up to this seed (a larger one failed at step 1).
 MAX_AUGMENT_SEED = 2**24 - 1
+
 
 def _remember_given(init):
     """Wrap the dataclass __init__ so each config knows which fields it was given (see `given`)."""

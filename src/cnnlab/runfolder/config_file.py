@@ -2,6 +2,7 @@
 
 A run's own config.json is such a file too (its provenance beside the options is dropped).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,10 @@ def _parse_yaml(text: str, source: str) -> Any:
         def compose_node(self, parent, index):
             if self.check_event(yaml.AliasEvent):
                 mark = self.peek_event().start_mark
-                raise CnnlabError(f"{source} uses a YAML alias (line {mark.line + 1}); cnnlab config files take "
-                                  "plain values only: write the value out")
+                raise CnnlabError(
+                    f"{source} uses a YAML alias (line {mark.line + 1}); cnnlab config files take "
+                    "plain values only: write the value out"
+                )
             self.nodes += 1
             if self.nodes > MAX_CONFIG_NODES:
                 raise CnnlabError(f"{source} holds more than {MAX_CONFIG_NODES:,} values; is it a config file?")
@@ -66,7 +69,7 @@ def _read_config_text(path: Path) -> str:
         if not what.startswith(repr(real)):
             raise CnnlabError(f"cannot read config file {str(path)!r}: {what}") from None
         target = "" if real == os.path.abspath(path) else f" (a link to {real!r})"
-        raise CnnlabError(f"config file {str(path)!r}{target}{what[len(repr(real)):]}") from None
+        raise CnnlabError(f"config file {str(path)!r}{target}{what[len(repr(real)) :]}") from None
     except OSError as err:
         raise CnnlabError(f"cannot read config file {str(path)!r}: {err.strerror}") from None
 

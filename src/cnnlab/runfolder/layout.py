@@ -1,24 +1,34 @@
 """The run folder's layout: its file names, the columns of its two logs, and its lock.
 
-    RUN/config.json      {"config": the resolved TrainConfig, and provenance: versions, device, command}
-    RUN/metrics.csv      a row per epoch (METRIC_COLUMNS, then VAL_COLUMNS with a validation split)
-    RUN/steps.csv        a row every ~10% of an epoch, for live curves (STEP_COLUMNS)
-    RUN/summary.json     written once, at the end ("status": "complete")
-    RUN/checkpoints/     last.pt, best.pt, epoch-NNN.pt (runfolder/checkpoint.py)
-    RUN/.lock            held (flock, exclusive) by the training for its whole life
-    RUN/*.png            curves, confusion, per_class, samples
+RUN/config.json      {"config": the resolved TrainConfig, and provenance: versions, device, command}
+RUN/metrics.csv      a row per epoch (METRIC_COLUMNS, then VAL_COLUMNS with a validation split)
+RUN/steps.csv        a row every ~10% of an epoch, for live curves (STEP_COLUMNS)
+RUN/summary.json     written once, at the end ("status": "complete")
+RUN/checkpoints/     last.pt, best.pt, epoch-NNN.pt (runfolder/checkpoint.py)
+RUN/.lock            held (flock, exclusive) by the training for its whole life
+RUN/*.png            curves, confusion, per_class, samples
 """
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from cnnlab.files import UnsafeFileError, open_regular, read_csv
 
 CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, STEPS_FILE = "config.json", "summary.json", "metrics.csv", "steps.csv"
 METRIC_COLUMNS = [
-    "epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_seconds", "images_per_s",
+    "epoch",
+    "step",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "lr",
+    "epoch_seconds",
+    "images_per_s",
 ]
 VAL_COLUMNS = ["val_loss", "val_acc"]  # after the others, only in runs with a validation split
 STEP_COLUMNS = ["epoch", "step", "loss", "accuracy", "lr", "images_per_s", "elapsed"]
@@ -26,6 +36,7 @@ LOCK_FILE = ".lock"
 # What a finished, interrupted or crashed run leaves in its folder: any of these means "a run is here".
 RUN_FILES = ("config.json", "metrics.csv", "steps.csv", "summary.json", "checkpoints")
 
+fcntl: ModuleType | None
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; a second writer is not detected there

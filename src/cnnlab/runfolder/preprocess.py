@@ -1,4 +1,5 @@
 """How a run turns stored uint8 images into model inputs; shared by train, eval, predict, export, inspect."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,7 +11,9 @@ from cnnlab.runfolder.config import TrainConfig
 from cnnlab.runfolder.values import parse_normalize
 
 
-def normalization(config: TrainConfig, dataset_mean, dataset_std) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+def normalization(
+    config: TrainConfig, dataset_mean, dataset_std
+) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
     """(mean, std) per channel on the [0, 1] scale, or (None, None) for 'none'."""
     choice = parse_normalize(config.normalize)
     if choice == "none":

@@ -6,6 +6,7 @@ A folder's `state` is one of running (a training holds its lock), complete (summ
 (nothing cnnlab wrote, or files it cannot read: the reason says which). `status` groups the middle three as
 incomplete for tables. Only regular files inside the folder are read, each bounded (cnnlab.files).
 """
+
 from __future__ import annotations
 
 import math
@@ -120,14 +121,28 @@ def _read_run(path: Path) -> RunRecord:
         return RunRecord(path, COMPLETE, "", summary, config, meta, history)
     done = len(history)
     planned = config.get("epochs", "?")
-    reason = (f"status {summary.get('status')!r}" if summary is not None
-              else f"no summary.json: crashed, interrupted or still running after {done}/{planned} epochs")
+    reason = (
+        f"status {summary.get('status')!r}"
+        if summary is not None
+        else f"no summary.json: crashed, interrupted or still running after {done}/{planned} epochs"
+    )
     return RunRecord(path, INCOMPLETE, reason, summary or {}, config, meta, history)
 
 
 # summary.json values that tables sort, format and plot: a number (or null) where a number goes.
-_SUMMARY_NUMBERS = ("final_test_acc", "best_test_acc", "best_epoch", "epochs", "total_seconds", "mean_images_per_s",
-                    "params", "macs", "input_size", "final_val_acc", "best_val_acc")
+_SUMMARY_NUMBERS = (
+    "final_test_acc",
+    "best_test_acc",
+    "best_epoch",
+    "epochs",
+    "total_seconds",
+    "mean_images_per_s",
+    "params",
+    "macs",
+    "input_size",
+    "final_val_acc",
+    "best_val_acc",
+)
 
 
 def _summary_problem(summary: dict[str, Any]) -> str | None:
@@ -142,5 +157,3 @@ def _summary_problem(summary: dict[str, Any]) -> str | None:
         if summary.get(key) is not None and not isinstance(summary[key], str):
             return f"has {key}={summary[key]!r}, not a string"
     return None
-
-

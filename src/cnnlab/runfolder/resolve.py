@@ -3,6 +3,7 @@
 The recipe is the fast one unless the request names another (`cnnlab recipes`); a record recipe names its model.
 A run's saved config (from a checkpoint) is checked here exactly as a requested one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,8 +56,10 @@ def resolve_config(
     if recipe in record_recipes():  # a record names its model: `cnnlab train --recipe mnist-99.2`
         model = record_recipes()[recipe][0]
         if layered.get("model", model) != model:
-            raise CnnlabError(f"recipe {recipe!r} is a record recipe of model {model!r}, not {layered['model']!r}; "
-                              f"drop the model or use --recipe fast")
+            raise CnnlabError(
+                f"recipe {recipe!r} is a record recipe of model {model!r}, not {layered['model']!r}; "
+                f"drop the model or use --recipe fast"
+            )
         layered.setdefault("model", model)
     if recipe is not None:
         config = dataclasses.replace(config, **recipe_values(layered.get("model", config.model), recipe))

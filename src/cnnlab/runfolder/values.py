@@ -3,6 +3,7 @@
 Nothing here knows TrainConfig: each function takes the value (and, for typed ones, the field's annotation
 as a string), so the schema in `config.py` and the CLI can share them without importing each other.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,10 @@ def parse_typed(name: str, text: str, annotation: str) -> Any:
             check_nesting(value, name)
             return value
     except (ValueError, RecursionError):
-        raise CnnlabError(f"{name}={text!r:.80}: {name} takes {'an' if base == 'int' else 'a'} {base} value, "
-                          f"e.g. {name}={_EXAMPLES[base]}") from None
+        raise CnnlabError(
+            f"{name}={text!r:.80}: {name} takes {'an' if base == 'int' else 'a'} {base} value, "
+            f"e.g. {name}={_EXAMPLES[base]}"
+        ) from None
     return text
 
 

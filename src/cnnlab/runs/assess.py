@@ -1,4 +1,5 @@
 """`cnnlab eval` as a function: a trained model on a dataset's test split."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Evaluation: loss, accuracy and confusion matrix over a whole split, metrics kept on the device."""
+
 from __future__ import annotations
 
 import contextlib
@@ -44,7 +45,9 @@ def tta_views(x: torch.Tensor, kind: str) -> list[torch.Tensor]:
         raise ValueError(f"unknown test-time augmentation {kind!r}; valid: {', '.join(TTA_KINDS)}")
     padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
     h, w = x.shape[-2:]
-    return [x] + [padded[..., 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+    return [x] + [
+        padded[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))
+    ]
 
 
 def tta_kind(spec) -> str:
@@ -103,7 +106,9 @@ def evaluate(
 
 
 @torch.inference_mode()
-def predict_probabilities(model: nn.Module, batches: Batches, autocast=contextlib.nullcontext, channels_last=False) -> torch.Tensor:
+def predict_probabilities(
+    model: nn.Module, batches: Batches, autocast=contextlib.nullcontext, channels_last=False
+) -> torch.Tensor:
     """Softmax probabilities (N, K) on the CPU, in dataset order."""
     was_training = model.training
     model.eval()

@@ -1,8 +1,9 @@
 """A trained model back from a run folder or checkpoint, with the preprocessing it was trained with.
 
-    >>> run = load_run("runs/convnet-mnist-sample-20261130-101500")
-    >>> probabilities = run.predict(images)  # uint8 (N, C, H, W) as the dataset stores them
+>>> run = load_run("runs/convnet-mnist-sample-20261130-101500")
+>>> probabilities = run.predict(images)  # uint8 (N, C, H, W) as the dataset stores them
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -82,7 +83,8 @@ def as_pixels(images: torch.Tensor | np.ndarray, channels: int, size: int) -> to
     what to pass: a float image in [0, 1] divided by 255 again, or a bool one read as 0/1 pixels, would give
     near-uniform probabilities without a word."""
     what = f"uint8 pixels 0..255 or floats in [0, 1], shaped (N, {channels}, {size}, {size})" + (
-        f" or (N, {size}, {size})" if channels == 1 else "")
+        f" or (N, {size}, {size})" if channels == 1 else ""
+    )
     if isinstance(images, np.ndarray):
         if images.dtype != np.uint8 and images.dtype.kind != "f":
             raise TypeError(f"images must be {what}; got a numpy array of {images.dtype}")
@@ -95,17 +97,21 @@ def as_pixels(images: torch.Tensor | np.ndarray, channels: int, size: int) -> to
     if images.ndim == 3 and channels == 1:
         images = images[:, None]
     if images.ndim != 4 or tuple(images.shape[1:]) != (channels, size, size):
-        raise ValueError(f"images must be shaped (N, {channels}, {size}, {size})"
-                         + (f" or (N, {size}, {size})" if channels == 1 else "")
-                         + f" for this run's dataset; got {tuple(images.shape)}"
-                         + ("" if images.ndim != 3 else " (one image: add the batch dimension, images[None])"))
+        raise ValueError(
+            f"images must be shaped (N, {channels}, {size}, {size})"
+            + (f" or (N, {size}, {size})" if channels == 1 else "")
+            + f" for this run's dataset; got {tuple(images.shape)}"
+            + ("" if images.ndim != 3 else " (one image: add the batch dimension, images[None])")
+        )
     if images.dtype.is_floating_point:
         scaled = images.detach().float()
         if not bool(torch.isfinite(scaled).all()):
             raise ValueError("images hold NaN or infinite values")
         if scaled.numel() and (float(scaled.min()) < 0 or float(scaled.max()) > 1):
-            raise ValueError(f"float images must be in [0, 1] (ToTensor's scale), got values in "
-                             f"[{float(scaled.min()):g}, {float(scaled.max()):g}]; for pixels 0..255 pass uint8")
+            raise ValueError(
+                f"float images must be in [0, 1] (ToTensor's scale), got values in "
+                f"[{float(scaled.min()):g}, {float(scaled.max()):g}]; for pixels 0..255 pass uint8"
+            )
         images = scaled.mul(255).round_().to(torch.uint8)
     return images
 
@@ -123,13 +129,18 @@ def load_run(path: str | Path, which: str = "best", device: str | torch.device =
     checkpoint = load_checkpoint(path, f"{which}.pt")
     config = saved_config(checkpoint["config"], repr(checkpoint["path"]))
     spec = get_spec(config.dataset)
-    model = create_model(config.model, in_channels=checkpoint["in_channels"], num_classes=checkpoint["num_classes"],
-                         **config.model_options)
+    model = create_model(
+        config.model,
+        in_channels=checkpoint["in_channels"],
+        num_classes=checkpoint["num_classes"],
+        **config.model_options,
+    )
     try:
         model.load_state_dict(checkpoint["model"])
     except RuntimeError as err:  # names or shapes that are not this model's: one line, not torch's list
         first = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(":")
-        raise CnnlabError(f"{checkpoint['path']!r} is not a cnnlab checkpoint: its weights do not fit "
-                          f"{config.model} ({first})") from None
+        raise CnnlabError(
+            f"{checkpoint['path']!r} is not a cnnlab checkpoint: its weights do not fit {config.model} ({first})"
+        ) from None
     model.to(device).eval()
     return LoadedRun(model, config, spec, checkpoint)

@@ -1,4 +1,5 @@
 """`cnnlab predict` as functions: image files -> the run's preprocessing -> top-k classes."""
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,9 @@ def fit_images(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
         else:
             images = images[:, :1].expand(-1, channels, -1, -1)
     if images.shape[-2:] != (size, size):
-        resized = torch.nn.functional.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True,
-                                                  align_corners=False)
+        resized = torch.nn.functional.interpolate(
+            images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
         images = resized.round().clamp(0, 255).to(torch.uint8)
     return images.contiguous()
 
@@ -72,19 +74,25 @@ def _npy_header(f: Any, path: Path) -> tuple[tuple[int, ...], np.dtype]:
         why = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise CnnlabError(f"cannot read {str(path)!r} as a .npy array: {why}") from None
     if dtype.hasobject or dtype.kind not in "iuf":  # bool too: True/False read as pixels 1/0 are a black image
-        raise CnnlabError(f"{str(path)!r} holds {dtype} values; give uint8 pixels 0..255 or floats in [0, 1] "
-                          "(cnnlab never loads Python objects from .npy files)")
+        raise CnnlabError(
+            f"{str(path)!r} holds {dtype} values; give uint8 pixels 0..255 or floats in [0, 1] "
+            "(cnnlab never loads Python objects from .npy files)"
+        )
     if not 2 <= len(shape) <= 4:
         raise CnnlabError(f"{str(path)!r}: expected an array of shape (H, W), (N, H, W) or (N, C, H, W), got {shape}")
     elements = int(np.prod(shape, dtype=object))
     height, width = shape[-2:] if len(shape) != 3 or shape[-1] not in (1, 3) or shape[0] <= 4 else shape[:2]
     if height * width > MAX_PIXELS or elements > MAX_NPY_ELEMENTS:
-        raise CnnlabError(f"{str(path)!r}: an array of shape {shape} is more than cnnlab reads "
-                          f"({MAX_PIXELS:,} pixels per image, {MAX_NPY_ELEMENTS:,} values in all); shrink it first")
+        raise CnnlabError(
+            f"{str(path)!r}: an array of shape {shape} is more than cnnlab reads "
+            f"({MAX_PIXELS:,} pixels per image, {MAX_NPY_ELEMENTS:,} values in all); shrink it first"
+        )
     size = elements * dtype.itemsize
     if size > MAX_NPY_BYTES:
-        raise CnnlabError(f"{str(path)!r}: an array of shape {shape} and dtype {dtype} is {size:,} bytes, more than "
-                          f"cnnlab reads ({MAX_NPY_BYTES:,}); split it or store uint8 pixels")
+        raise CnnlabError(
+            f"{str(path)!r}: an array of shape {shape} and dtype {dtype} is {size:,} bytes, more than "
+            f"cnnlab reads ({MAX_NPY_BYTES:,}); split it or store uint8 pixels"
+        )
     return shape, dtype
 
 
@@ -113,8 +121,10 @@ def _read_image(path: Path, mode: str) -> np.ndarray:
             with _open_file(path, MAX_IMAGE_FILE_BYTES) as f, Image.open(f) as img:  # reads the header only
                 width, height = img.size
                 if width * height > MAX_PIXELS:
-                    raise CnnlabError(f"image {str(path)!r} is {width}x{height} pixels, more than cnnlab reads "
-                                      f"({MAX_PIXELS:,}); shrink it first")
+                    raise CnnlabError(
+                        f"image {str(path)!r} is {width}x{height} pixels, more than cnnlab reads "
+                        f"({MAX_PIXELS:,}); shrink it first"
+                    )
                 return np.asarray(img.convert(mode), dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         why = (str(err).strip().splitlines() or [type(err).__name__])[0]
@@ -126,7 +136,9 @@ def _read_image(path: Path, mode: str) -> np.ndarray:
         raise CnnlabError(f"cannot read {str(path)!r} as an image (PNG, JPEG, ... or .npy)") from None
 
 
-def load_images(paths: list[str | Path], channels: int, size: int, invert: bool = False) -> tuple[torch.Tensor, list[str]]:
+def load_images(
+    paths: list[str | Path], channels: int, size: int, invert: bool = False
+) -> tuple[torch.Tensor, list[str]]:
     """Image files (PNG/JPEG/...) or .npy arrays -> uint8 (N, channels, size, size) and a name per image.
 
     Sizes come from each file's header and are checked before anything is decoded.
@@ -141,9 +153,15 @@ def load_images(paths: list[str | Path], channels: int, size: int, invert: bool 
             if array.ndim == 2:  # H, W
                 array = array[None, None]
             elif array.ndim == 3:  # N, H, W  (or H, W, C for a small last axis)
-                array = array.transpose(2, 0, 1)[None] if array.shape[-1] in (1, 3) and array.shape[0] > 4 else array[:, None]
+                array = (
+                    array.transpose(2, 0, 1)[None]
+                    if array.shape[-1] in (1, 3) and array.shape[0] > 4
+                    else array[:, None]
+                )
             elif array.ndim != 4:
-                raise CnnlabError(f"{str(path)!r}: expected an array of shape (H, W), (N, H, W) or (N, C, H, W), got {array.shape}")
+                raise CnnlabError(
+                    f"{str(path)!r}: expected an array of shape (H, W), (N, H, W) or (N, C, H, W), got {array.shape}"
+                )
             if 0 in array.shape:
                 raise CnnlabError(f"{str(path)!r}: the array of shape {array.shape} holds no image")
             tensor = torch.from_numpy(np.ascontiguousarray(array))
@@ -164,13 +182,18 @@ def top_k(probabilities: torch.Tensor, classes: list[str], names: list[str], k: 
     k = min(k, probabilities.shape[1])
     values, indices = probabilities.topk(k, dim=1)
     return [
-        {"image": name, "top": [{"class": classes[int(i)], "index": int(i), "probability": float(p)} for p, i in zip(pv, iv)]}
+        {
+            "image": name,
+            "top": [{"class": classes[int(i)], "index": int(i), "probability": float(p)} for p, i in zip(pv, iv)],
+        }
         for name, pv, iv in zip(names, values, indices)
     ]
 
 
 @torch.inference_mode()
-def predict_files(path: str | Path, images: list[str | Path], k: int = 3, invert: bool = False, which: str = "best") -> list[dict[str, Any]]:
+def predict_files(
+    path: str | Path, images: list[str | Path], k: int = 3, invert: bool = False, which: str = "best"
+) -> list[dict[str, Any]]:
     """Top-k predictions of the run's model for image files, with the run's preprocessing."""
 
     trained = load_run(path, which)

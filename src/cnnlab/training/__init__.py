@@ -3,7 +3,10 @@ writing the run folder). The run's format (config, checkpoint layout, files) is 
 
 Names are imported lazily: `import cnnlab.training` alone does not load torch.
 """
+
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 _EXPORTS = {
     "TrainConfig": "cnnlab.runfolder.config",
@@ -15,8 +18,13 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
+if TYPE_CHECKING:  # for type checkers only: at run time each name is imported on first use (`__getattr__`)
+    from cnnlab.runfolder.config import TrainConfig
+    from cnnlab.runfolder.resolve import resolve_config
+    from cnnlab.training.loop import NonFiniteLoss, TrainingInterrupted, TrainResult, train
 
-def __getattr__(name: str):
+
+def __getattr__(name: str) -> object:
     if name in _EXPORTS:
         import importlib
 

@@ -1,4 +1,5 @@
 """`cnnlab train --nproc N`: start N local processes through torch's elastic launcher (what torchrun uses)."""
+
 from __future__ import annotations
 
 import sys
@@ -9,7 +10,7 @@ from cnnlab.errors import CnnlabError
 
 def _without_nproc(argv: list[str]) -> list[str]:
     out, skip = [], False
-    for i, arg in enumerate(argv):
+    for arg in argv:
         if skip:
             skip = False
             continue
@@ -31,8 +32,14 @@ def launch_local(nproc: int, argv: list[str]) -> int:
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     config = LaunchConfig(
-        min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"cnnlab-{uuid.uuid4().hex[:8]}",
-        rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5,
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=f"cnnlab-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=0.5,
     )
     try:
         elastic_launch(config, entrypoint=sys.executable)("-m", "cnnlab", *_without_nproc(argv))

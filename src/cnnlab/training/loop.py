@@ -1,4 +1,5 @@
 """The training loop: one function, read top to bottom, that every model and dataset goes through."""
+
 from __future__ import annotations
 
 import functools
@@ -17,21 +18,48 @@ from cnnlab.data import Dataset, load_dataset
 from cnnlab.data.batches import Batches
 from cnnlab.data.catalog import get_spec
 from cnnlab.data.split import stratified_split
+from cnnlab.device import (
+    autocast_context,
+    check_memory,
+    make_grad_scaler,
+    pick_device,
+    resolve_precision,
+    set_determinism,
+    tune_cpu_allocator,
+    tune_cpu_threads,
+)
+from cnnlab.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    elastic_max_restarts,
+    elastic_restart,
+    init_distributed,
+    is_peer_failure,
+    launched_by_torchrun,
+    local_device,
+    max_across_ranks,
+    shutdown,
+)
 from cnnlab.errors import CnnlabError
-from cnnlab.runfolder.preprocess import build_transform
 from cnnlab.models import check_input_size, count_macs, create_model
-from cnnlab.runs.evaluate import EvalResult, evaluate, tta_kind
 from cnnlab.runfolder import checkpoint as ckpt
-from cnnlab.training.state import TrainState
 from cnnlab.runfolder.config import TrainConfig
-from cnnlab.device import check_memory
+from cnnlab.runfolder.preprocess import build_transform
 from cnnlab.runfolder.resolve import resolve_config
-from cnnlab.device import autocast_context, make_grad_scaler, pick_device, resolve_precision, set_determinism, tune_cpu_allocator, tune_cpu_threads
-from cnnlab.distributed import DistInfo, all_reduce_sum, elastic_max_restarts, elastic_restart, init_distributed, is_peer_failure, launched_by_torchrun, local_device, max_across_ranks, shutdown
+from cnnlab.runs.evaluate import EvalResult, evaluate, tta_kind
 from cnnlab.training.optim import build_optimizer, build_scheduler, initialize_weights
 from cnnlab.training.progress import Progress
-from cnnlab.training.resume import AUTO_NEEDS_OUT, check_compatible, peer_lost, resume_auto, resume_checkpoint, resume_mode, resumed_folder
+from cnnlab.training.resume import (
+    AUTO_NEEDS_OUT,
+    check_compatible,
+    peer_lost,
+    resume_auto,
+    resume_checkpoint,
+    resume_mode,
+    resumed_folder,
+)
 from cnnlab.training.rundir import RunFolder, RunWriter, StepClock, default_run_dir, provenance
+from cnnlab.training.state import TrainState
 
 # On CUDA a finiteness check is a host sync, and under DDP the stop-signal check is an all-reduce: both run
 # every few steps there; on one CPU process they are free and run every step.
@@ -115,8 +143,15 @@ def train(
     """
     auto = resume_mode(resume)
     # `resume` may also be the checkpoint the caller already loaded (the CLI validates with it first).
-    checkpoint = None if auto else resume if isinstance(resume, dict) else \
-        resume_checkpoint(resume) if resume is not None else None
+    checkpoint = (
+        None
+        if auto
+        else resume
+        if isinstance(resume, dict)
+        else resume_checkpoint(resume)
+        if resume is not None
+        else None
+    )
     request = {**(config.given() if config else {}), **options}
     config = resolve_config(request, base=TrainConfig.from_dict(checkpoint["config"]) if checkpoint else None)
     if checkpoint:
@@ -154,8 +189,11 @@ def train(
                 check_compatible(checkpoint, config)
                 config = config.replace(out=str(ckpt.run_dir_of(checkpoint["path"])))
             if dist_info.is_main and elastic_restart():
-                print(f"torchrun restart {elastic_restart()}: {'continuing' if checkpoint else 'starting'} the run in "
-                      f"{config.out}" + ("" if checkpoint else " again (no checkpoint yet)"), flush=True)
+                print(
+                    f"torchrun restart {elastic_restart()}: {'continuing' if checkpoint else 'starting'} the run in "
+                    f"{config.out}" + ("" if checkpoint else " again (no checkpoint yet)"),
+                    flush=True,
+                )
         folder = _open_folder(config, checkpoint is not None, device, dist_info, restart)
         result = _run(config, checkpoint, spec, data, device, dist_info, RunWriter(folder), argv)
         together = True
@@ -176,8 +214,9 @@ def train(
         torch.set_num_threads(threads)  # the caller's process keeps its own setting
 
 
-def _open_folder(config: TrainConfig, resume: bool, device: torch.device, dist_info: DistInfo,
-                 restart: bool = False) -> RunFolder | None:
+def _open_folder(
+    config: TrainConfig, resume: bool, device: torch.device, dist_info: DistInfo, restart: bool = False
+) -> RunFolder | None:
     """Rank 0 opens (creates or reopens) and locks the run folder; every rank learns whether that worked."""
     folder, error = None, None
     if dist_info.is_main:
@@ -190,8 +229,9 @@ def _open_folder(config: TrainConfig, resume: bool, device: torch.device, dist_i
     return folder
 
 
-def _run(config: TrainConfig, checkpoint, spec, data, device: torch.device, dist_info: DistInfo,
-         writer: RunWriter, argv) -> TrainResult:
+def _run(
+    config: TrainConfig, checkpoint, spec, data, device: torch.device, dist_info: DistInfo, writer: RunWriter, argv
+) -> TrainResult:
     set_determinism(config.seed, config.deterministic)
     model = _create_model(config, spec, dist_info)
     train_batches, test_batches, counts, val_batches = _load_batches(config, spec, data, device, dist_info, model)
@@ -200,14 +240,24 @@ def _run(config: TrainConfig, checkpoint, spec, data, device: torch.device, dist
         writer.say(f"the {config.schedule} learning-rate schedule is re-planned for {config.epochs} epochs")
     if checkpoint:
         writer.say(f"resuming {config.out} at epoch {state.epoch + 1}, step {state.step} of {len(train_batches)}")
-    history = writer.start(config.to_dict(), {**provenance(str(device), argv), "world_size": dist_info.world_size,
-                           "precision": precision}, state.epoch if checkpoint else None, config.tensorboard)
+    history = writer.start(
+        config.to_dict(),
+        {**provenance(str(device), argv), "world_size": dist_info.world_size, "precision": precision},
+        state.epoch if checkpoint else None,
+        config.tensorboard,
+    )
     params = sum(p.numel() for p in model.parameters())
-    writer.say(f"training {config.model} ({params:,} params) on {config.dataset} [{counts[0]:,} train / {counts[1]:,} test] "
-               f"with {device}" + (f" ({precision})" if precision != "fp32" else "")
-               + (f" x {dist_info.world_size} processes" if dist_info.enabled else ""))
-    net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if dist_info.enabled else model
+    writer.say(
+        f"training {config.model} ({params:,} params) on {config.dataset} [{counts[0]:,} train / {counts[1]:,} test] "
+        f"with {device}"
+        + (f" ({precision})" if precision != "fp32" else "")
+        + (f" x {dist_info.world_size} processes" if dist_info.enabled else "")
+    )
+    net = (
+        nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if dist_info.enabled
+        else model
+    )
     net = torch.compile(net) if config.compile else net
     autocast = functools.partial(autocast_context, device, precision)
     tta = tta_kind(spec) if config.tta else None
@@ -219,71 +269,138 @@ def _run(config: TrainConfig, checkpoint, spec, data, device: torch.device, dist
         for epoch in range(state.epoch, config.epochs):
             start_step = state.step if epoch == state.epoch else 0
             sums = state.epoch_sums if epoch == state.epoch and dist_info.is_main else None  # global sums: count once
-            totals, seconds, signum = _run_epoch(net, train_batches, state, config, epoch, start_step, sums, autocast,
-                                                 stop, writer, dist_info, run_start)
+            totals, seconds, signum = _run_epoch(
+                net, train_batches, state, config, epoch, start_step, sums, autocast, stop, writer, dist_info, run_start
+            )
             if signum:
                 save("last.pt", epoch, totals["step"], {**totals, "seconds": seconds})
                 name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
-                raise TrainingInterrupted(f"{name}: stopped at epoch {epoch + 1}, step {totals['step']}; checkpoint "
-                                          f"saved; resume with: cnnlab train --resume {config.out}", signum)
-            train_loss, train_acc = totals["loss_sum"] / max(totals["seen"], 1), totals["correct"] / max(totals["seen"], 1)
+                raise TrainingInterrupted(
+                    f"{name}: stopped at epoch {epoch + 1}, step {totals['step']}; checkpoint "
+                    f"saved; resume with: cnnlab train --resume {config.out}",
+                    signum,
+                )
+            train_loss, train_acc = (
+                totals["loss_sum"] / max(totals["seen"], 1),
+                totals["correct"] / max(totals["seen"], 1),
+            )
             if not math.isfinite(train_loss):
-                raise NonFiniteLoss(f"loss became {train_loss} in epoch {epoch + 1}; the last good checkpoint is kept in "
-                                    f"{Path(config.out) / 'checkpoints'}; try a lower --lr or --precision fp32")
+                raise NonFiniteLoss(
+                    f"loss became {train_loss} in epoch {epoch + 1}; the last good checkpoint is kept in "
+                    f"{Path(config.out) / 'checkpoints'}; try a lower --lr or --precision fp32"
+                )
             test_loss = test_acc = val_loss = val_acc = chosen_acc = None
             if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-                final_eval = evaluate(net, test_batches, len(spec.classes), autocast, config.channels_last, dist_info, tta)
+                final_eval = evaluate(
+                    net, test_batches, len(spec.classes), autocast, config.channels_last, dist_info, tta
+                )
                 test_loss, test_acc = final_eval.loss, final_eval.accuracy
                 if val_batches is not None:
-                    val_eval = evaluate(net, val_batches, len(spec.classes), autocast, config.channels_last, dist_info, tta)
+                    val_eval = evaluate(
+                        net, val_batches, len(spec.classes), autocast, config.channels_last, dist_info, tta
+                    )
                     val_loss, val_acc = val_eval.loss, val_eval.accuracy
                 # With a validation split, best.pt and the target are chosen on it: the test set stays unseen.
                 chosen_acc = val_acc if val_batches is not None else test_acc
                 if chosen_acc > state.best_acc:
                     state.best_acc, state.best_epoch = chosen_acc, epoch + 1
                     save("best.pt", epoch + 1, 0)
-            row = {"epoch": epoch + 1, "step": (epoch + 1) * len(train_batches), "train_loss": train_loss,
-                   "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc,
-                   "lr": state.scheduler.get_last_lr()[0], "epoch_seconds": seconds,
-                   "images_per_s": totals["seen"] / max(seconds, 1e-9), "val_loss": val_loss, "val_acc": val_acc}
+            row = {
+                "epoch": epoch + 1,
+                "step": (epoch + 1) * len(train_batches),
+                "train_loss": train_loss,
+                "train_acc": train_acc,
+                "test_loss": test_loss,
+                "test_acc": test_acc,
+                "lr": state.scheduler.get_last_lr()[0],
+                "epoch_seconds": seconds,
+                "images_per_s": totals["seen"] / max(seconds, 1e-9),
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+            }
             history.append(row)
             writer.epoch_row(row)
             if writer.tensorboard is not None:
-                writer.tensorboard.log_run_epoch(row, model, test_batches, final_eval if test_acc is not None else None,
-                                                 spec.classes, config.channels_last)
+                writer.tensorboard.log_run_epoch(
+                    row,
+                    model,
+                    test_batches,
+                    final_eval if test_acc is not None else None,
+                    spec.classes,
+                    config.channels_last,
+                )
             save("last.pt", epoch + 1, 0)
             writer.say(_epoch_line(row, config.epochs))
             if val_batches is not None and val_acc is not None:
                 writer.say(f"  validation loss {val_loss:.4f} acc {val_acc:.2%}")
             chosen = "validation" if val_batches is not None else "test"
             if config.target_acc is not None and test_acc is not None and chosen_acc >= config.target_acc:
-                target_reached = {"epoch": epoch + 1, "test_acc": test_acc, "val_acc": val_acc, "unix_time": time.time()}
-                writer.say(f"reached the target {chosen} accuracy {config.target_acc:.2%} at epoch {epoch + 1}: stopping")
+                target_reached = {
+                    "epoch": epoch + 1,
+                    "test_acc": test_acc,
+                    "val_acc": val_acc,
+                    "unix_time": time.time(),
+                }
+                writer.say(
+                    f"reached the target {chosen} accuracy {config.target_acc:.2%} at epoch {epoch + 1}: stopping"
+                )
                 break
     writer.close()
 
     del train_batches  # free its prepared inputs (188 MB for MNIST) before drawing: peak RSS 1,021 -> 1,000-1,012 MB
     summary = {
-        "status": "complete", "model": config.model, "dataset": config.dataset, "recipe": config.recipe,
-        "epochs": len(history), "final_test_acc": history[-1]["test_acc"] if history else None,
+        "status": "complete",
+        "model": config.model,
+        "dataset": config.dataset,
+        "recipe": config.recipe,
+        "epochs": len(history),
+        "final_test_acc": history[-1]["test_acc"] if history else None,
         # best.pt's epoch is chosen on validation when there is a split; its test figure is then reported as is.
-        "best_test_acc": (state.best_acc if config.val_split is None
-                          else next((r["test_acc"] for r in history if r["epoch"] == state.best_epoch), None))
-        if state.best_acc >= 0 else None, "best_epoch": state.best_epoch,
+        "best_test_acc": (
+            state.best_acc
+            if config.val_split is None
+            else next((r["test_acc"] for r in history if r["epoch"] == state.best_epoch), None)
+        )
+        if state.best_acc >= 0
+        else None,
+        "best_epoch": state.best_epoch,
         "total_seconds": time.perf_counter() - run_start,
         "mean_images_per_s": sum(r["images_per_s"] for r in history) / max(len(history), 1),
-        "params": params, "macs": count_macs(model, config.resize or spec.image_size, spec.channels) if writer.enabled else None,
-        "input_size": config.resize or spec.image_size, "device": str(device), "precision": precision,
-        "world_size": dist_info.world_size, "target_reached": target_reached,
-        **({"val_split": config.val_split, "final_val_acc": history[-1].get("val_acc") if history else None,
-            "best_val_acc": state.best_acc if state.best_acc >= 0 else None} if config.val_split else {}),
+        "params": params,
+        "macs": count_macs(model, config.resize or spec.image_size, spec.channels) if writer.enabled else None,
+        "input_size": config.resize or spec.image_size,
+        "device": str(device),
+        "precision": precision,
+        "world_size": dist_info.world_size,
+        "target_reached": target_reached,
+        **(
+            {
+                "val_split": config.val_split,
+                "final_val_acc": history[-1].get("val_acc") if history else None,
+                "best_val_acc": state.best_acc if state.best_acc >= 0 else None,
+            }
+            if config.val_split
+            else {}
+        ),
     }
     writer.finish(summary, history, final_eval, model, test_batches, spec.classes, config)
     return TrainResult(Path(config.out), model, config, history, summary, final_eval)
 
 
-def _run_epoch(net, batches: Batches, state: TrainState, config: TrainConfig, epoch: int, start_step: int,
-               saved_sums, autocast, stop, writer: RunWriter, dist_info: DistInfo, run_start: float):
+def _run_epoch(
+    net,
+    batches: Batches,
+    state: TrainState,
+    config: TrainConfig,
+    epoch: int,
+    start_step: int,
+    saved_sums,
+    autocast,
+    stop,
+    writer: RunWriter,
+    dist_info: DistInfo,
+    run_start: float,
+):
     """One pass over the training batches from `start_step`: the step itself, sums kept on the device, progress.
 
     Returns (global sums, seconds, signal number or 0); on a stop signal it returns after the step in flight.
@@ -323,35 +440,46 @@ def _run_epoch(net, batches: Batches, state: TrainState, config: TrainConfig, ep
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(
                     f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {step} (lr {scheduler.get_last_lr()[0]:.4g}); "
-                    f"the last good checkpoint is kept in {Path(config.out) / 'checkpoints'}; try a lower --lr or --precision fp32")
+                    f"the last good checkpoint is kept in {Path(config.out) / 'checkpoints'}; try a lower --lr or --precision fp32"
+                )
             signum = max_across_ranks(stop.signum or 0, device, dist_info)
         if writer.enabled and clock.due(step):  # one host read of the running sums every ~10% of the epoch
             images_per_s = (seen - seen_before) / max(time.perf_counter() - epoch_start, 1e-9)
-            live = {"epoch": epoch + 1, "step": step + 1, "loss": float(loss_sum) / max(seen, 1),
-                    "accuracy": int(correct) / max(seen, 1), "lr": scheduler.get_last_lr()[0],
-                    "images_per_s": images_per_s, "elapsed": time.perf_counter() - run_start}
+            live = {
+                "epoch": epoch + 1,
+                "step": step + 1,
+                "loss": float(loss_sum) / max(seen, 1),
+                "accuracy": int(correct) / max(seen, 1),
+                "lr": scheduler.get_last_lr()[0],
+                "images_per_s": images_per_s,
+                "elapsed": time.perf_counter() - run_start,
+            }
             writer.step_row(live)
             progress.report(live, len(batches))
         progress.step()
         if signum:
             break
     progress.close()
-    totals = all_reduce_sum(torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64,
-                                                                                   device=device)]), dist_info).tolist()
+    totals = all_reduce_sum(
+        torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64, device=device)]),
+        dist_info,
+    ).tolist()
     sums = {"loss_sum": totals[0], "correct": int(totals[1]), "seen": int(totals[2]), "step": step + 1}
     return sums, seconds_before + time.perf_counter() - epoch_start, signum
 
 
-def _load_batches(config: TrainConfig, spec, data: Dataset | None, device: torch.device, dist_info: DistInfo,
-                  model: nn.Module):
+def _load_batches(
+    config: TrainConfig, spec, data: Dataset | None, device: torch.device, dist_info: DistInfo, model: nn.Module
+):
     data = data if data is not None else load_dataset(config.dataset, config.data_dir)
     train_images, train_labels = data.train_images[: config.limit_train], data.train_labels[: config.limit_train]
     test_images, test_labels = data.test_images[: config.limit_test], data.test_labels[: config.limit_test]
     val_batches = None
     if config.val_split is not None:
         if config.val_split >= len(train_labels):
-            raise CnnlabError(f"val_split={config.val_split} leaves no training images of the {len(train_labels):,}; "
-                              "hold out fewer")
+            raise CnnlabError(
+                f"val_split={config.val_split} leaves no training images of the {len(train_labels):,}; hold out fewer"
+            )
         keep, held = stratified_split(train_labels, config.val_split, config.seed)
         val_images, val_labels = train_images[held], train_labels[held]
         train_images, train_labels = train_images[keep], train_labels[keep]
@@ -359,14 +487,33 @@ def _load_batches(config: TrainConfig, spec, data: Dataset | None, device: torch
     # its batch: the fully-connected nets. Conv nets are compute-bound, so they keep the memory instead.
     prepare = None if not any(isinstance(m, nn.Conv2d) for m in model.modules()) else False
     shards = {"rank": dist_info.rank, "world_size": dist_info.world_size, "prepare": prepare}
-    train_batches = Batches(train_images.to(device), train_labels.to(device), config.batch_size,
-                            build_transform(config, spec, train=True), shuffle=True, seed=config.seed,
-                            augment=config.augment, **shards)
-    test_batches = Batches(test_images.to(device), test_labels.to(device), config.eval_batch_size,
-                           build_transform(config, spec, train=False), shuffle=False, **shards)
+    train_batches = Batches(
+        train_images.to(device),
+        train_labels.to(device),
+        config.batch_size,
+        build_transform(config, spec, train=True),
+        shuffle=True,
+        seed=config.seed,
+        augment=config.augment,
+        **shards,
+    )
+    test_batches = Batches(
+        test_images.to(device),
+        test_labels.to(device),
+        config.eval_batch_size,
+        build_transform(config, spec, train=False),
+        shuffle=False,
+        **shards,
+    )
     if config.val_split is not None:
-        val_batches = Batches(val_images.to(device), val_labels.to(device), config.eval_batch_size,
-                              build_transform(config, spec, train=False), shuffle=False, **shards)
+        val_batches = Batches(
+            val_images.to(device),
+            val_labels.to(device),
+            config.eval_batch_size,
+            build_transform(config, spec, train=False),
+            shuffle=False,
+            **shards,
+        )
     return train_batches, test_batches, (len(train_images), len(test_images)), val_batches
 
 
@@ -388,8 +535,9 @@ def _train_state(model: nn.Module, config: TrainConfig, device: torch.device, st
     # fp16's GradScaler with the fused SGD step turned losses into NaN within a few steps (measured on
     # CUDA and CPU, torch 2.11 and 2.14); the unfused step skips overflowing steps as it should.
     optimizer = build_optimizer(model, config, fused=precision != "fp16")
-    state = TrainState(model, optimizer, build_scheduler(optimizer, config, steps_per_epoch),
-                            make_grad_scaler(device, precision))
+    state = TrainState(
+        model, optimizer, build_scheduler(optimizer, config, steps_per_epoch), make_grad_scaler(device, precision)
+    )
     return model, state, precision
 
 
@@ -401,21 +549,22 @@ def _init_weights(config: TrainConfig, spec) -> dict[str, torch.Tensor]:
         if saved.get(key) != value:
             raise CnnlabError(f"init_from={config.init_from!r} holds {key}={saved.get(key)!r}, not {value!r}")
     if (source["in_channels"], source["num_classes"]) != (spec.channels, len(spec.classes)):
-        raise CnnlabError(f"init_from={config.init_from!r} was trained for {source['in_channels']} channel(s) and "
-                          f"{source['num_classes']} classes; {spec.name} has {spec.channels} and {len(spec.classes)}")
+        raise CnnlabError(
+            f"init_from={config.init_from!r} was trained for {source['in_channels']} channel(s) and "
+            f"{source['num_classes']} classes; {spec.name} has {spec.channels} and {len(spec.classes)}"
+        )
     return source["model"]
 
 
-def _save(writer: RunWriter, state: TrainState, config: TrainConfig, spec, name: str, epoch: int, step: int,
-          sums=None) -> None:
+def _save(
+    writer: RunWriter, state: TrainState, config: TrainConfig, spec, name: str, epoch: int, step: int, sums=None
+) -> None:
     if writer.enabled:
         writer.checkpoint(name, state.to_checkpoint(config, spec, epoch, step, sums), config.keep_checkpoints)
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
-    test = (
-        f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%}" if row["test_acc"] is not None else "test -"
-    )
+    test = f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%}" if row["test_acc"] is not None else "test -"
     return (
         f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}  {test}  "
         f"lr {row['lr']:.4g}  {row['epoch_seconds']:.1f}s  {row['images_per_s']:,.0f} img/s"

@@ -1,4 +1,5 @@
 """Optimizer, per-step learning-rate schedule and weight init from a TrainConfig."""
+
 from __future__ import annotations
 
 import inspect
@@ -18,9 +19,14 @@ def build_optimizer(model: nn.Module, config: TrainConfig, fused: bool = True) -
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
-        kind, options = torch.optim.SGD, dict(
-            lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0,
-            weight_decay=config.weight_decay,
+        kind, options = (
+            torch.optim.SGD,
+            dict(
+                lr=config.lr,
+                momentum=config.momentum,
+                nesterov=config.nesterov and config.momentum > 0,
+                weight_decay=config.weight_decay,
+            ),
         )
     else:
         kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
@@ -51,10 +57,13 @@ def _without_dynamo_guards(kind: type[torch.optim.Optimizer]) -> type[torch.opti
             with torch.set_grad_enabled(self.defaults.get("differentiable", False)):  # as torch's wrapper does
                 return step(self, closure)
 
-        methods = {name: inspect.unwrap(getattr(kind, name))
-                   for name in ("zero_grad", "add_param_group", "state_dict", "load_state_dict")}
-        _UNGUARDED[kind] = type(kind.__name__, (kind,), {**methods, "step": unguarded_step,
-                                                         "__module__": __name__, "__doc__": kind.__doc__})
+        methods = {
+            name: inspect.unwrap(getattr(kind, name))
+            for name in ("zero_grad", "add_param_group", "state_dict", "load_state_dict")
+        }
+        _UNGUARDED[kind] = type(
+            kind.__name__, (kind,), {**methods, "step": unguarded_step, "__module__": __name__, "__doc__": kind.__doc__}
+        )
     return _UNGUARDED[kind]
 
 
@@ -77,7 +86,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps
         # Rising phase: the warm-up if one is set, else a quarter of the run; at least two steps long.
         pct_start = min(0.5, max(0.05, config.warmup_epochs / config.epochs)) if config.warmup_epochs else 0.25
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=total_steps,
+            optimizer,
+            max_lr=config.lr,
+            total_steps=total_steps,
             pct_start=min(0.5, max(pct_start, 2 / total_steps)),
             cycle_momentum=config.optimizer == "sgd" and config.momentum > 0,
         )

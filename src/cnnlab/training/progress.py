@@ -4,6 +4,7 @@ The loop reads its running sums from the device only when the `StepClock` says a
 hands them here (and to steps.csv), so progress costs no extra host sync per step. The epoch summary
 line is printed by the loop either way.
 """
+
 from __future__ import annotations
 
 import sys
@@ -27,8 +28,13 @@ class Progress:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(
-            total=self.steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{epochs}",
-            file=self.stream, leave=False, dynamic_ncols=True, unit="step",
+            total=self.steps_per_epoch,
+            initial=start_step,
+            desc=f"epoch {epoch + 1}/{epochs}",
+            file=self.stream,
+            leave=False,
+            dynamic_ncols=True,
+            unit="step",
         )
 
     def step(self) -> None:
@@ -38,12 +44,16 @@ class Progress:
     def report(self, live: dict[str, Any], steps_per_epoch: int) -> None:
         """The running loss, accuracy and speed of the epoch so far (a steps.csv row)."""
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{live['loss']:.4f}", acc=f"{live['accuracy']:.2%}",
-                                 img_s=f"{live['images_per_s']:,.0f}")
+            self.bar.set_postfix(
+                loss=f"{live['loss']:.4f}", acc=f"{live['accuracy']:.2%}", img_s=f"{live['images_per_s']:,.0f}"
+            )
         elif self.lines_enabled and live["step"] < steps_per_epoch:  # the epoch line follows the last step
-            print(f"epoch {live['epoch']}/{self.epochs}  step {live['step']}/{steps_per_epoch}  "
-                  f"loss {live['loss']:.4f} acc {live['accuracy']:.2%}  {live['images_per_s']:,.0f} img/s",
-                  file=self.log, flush=True)
+            print(
+                f"epoch {live['epoch']}/{self.epochs}  step {live['step']}/{steps_per_epoch}  "
+                f"loss {live['loss']:.4f} acc {live['accuracy']:.2%}  {live['images_per_s']:,.0f} img/s",
+                file=self.log,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self.bar is not None:

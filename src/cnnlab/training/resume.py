@@ -1,6 +1,7 @@
 """How a run continues: from its own last.pt, in its own folder (wherever that now is), or by itself after a
 torchrun restart (`--resume auto`); and what a lost peer means for it.
 """
+
 from __future__ import annotations
 
 import re
@@ -11,15 +12,15 @@ from typing import Any
 
 import torch
 
+from cnnlab.distributed import DistInfo, elastic_max_restarts, elastic_restart, max_across_ranks, missing_ranks
 from cnnlab.errors import CnnlabError
 from cnnlab.files import read_json
 from cnnlab.runfolder import checkpoint as ckpt
-from cnnlab.runfolder.config import RESUME_KEYS
-from cnnlab.runfolder.config import TrainConfig
-from cnnlab.distributed import DistInfo, elastic_max_restarts, elastic_restart, max_across_ranks, missing_ranks
+from cnnlab.runfolder.config import RESUME_KEYS, TrainConfig
 from cnnlab.runfolder.layout import LOCK_FILE, is_locked
 
 # What must match for a checkpoint to continue under a config: the same network on the same data.
+
 
 class PeerLost(CnnlabError):
     """Under torchrun, another process died or stopped answering: the environment, exit 1."""
@@ -27,8 +28,10 @@ class PeerLost(CnnlabError):
     exit_code = 1
 
 
-AUTO_NEEDS_OUT = ("--resume auto and torchrun restarts (--max-restarts) need the run folder named with --out DIR, "
-                  "so that every attempt continues the same run")
+AUTO_NEEDS_OUT = (
+    "--resume auto and torchrun restarts (--max-restarts) need the run folder named with --out DIR, "
+    "so that every attempt continues the same run"
+)
 
 
 def resume_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -42,9 +45,11 @@ def resume_checkpoint(path: str | Path) -> dict[str, Any]:
     last = path / "checkpoints" / "last.pt"
     if path.is_dir() and not (last.exists() or last.is_symlink()):  # a link or FIFO there: load_checkpoint says so
         if (path / "config.json").is_file():  # a run that stopped before its first checkpoint: the way that works
-            raise CnnlabError(f"{str(path)!r} has no checkpoints/last.pt: the run stopped before its first checkpoint; "
-                              f"start it again in place with `cnnlab train --config {path}/config.json --resume auto "
-                              f"--out {path}`")
+            raise CnnlabError(
+                f"{str(path)!r} has no checkpoints/last.pt: the run stopped before its first checkpoint; "
+                f"start it again in place with `cnnlab train --config {path}/config.json --resume auto "
+                f"--out {path}`"
+            )
         raise CnnlabError(f"{str(path)!r} has no checkpoints/last.pt to resume from; is it a cnnlab run folder?")
     return ckpt.load_checkpoint(path, "last.pt")
 
@@ -54,8 +59,10 @@ def resumed_folder(checkpoint: dict[str, Any], out: str | None) -> Path:
     refused (the one stored in the checkpoint is only where the run used to be, and is ignored)."""
     folder = ckpt.run_dir_of(checkpoint["path"])
     if out not in (None, checkpoint["config"].get("out")) and Path(out).resolve() != folder.resolve():
-        raise CnnlabError(f"a resumed run continues in its own folder {folder}; out={out!r} cannot move it "
-                          "(start a new run from its weights with init_from=)")
+        raise CnnlabError(
+            f"a resumed run continues in its own folder {folder}; out={out!r} cannot move it "
+            "(start a new run from its weights with init_from=)"
+        )
     return folder
 
 
@@ -103,8 +110,10 @@ def _auto_decision(config: TrainConfig) -> int:
     if not path.is_dir():
         return _NEW
     if is_locked(path):  # a live run: never read or write under it
-        raise CnnlabError(f"{str(path)!r} is in use by another cnnlab process (its training holds {LOCK_FILE}); "
-                          "wait for it to finish, or choose another --out")
+        raise CnnlabError(
+            f"{str(path)!r} is in use by another cnnlab process (its training holds {LOCK_FILE}); "
+            "wait for it to finish, or choose another --out"
+        )
     if (path / "checkpoints" / "last.pt").is_file():
         return _CONTINUE  # compatibility is checked as for --resume, once every rank has the checkpoint
     entries = {p.name for p in path.iterdir()} - {LOCK_FILE}
@@ -117,8 +126,10 @@ def _auto_decision(config: TrainConfig) -> int:
     # The first attempt died before its first checkpoint: start it again here, if it is the same run.
     for key in RESUME_KEYS:
         if saved.get(key) != getattr(config, key):
-            raise CnnlabError(f"{str(path)!r} holds another run ({key}={saved.get(key)!r}, not "
-                              f"{getattr(config, key)!r}); choose another --out")
+            raise CnnlabError(
+                f"{str(path)!r} holds another run ({key}={saved.get(key)!r}, not "
+                f"{getattr(config, key)!r}); choose another --out"
+            )
     return _RESTART
 
 
@@ -132,8 +143,11 @@ def peer_lost(err: BaseException, config: TrainConfig, dist_info: DistInfo) -> P
     reason = re.sub(r"^\[[^\]]*\]\s*", "", reason).split(". This is typically")[0].rstrip(".")  # gloo's source location
     if "timed out" in reason.lower() or "timeout" in reason.lower():
         reason = f"no answer within --dist-timeout {config.dist_timeout:g} s"  # gloo's wording varies with the op
-    who = (f"lost rank {', '.join(map(str, lost))} of {dist_info.world_size}" if lost
-           else f"lost contact with another of the {dist_info.world_size} processes")
+    who = (
+        f"lost rank {', '.join(map(str, lost))} of {dist_info.world_size}"
+        if lost
+        else f"lost contact with another of the {dist_info.world_size} processes"
+    )
     restarts_left = elastic_max_restarts() - elastic_restart()
     if restarts_left > 0:
         way = f"torchrun restarts the job ({restarts_left} restart(s) left) and it continues in {config.out}"
@@ -153,6 +167,11 @@ def check_compatible(checkpoint: dict[str, Any], config: TrainConfig) -> None:
                 f"not {getattr(config, key)!r}; drop that option or start a new run"
             )
     if checkpoint["epoch"] >= config.epochs:
-        done = f"finished all {checkpoint['epoch']} epochs" if checkpoint["step"] == 0 else \
-            f"stopped in epoch {checkpoint['epoch'] + 1}"
-        raise CnnlabError(f"{checkpoint['path']} has already {done}; pass --epochs N with N > {checkpoint['epoch']} to train on")
+        done = (
+            f"finished all {checkpoint['epoch']} epochs"
+            if checkpoint["step"] == 0
+            else f"stopped in epoch {checkpoint['epoch'] + 1}"
+        )
+        raise CnnlabError(
+            f"{checkpoint['path']} has already {done}; pass --epochs N with N > {checkpoint['epoch']} to train on"
+        )

@@ -5,6 +5,7 @@ run (refusing one that already holds a run) or for a resume, and holds an exclus
 `.lock` for the life of the run, so a second writer fails at once. `RunWriter` is everything the
 loop writes or prints; on other ranks it does nothing, so the loop never asks which rank it is.
 """
+
 from __future__ import annotations
 
 import errno
@@ -58,8 +59,10 @@ class RunFolder:
         restart, or --resume auto, checked that by its config): start it again in place instead of refusing."""
         self.path = Path(path)
         if inside_checkpoints(self.path / "config.json"):
-            raise CnnlabError(f"--out {str(self.path)!r} is inside another run's checkpoints/ folder, which only its "
-                              "training writes; choose another --out")
+            raise CnnlabError(
+                f"--out {str(self.path)!r} is inside another run's checkpoints/ folder, which only its "
+                "training writes; choose another --out"
+            )
         self.created = not self.path.exists()
         # The folders above it that this run creates for a nested --out: removed again with it when unused.
         self.created_parents = [p for p in self.path.absolute().parents if not p.exists() and not p.is_symlink()]
@@ -87,8 +90,11 @@ class RunFolder:
         if not self.path.exists():
             return
         mine = {LOCK_FILE, "checkpoints"} if self._lock_fd is not None else set()
-        entries = [p.name for p in self.path.iterdir()
-                   if p.name not in mine and not (p.name == "checkpoints" and not any(p.iterdir()))]
+        entries = [
+            p.name
+            for p in self.path.iterdir()
+            if p.name not in mine and not (p.name == "checkpoints" and not any(p.iterdir()))
+        ]
         if entries:
             self.close()
             present = [name for name in RUN_FILES if name in entries]
@@ -97,8 +103,10 @@ class RunFolder:
             if present and (self.path / "checkpoints" / "last.pt").is_file():
                 hint = f"continue it with --resume {self.path}, or "
             elif present:  # stopped before its first checkpoint: --resume has nothing to continue from
-                hint = (f"it stopped before its first checkpoint: start it again in place with the same options and "
-                        f"--resume auto --out {self.path}, or delete it, or ")
+                hint = (
+                    f"it stopped before its first checkpoint: start it again in place with the same options and "
+                    f"--resume auto --out {self.path}, or delete it, or "
+                )
             raise CnnlabError(f"{str(self.path)!r} {what}; {hint}choose another --out")
 
     def _lock(self) -> None:
@@ -106,10 +114,14 @@ class RunFolder:
         # O_NOFOLLOW: a .lock planted as a (dangling) symlink must not create or open a file elsewhere;
         # O_NONBLOCK: a FIFO planted as .lock must not block the open; fstat then refuses anything but a file.
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o644)
+            fd = os.open(
+                lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o644
+            )
         except OSError as err:
             if lock.is_symlink():
-                raise UnsafeFileError(f"{str(lock)!r} is a symbolic link; remove it (cnnlab follows no links in a run folder)") from None
+                raise UnsafeFileError(
+                    f"{str(lock)!r} is a symbolic link; remove it (cnnlab follows no links in a run folder)"
+                ) from None
             raise err
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
@@ -148,14 +160,15 @@ class RunFolder:
         elif self.path.is_dir():
             for entry in self.path.iterdir():
                 # rmtree never follows a symlink; a link itself is only unlinked
-                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() and not entry.is_symlink() else entry.unlink(missing_ok=True)
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() and not entry.is_symlink() else entry.unlink(
+                    missing_ok=True
+                )
 
 
 def provenance(device: str, argv: list[str] | None) -> dict[str, Any]:
     import datetime as _dt
 
     import torch
-
 
     return {
         "cnnlab": __version__,
@@ -187,8 +200,9 @@ class RunWriter:
         if self.enabled:
             print(message, flush=True)
 
-    def start(self, config_dict: dict[str, Any], meta: dict[str, Any], resume_after_epoch: int | None,
-              tensorboard: bool) -> list[dict[str, Any]]:
+    def start(
+        self, config_dict: dict[str, Any], meta: dict[str, Any], resume_after_epoch: int | None, tensorboard: bool
+    ) -> list[dict[str, Any]]:
         """config.json, metrics.csv and steps.csv (rows past the resumed checkpoint dropped); returns the history kept."""
         if not self.enabled:
             return []
@@ -209,7 +223,8 @@ class RunWriter:
             from cnnlab.training.tensorboard import TensorBoardLogger
 
             self.tensorboard = TensorBoardLogger(
-                self.path, config_dict, purge_step=resume_after_epoch + 1 if resume_after_epoch is not None else None)
+                self.path, config_dict, purge_step=resume_after_epoch + 1 if resume_after_epoch is not None else None
+            )
         return history
 
     def epoch_row(self, row: dict[str, Any]) -> None:
@@ -255,8 +270,11 @@ class RunWriter:
             with confined(self.path):
                 write_run_figures(self.path, history, final_eval, model, test_batches, classes, config)
         acc, best = summary["final_test_acc"], summary["best_test_acc"]
-        self.say(f"done: test accuracy {acc:.2%} (best {best:.2%} at epoch {summary['best_epoch']}); run folder {self.path}"
-                 if acc is not None else f"done; run folder {self.path}")
+        self.say(
+            f"done: test accuracy {acc:.2%} (best {best:.2%} at epoch {summary['best_epoch']}); run folder {self.path}"
+            if acc is not None
+            else f"done; run folder {self.path}"
+        )
 
     def close(self) -> None:
         for f in (self._metrics, self._steps):

@@ -1,5 +1,6 @@
 """What a training holds between steps (model, optimizer, scheduler, scaler, position, best so far) and how
 it goes into a checkpoint and comes back out: the one writer of the layout that runfolder/checkpoint.py checks."""
+
 from __future__ import annotations
 
 import warnings
@@ -69,8 +70,10 @@ class TrainState:
             self.model.load_state_dict(checkpoint["model"])
             self.optimizer.load_state_dict(checkpoint["optimizer"])
         except (RuntimeError, ValueError, KeyError) as err:
-            raise CnnlabError(f"{checkpoint['path']!r} is not a cnnlab checkpoint: its state does not fit "
-                              f"{config.model} ({str(err).strip().splitlines()[0][:200]})") from None
+            raise CnnlabError(
+                f"{checkpoint['path']!r} is not a cnnlab checkpoint: its state does not fit "
+                f"{config.model} ({str(err).strip().splitlines()[0][:200]})"
+            ) from None
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.epoch, self.step = checkpoint["epoch"], checkpoint["step"]
         self.best_acc, self.best_epoch = checkpoint["best_acc"], checkpoint["best_epoch"]

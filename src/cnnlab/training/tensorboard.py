@@ -6,6 +6,7 @@ it calls `log_epoch` with the metrics row it already has. Figures come from
 `cnnlab.figures.plots`, rendered to pixels on an Agg canvas, so TensorBoard shows the
 same pictures as the run folder's PNGs.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,10 +67,18 @@ class TensorBoardLogger:
             text = "\n".join("    " + line for line in json.dumps(config, indent=2, default=str).splitlines())
             self.writer.add_text("config", text, global_step=purge_step or 0)
 
-    def log_epoch(self, epoch: int, row: dict[str, Any], confusion: torch.Tensor | None = None,
-                  classes: list[str] | None = None, images: torch.Tensor | None = None, *,
-                  labels: torch.Tensor | None = None, predicted: torch.Tensor | None = None,
-                  probs: torch.Tensor | None = None) -> None:
+    def log_epoch(
+        self,
+        epoch: int,
+        row: dict[str, Any],
+        confusion: torch.Tensor | None = None,
+        classes: list[str] | None = None,
+        images: torch.Tensor | None = None,
+        *,
+        labels: torch.Tensor | None = None,
+        predicted: torch.Tensor | None = None,
+        probs: torch.Tensor | None = None,
+    ) -> None:
         """Log one epoch: the metrics row's scalars (None/NaN skipped), the confusion matrix figure
         (with `classes`), and `images` (uint8 (N, C, H, W)) as a grid, titled "pred (true)" when
         `labels` and `predicted` are given.
@@ -79,28 +88,42 @@ class TensorBoardLogger:
             if value is not None and math.isfinite(float(value)):
                 self.writer.add_scalar(tag, float(value), epoch)
         if confusion is not None:
-
             names = list(classes) if classes is not None else [str(i) for i in range(len(confusion))]
             fig = _confusion_figure(confusion, names, f"Test confusion matrix, epoch {epoch}")
             self.writer.add_image("confusion_matrix", _figure_pixels(fig), epoch, dataformats="HWC")
         if images is not None and len(images):
-            self.writer.add_image("samples", self._image_grid(images, classes, labels, predicted, probs, epoch), epoch,
-                                  dataformats="HWC")
+            self.writer.add_image(
+                "samples", self._image_grid(images, classes, labels, predicted, probs, epoch), epoch, dataformats="HWC"
+            )
         self.writer.flush()
 
     def log_run_epoch(self, row: dict[str, Any], model, test_batches, final_eval, classes, channels_last: bool) -> None:
         """`log_epoch` with what the loop has at the end of an epoch: 16 test predictions, mistakes first."""
 
         images, truth, predicted, confidence = sample_predictions(model, test_batches, 16, channels_last)
-        self.log_epoch(row["epoch"], row, final_eval.confusion if final_eval is not None else None, list(classes),
-                       images, labels=truth, predicted=predicted, probs=confidence)
+        self.log_epoch(
+            row["epoch"],
+            row,
+            final_eval.confusion if final_eval is not None else None,
+            list(classes),
+            images,
+            labels=truth,
+            predicted=predicted,
+            probs=confidence,
+        )
 
     @staticmethod
     def _image_grid(images, classes, labels, predicted, probs, epoch: int) -> np.ndarray:
         if labels is not None and predicted is not None and classes is not None:
-
-            fig = _samples_figure(images, labels, predicted, list(classes), probs, IMAGE_COLUMNS,
-                                  f"Test samples after epoch {epoch}: predicted (true)")
+            fig = _samples_figure(
+                images,
+                labels,
+                predicted,
+                list(classes),
+                probs,
+                IMAGE_COLUMNS,
+                f"Test samples after epoch {epoch}: predicted (true)",
+            )
             return _figure_pixels(fig)
         from torchvision.utils import make_grid
 
@@ -110,7 +133,7 @@ class TensorBoardLogger:
     def close(self) -> None:
         self.writer.close()
 
-    def __enter__(self) -> "TensorBoardLogger":
+    def __enter__(self) -> TensorBoardLogger:
         return self
 
     def __exit__(self, *exc) -> None:

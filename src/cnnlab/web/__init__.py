@@ -10,6 +10,7 @@ The lab answers only to the Host names it was started for (loopback by default: 
 The package is `cnnlab.web`, not `cnnlab.serve`: importing a submodule binds its name on the parent
 package, which would replace the function `cnnlab.serve`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,8 +29,14 @@ def create_app(roots: list[str | Path] | tuple = ("runs",), *, allowed_hosts=Non
     return _create_app(roots, allowed_hosts=allowed_hosts, token=token)
 
 
-def serve(roots: list[str | Path] | tuple = ("runs",), host: str = "127.0.0.1", port: int = 8000,
-          open_browser: bool = False, token: str | None = None, allow_hosts=()) -> None:
+def serve(
+    roots: list[str | Path] | tuple = ("runs",),
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    open_browser: bool = False,
+    token: str | None = None,
+    allow_hosts=(),
+) -> None:
     """Serve the web lab over `roots` on host:port until Ctrl-C (with a token beyond loopback; see `server`)."""
     from cnnlab.web.server import serve as _serve
 

@@ -3,6 +3,7 @@
 Computed on the first request from the best checkpoint (the embedded samples load offline) and kept
 per run and checkpoint mtime, so clicking through the confusion matrix costs nothing more.
 """
+
 from __future__ import annotations
 
 import threading
@@ -53,8 +54,13 @@ class AnalysisCache:
 
 def _image(images: torch.Tensor, index: int, labels, predicted, probabilities, classes) -> dict[str, Any]:
     p = int(predicted[index])
-    return {"index": index, "src": png_data_uri(images[index]), "true": classes[int(labels[index])],
-            "predicted": classes[p], "probability": float(probabilities[index, p])}
+    return {
+        "index": index,
+        "src": png_data_uri(images[index]),
+        "true": classes[int(labels[index])],
+        "predicted": classes[p],
+        "probability": float(probabilities[index, p]),
+    }
 
 
 def _evaluate(served: ServedModel) -> TestResults:
@@ -90,8 +96,10 @@ def cell_images(results: TestResults, true: int, predicted: int, classes: list[s
     # Most confident first: for an off-diagonal cell those are the most striking mistakes.
     order = results.probabilities[chosen, predicted].argsort(descending=True)
     chosen = chosen[order]
-    shown = [_image(results.images, int(i), results.labels, results.predicted, results.probabilities, classes)
-             for i in chosen[:CELL_IMAGES]]
+    shown = [
+        _image(results.images, int(i), results.labels, results.predicted, results.probabilities, classes)
+        for i in chosen[:CELL_IMAGES]
+    ]
     return {"true": classes[true], "predicted": classes[predicted], "count": len(chosen), "images": shown}
 
 
@@ -100,7 +108,9 @@ def gallery(results: TestResults, classes: list[str]) -> list[dict[str, Any]]:
     chosen = []
     for k in range(len(classes)):
         chosen += (results.labels == k).nonzero().flatten()[:GALLERY_PER_CLASS].tolist()
-    return [_image(results.images, i, results.labels, results.predicted, results.probabilities, classes) for i in chosen]
+    return [
+        _image(results.images, i, results.labels, results.predicted, results.probabilities, classes) for i in chosen
+    ]
 
 
 def filters(served: ServedModel, layer: str | None) -> dict[str, Any]:
@@ -113,6 +123,14 @@ def filters(served: ServedModel, layer: str | None) -> dict[str, Any]:
         chosen = layer or next((p for p, _ in served.conv_layers), layers[0])
         tiles = filter_tiles(trained.model, chosen, served.input_shape, model_name=trained.config.model)
     rgb = tiles.tiles.ndim == 4
-    return {"layers": layers, "layer": tiles.layer, "rows": tiles.rows, "cols": tiles.cols, "matrix": tiles.matrix,
-            "rgb": rgb, "weight_shape": list(tiles.weight_shape), "shown": tiles.shown,
-            "tiles": quantized(tiles.tiles, 0.0 if rgb else -1.0, 1.0)}
+    return {
+        "layers": layers,
+        "layer": tiles.layer,
+        "rows": tiles.rows,
+        "cols": tiles.cols,
+        "matrix": tiles.matrix,
+        "rgb": rgb,
+        "weight_shape": list(tiles.weight_shape),
+        "shown": tiles.shown,
+        "tiles": quantized(tiles.tiles, 0.0 if rgb else -1.0, 1.0),
+    }

@@ -6,6 +6,7 @@ the request, and /files/ serves only regular files inside a root (see `safety`).
 at all (Host, Origin, token) and the headers of every answer are `security`'s; model work runs on the
 lab's own few threads (`workers`), so the listing and the pages stay quick while predictions queue.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -71,8 +72,13 @@ def _links(entry: RunEntry) -> list[dict[str, Any]]:
         if path.name.startswith(".") or path.is_symlink() or not path.is_file():
             continue  # what a symlink points at is not ours to serve; dotfiles are plumbing
         rel = path.relative_to(entry.root).as_posix()
-        found.append({"name": path.relative_to(entry.path).as_posix(), "url": f"/files/{root_index}/{rel}",
-                      "bytes": path.stat().st_size})
+        found.append(
+            {
+                "name": path.relative_to(entry.path).as_posix(),
+                "url": f"/files/{root_index}/{rel}",
+                "bytes": path.stat().st_size,
+            }
+        )
     return found
 
 
@@ -91,18 +97,24 @@ def _file_response(root: Path, relative: str) -> Response:
                 left -= len(chunk)
                 yield chunk
 
-    return StreamingResponse(chunks(), media_type=mimetypes.guess_type(target.name)[0] or "application/octet-stream",
-                             headers={"content-length": str(size),
-                                      # a hostile HTML file in a run folder runs no script here
-                                      "content-security-policy": "sandbox"})
+    return StreamingResponse(
+        chunks(),
+        media_type=mimetypes.guess_type(target.name)[0] or "application/octet-stream",
+        headers={
+            "content-length": str(size),
+            # a hostile HTML file in a run folder runs no script here
+            "content-security-policy": "sandbox",
+        },
+    )
 
 
 def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def create_app(roots: list[str | Path] | tuple = ("runs",), *, allowed_hosts: Iterable[str] | None = None,
-               token: str | None = None) -> FastAPI:
+def create_app(
+    roots: list[str | Path] | tuple = ("runs",), *, allowed_hosts: Iterable[str] | None = None, token: str | None = None
+) -> FastAPI:
     """The web lab over the run folders under `roots` (searched recursively for folders with config.json).
 
     `allowed_hosts`: the Host names it answers to (default: 127.0.0.1, localhost, ::1; "a.b.c.d/n" entries are
@@ -115,12 +127,19 @@ def create_app(roots: list[str | Path] | tuple = ("runs",), *, allowed_hosts: It
         yield
         workers.close()
 
-    app = FastAPI(title="cnnlab web lab", docs_url=None, redoc_url=None, openapi_url=None,
-                  default_response_class=LabJSON, lifespan=lifespan)
+    app = FastAPI(
+        title="cnnlab web lab",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        default_response_class=LabJSON,
+        lifespan=lifespan,
+    )
     if isinstance(allowed_hosts, str):
         allowed_hosts = [allowed_hosts]  # one name, not its letters
-    app.add_middleware(Guard, hosts=HostPolicy.of(LOOPBACK_HOSTS if allowed_hosts is None else allowed_hosts),
-                       token=token)
+    app.add_middleware(
+        Guard, hosts=HostPolicy.of(LOOPBACK_HOSTS if allowed_hosts is None else allowed_hosts), token=token
+    )
     index = RunsIndex(list(roots))
     models, analyses = ModelCache(), AnalysisCache()
     app.state.index = index
@@ -147,8 +166,10 @@ def create_app(roots: list[str | Path] | tuple = ("runs",), *, allowed_hosts: It
         return entry, models.get(entry.path)
 
     for route, page in PAGES.items():
+
         def page_route(page: str = page):
             return FileResponse(STATIC / page, media_type="text/html")
+
         app.add_api_route(route, page_route, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_api_route("/favicon.ico", lambda: Response(status_code=204), methods=["GET"], include_in_schema=False)
@@ -160,8 +181,15 @@ def create_app(roots: list[str | Path] | tuple = ("runs",), *, allowed_hosts: It
     @app.get("/api/run")
     def run(id: str):
         entry = entry_of(id)
-        return {**entry.row, "status": index.status(entry), "config": entry.config, "meta": entry.meta,
-                "summary": entry.summary, "files": _links(entry), "curves": curves(entry)}
+        return {
+            **entry.row,
+            "status": index.status(entry),
+            "config": entry.config,
+            "meta": entry.meta,
+            "summary": entry.summary,
+            "files": _links(entry),
+            "curves": curves(entry),
+        }
 
     @app.get("/api/curves")
     def run_curves(id: str):
@@ -200,12 +228,18 @@ def create_app(roots: list[str | Path] | tuple = ("runs",), *, allowed_hosts: It
     def _model_info(run_id: str):
         _, served = served_of(run_id)
         trained = served.trained
-        return {"model": trained.config.model, "dataset": trained.config.dataset, "classes": trained.classes,
-                "channels": trained.spec.channels, "input_size": trained.input_size,
-                "stored_size": trained.spec.image_size, "conv_layers": [{"layer": p, "shape": list(s)}
-                                                                         for p, s in served.conv_layers],
-                "drawing": trained.spec.channels == 1 and not trained.spec.name.startswith("fashion"),
-                "captum": has_extra("inspect"), "preprocessing": trained.preprocessing()}
+        return {
+            "model": trained.config.model,
+            "dataset": trained.config.dataset,
+            "classes": trained.classes,
+            "channels": trained.spec.channels,
+            "input_size": trained.input_size,
+            "stored_size": trained.spec.image_size,
+            "conv_layers": [{"layer": p, "shape": list(s)} for p, s in served.conv_layers],
+            "drawing": trained.spec.channels == 1 and not trained.spec.name.startswith("fashion"),
+            "captum": has_extra("inspect"),
+            "preprocessing": trained.preprocessing(),
+        }
 
     @app.get("/api/model")
     async def model_info(id: str):
@@ -220,8 +254,15 @@ def create_app(roots: list[str | Path] | tuple = ("runs",), *, allowed_hosts: It
         return await workers.call(_kernels, id, layer)
 
     @app.post("/api/predict")
-    async def predict(request: Request, id: str, center: str = "auto", invert: str = "auto",
-                      features: bool = True, cam: bool = True, index: int | None = Query(None, ge=0)):
+    async def predict(
+        request: Request,
+        id: str,
+        center: str = "auto",
+        invert: str = "auto",
+        features: bool = True,
+        cam: bool = True,
+        index: int | None = Query(None, ge=0),
+    ):
         if center not in ("auto", "0", "1") or invert not in ("auto", "0", "1"):
             raise HTTPException(400, "center and invert take auto, 0 or 1")
         if _media_type(request) not in UPLOAD_TYPES:
@@ -239,9 +280,15 @@ def create_app(roots: list[str | Path] | tuple = ("runs",), *, allowed_hosts: It
         if test_index is not None:
             results = analyses.get(entry.path, served)
             if test_index >= len(results.labels):
-                raise HTTPException(400, f"index {test_index} is out of range: the test split has {len(results.labels)} images")
-            pixels = results.images[test_index:test_index + 1]
-            steps = {"inverted": False, "fit": "test image", "true": served.trained.classes[int(results.labels[test_index])]}
+                raise HTTPException(
+                    400, f"index {test_index} is out of range: the test split has {len(results.labels)} images"
+                )
+            pixels = results.images[test_index : test_index + 1]
+            steps = {
+                "inverted": False,
+                "fit": "test image",
+                "true": served.trained.classes[int(results.labels[test_index])],
+            }
         else:
             pixels, steps = prepare_pixels(body, served.trained, center, invert)
         return {**analyse_input(served, pixels, features, cam), "preprocessing": steps}

@@ -1,4 +1,5 @@
 """The optional extra behind `cnnlab serve`: FastAPI and uvicorn, checked before anything is imported."""
+
 from __future__ import annotations
 
 from cnnlab.extras import require_extra

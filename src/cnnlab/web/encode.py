@@ -3,6 +3,7 @@
 A 28x28 PNG is a few hundred bytes, and a layer of feature maps as bytes is a quarter of float32 and
 a tenth of JSON numbers, which keeps a playground round trip small and fast.
 """
+
 from __future__ import annotations
 
 import base64
@@ -38,5 +39,9 @@ def quantized(values: torch.Tensor, low: float | None = None, high: float | None
     high = float(values.max()) if high is None else high
     span = high - low if high > low else 1.0  # a constant map still draws (all dark)
     scaled = ((values - low) / span * 255).round().clamp(0, 255).to(torch.uint8)
-    return {"shape": list(values.shape), "min": low, "max": high,
-            "data": base64.b64encode(scaled.numpy().tobytes()).decode("ascii")}
+    return {
+        "shape": list(values.shape),
+        "min": low,
+        "max": high,
+        "data": base64.b64encode(scaled.numpy().tobytes()).decode("ascii"),
+    }

@@ -4,6 +4,7 @@ Requests run in a thread pool. A model's forward hooks (feature maps), its train
 and its autograd state are shared, so every use of a model holds its lock; different runs' models
 serve in parallel. A model is reloaded when its checkpoint files change.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,8 +58,10 @@ def check_checkpoints(run_dir: Path) -> None:
         except OSError:
             continue  # missing: load_run says which one it wanted
         if not stat.S_ISREG(mode):
-            raise CnnlabError(f"checkpoints/{name} of {run_dir.name} is not a regular file (a link or a "
-                                  "special file); the lab loads only plain checkpoint files")
+            raise CnnlabError(
+                f"checkpoints/{name} of {run_dir.name} is not a regular file (a link or a "
+                "special file); the lab loads only plain checkpoint files"
+            )
 
 
 class ModelCache:

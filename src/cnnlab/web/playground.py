@@ -8,6 +8,7 @@ MNIST centring, as LeCun et al. built the dataset: the bounding box of the ink i
 kept) to fit 20x20, then placed in 28x28 so that its centre of mass sits at the centre. A digit drawn
 small in a corner of the canvas thus reaches the model as MNIST's digits did, not as a speck.
 """
+
 from __future__ import annotations
 
 import io
@@ -48,8 +49,9 @@ class InputError(ValueError):
 def check_size(width: int, height: int) -> None:
     """Refuse a picture from its header, before a pixel of it is decoded."""
     if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
-        raise InputError(f"image is {width}x{height} pixels; the limit is {MAX_SIDE}x{MAX_SIDE} "
-                         f"({MAX_PIXELS / 1e6:.1f} megapixels)")
+        raise InputError(
+            f"image is {width}x{height} pixels; the limit is {MAX_SIDE}x{MAX_SIDE} ({MAX_PIXELS / 1e6:.1f} megapixels)"
+        )
 
 
 def _declared_size(data: bytes) -> tuple[int, int] | None:
@@ -81,7 +83,9 @@ def _open(data: bytes):
         size = _declared_size(data)
         if size is not None:
             check_size(*size)
-        raise InputError(f"image is over {2 * Image.MAX_IMAGE_PIXELS:,} pixels; the limit is {MAX_SIDE}x{MAX_SIDE}") from None
+        raise InputError(
+            f"image is over {2 * Image.MAX_IMAGE_PIXELS:,} pixels; the limit is {MAX_SIDE}x{MAX_SIDE}"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise InputError(NOT_AN_IMAGE) from None
 
@@ -133,7 +137,9 @@ def is_light_background(image: np.ndarray) -> bool:
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     from PIL import Image
 
-    return np.array(Image.fromarray(image).resize((max(width, 1), max(height, 1)), Image.Resampling.LANCZOS))  # writable, for torch
+    return np.array(
+        Image.fromarray(image).resize((max(width, 1), max(height, 1)), Image.Resampling.LANCZOS)
+    )  # writable, for torch
 
 
 def center_like_mnist(grey: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
@@ -142,7 +148,7 @@ def center_like_mnist(grey: np.ndarray, size: int = 28, box: int = 20) -> np.nda
     if not ink.any():
         return np.zeros((size, size), np.uint8)
     rows, cols = np.nonzero(ink)
-    crop = grey[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    crop = grey[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     h, w = crop.shape
     scale = box / max(h, w)
     fitted = _resize(crop, round(w * scale), round(h * scale)).astype(np.float64)
@@ -154,7 +160,7 @@ def center_like_mnist(grey: np.ndarray, size: int = 28, box: int = 20) -> np.nda
     # Top-left corner that puts the centre of mass at the image centre, kept inside the frame.
     top = int(np.clip(round((size - 1) / 2 - cy), 0, size - fh))
     left = int(np.clip(round((size - 1) / 2 - cx), 0, size - fw))
-    out[top:top + fh, left:left + fw] = fitted
+    out[top : top + fh, left : left + fw] = fitted
     return np.clip(out, 0, 255).round().astype(np.uint8)
 
 
@@ -163,7 +169,7 @@ def fit_square(image: np.ndarray, size: int) -> np.ndarray:
     h, w = image.shape[:2]
     side = max(h, w)
     padded = np.zeros((side, side) + image.shape[2:], np.uint8)
-    padded[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = image
+    padded[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = image
     return _resize(padded, size, size)
 
 
@@ -172,7 +178,9 @@ def uses_mnist_centering(dataset: str, channels: int) -> bool:
     return channels == 1 and not dataset.startswith("fashion")
 
 
-def prepare_pixels(data: bytes, trained, center: str = "auto", invert: str = "auto") -> tuple[torch.Tensor, dict[str, Any]]:
+def prepare_pixels(
+    data: bytes, trained, center: str = "auto", invert: str = "auto"
+) -> tuple[torch.Tensor, dict[str, Any]]:
     """Upload bytes -> uint8 (1, C, S, S) at the dataset's stored size, and what was done to them.
 
     center/invert: "auto", "1" or "0". With both "0" the image goes through exactly what
@@ -237,8 +245,15 @@ def analyse_input(served, pixels: torch.Tensor, with_features: bool = True, with
     for feature in features:
         maps = feature.maps[:MAX_CHANNELS_SHOWN]
         low, high = float(feature.maps.min()), float(feature.maps.max())  # one scale per layer
-        result["features"].append({"layer": feature.layer, "type": feature.module_type, "shape": list(feature.shape),
-                                   "shown": int(maps.shape[0]), "maps": quantized(maps, low, high)})
+        result["features"].append(
+            {
+                "layer": feature.layer,
+                "type": feature.module_type,
+                "shape": list(feature.shape),
+                "shown": int(maps.shape[0]),
+                "maps": quantized(maps, low, high),
+            }
+        )
     if cam is not None:
         peak = float(cam.max())
         result["gradcam"] = quantized(cam, 0.0, peak if peak > 0 else 1.0)

@@ -8,6 +8,7 @@ Run folders may come from anyone (a shared disk, a downloaded archive), so every
 through `cnnlab.files` as the rest of cnnlab reads it: never through a symlink, never a FIFO or device
 (which would hang the request), never more than a bound; what the CLI refuses, the lab refuses too.
 """
+
 from __future__ import annotations
 
 import csv
@@ -30,7 +31,7 @@ PRUNED_DIRS = {"checkpoints", "tensorboard", "inspect", "export", "__pycache__",
 
 def run_status(path: Path, summary: dict[str, Any] | None) -> str:
     """running | complete | stopped | failed: the status compare, report and sweeps give the same folder."""
-    return run_state(path, bool(summary) and summary.get("status") == COMPLETE)
+    return run_state(path, bool(summary and summary.get("status") == COMPLETE))
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -61,7 +62,7 @@ def read_steps(path: Path) -> list[dict[str, float]]:
         return []
     except (OSError, ValueError) as err:
         raise ValueError(_reason(err, path)) from None
-    text = text[:text.rfind("\n") + 1]  # the trainer may be mid-way through the last line
+    text = text[: text.rfind("\n") + 1]  # the trainer may be mid-way through the last line
     rows = []
     for row in csv.DictReader(io.StringIO(text, newline="")):
         try:
@@ -96,8 +97,16 @@ def _number(value: Any) -> float | None:
 def read_entry(run_id: str, root: Path, path: Path, stamp: tuple) -> RunEntry:
     """The row of one run folder, read by `read_run` as every other reader of a run reads it."""
     record = read_run(path)
-    entry = RunEntry(run_id, root, path, stamp, config=record.config, meta=record.meta, summary=record.summary,
-                     history=record.history)
+    entry = RunEntry(
+        run_id,
+        root,
+        path,
+        stamp,
+        config=record.config,
+        meta=record.meta,
+        summary=record.summary,
+        history=record.history,
+    )
     if record.status == NOT_A_RUN:
         entry.error = _without_path(record.reason.removeprefix("unreadable: "), path)
     elif not record.config:
@@ -144,7 +153,7 @@ class RunsIndex:
         self.roots = [Path(r).resolve() for r in roots]
         self._entries: dict[str, RunEntry] = {}
         self._lock = threading.Lock()
-        self.missing_roots = []
+        self.missing_roots: list[str] = []
 
     def _discover(self) -> list[tuple[str, Path, Path]]:
         found, self.missing_roots = [], [str(r) for r in self.roots if not r.is_dir()]
@@ -206,10 +215,13 @@ def steps_per_epoch(entry: RunEntry, steps: list[dict[str, float]]) -> float | N
     # The config is whatever the folder holds: a value of the wrong type means "unknown", not a 500.
     config = entry.config
     batch, limit = _number(config.get("batch_size")), _number(config.get("limit_train"))
+    dataset = config.get("dataset")
+    if not isinstance(dataset, str):
+        return None  # not a dataset name (get_spec would refuse it too)
     try:
         from cnnlab.data.catalog import get_spec  # here: cnnlab.data loads torch, which the listing does without
 
-        size = get_spec(config.get("dataset")).train_size
+        size = get_spec(dataset).train_size
     except CnnlabError:
         return None
     if limit and limit > 0:
@@ -224,15 +236,28 @@ def curves(entry: RunEntry) -> dict[str, Any]:
         steps = read_steps(entry.path / "steps.csv")
     except ValueError as err:  # refused (a link, a FIFO, too large): the epoch curves still show
         steps, result["steps_error"] = [], str(err)
-    test = [{"x": r["epoch"], "loss": r.get("test_loss"), "acc": r.get("test_acc")}
-            for r in entry.history if r.get("test_acc") is not None]
+    test = [
+        {"x": r["epoch"], "loss": r.get("test_loss"), "acc": r.get("test_acc")}
+        for r in entry.history
+        if r.get("test_acc") is not None
+    ]
     if steps:
         per_epoch = steps_per_epoch(entry, steps) or max(r["step"] for r in steps) or 1
-        train = [{"x": r["epoch"] - 1 + r["step"] / per_epoch, "loss": r.get("loss"), "acc": r.get("accuracy"),
-                  "lr": r.get("lr"), "elapsed": r.get("elapsed")} for r in steps]
+        train = [
+            {
+                "x": r["epoch"] - 1 + r["step"] / per_epoch,
+                "loss": r.get("loss"),
+                "acc": r.get("accuracy"),
+                "lr": r.get("lr"),
+                "elapsed": r.get("elapsed"),
+            }
+            for r in steps
+        ]
         source = "steps.csv"
     else:
-        train = [{"x": r["epoch"], "loss": r.get("train_loss"), "acc": r.get("train_acc"), "lr": r.get("lr")}
-                 for r in entry.history]
+        train = [
+            {"x": r["epoch"], "loss": r.get("train_loss"), "acc": r.get("train_acc"), "lr": r.get("lr")}
+            for r in entry.history
+        ]
         source = "metrics.csv"
     return {"source": source, "train": train, "test": test, "points": len(train) + len(test), **result}

@@ -5,6 +5,7 @@ refused the same way as a missing file, so a probe learns nothing about what exi
 dotfiles and anything under a dot-folder (`.env`, `.git/config`, a run's `.lock`), named or reached
 through a link: they are a project's secrets and plumbing, never something a run page links to.
 """
+
 from __future__ import annotations
 
 import re

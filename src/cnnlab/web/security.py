@@ -13,6 +13,7 @@ server, the lab therefore
 
 All of this is one pure ASGI middleware, so it also covers static files, /files/ and error answers.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -27,8 +28,10 @@ from starlette.requests import HTTPConnection
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # listening on every interface
 
-CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; "
-                           "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; "
+    "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 SECURITY_HEADERS = (
     ("content-security-policy", CONTENT_SECURITY_POLICY),
     ("x-frame-options", "DENY"),
@@ -163,23 +166,30 @@ class Guard:
         host = split_host(request.headers.get("host", ""))
         if host is None or not self.hosts.allows(host):
             shown = (host or request.headers.get("host", ""))[:100]
-            return (f"host {shown!r} is not a name this lab answers to ({self.hosts.describe()}); "
-                    "start cnnlab serve with --allow-host NAME to add one"), False
+            return (
+                f"host {shown!r} is not a name this lab answers to ({self.hosts.describe()}); "
+                "start cnnlab serve with --allow-host NAME to add one"
+            ), False
         origin = request.headers.get("origin")
         if origin is not None and not self._own_origin(origin, request):
             return f"cross-origin request refused: {origin[:100]!r} is not this lab's origin", False
-        if request.headers.get("sec-fetch-site") in ("cross-site", "same-site") and \
-                request.headers.get("sec-fetch-mode") != "navigate":
+        if (
+            request.headers.get("sec-fetch-site") in ("cross-site", "same-site")
+            and request.headers.get("sec-fetch-mode") != "navigate"
+        ):
             return "cross-site request refused: only the lab's own pages may call it", False
         if self.token is None:
             return None, False
         if _same(self.token, request.query_params.get("token")):
             return None, True
-        if _same(self.token, request.cookies.get(self._cookie_name(request))) or \
-                _same(self.token, _authorization(request)):
+        if _same(self.token, request.cookies.get(self._cookie_name(request))) or _same(
+            self.token, _authorization(request)
+        ):
             return None, False
-        return ("this lab wants its token: open the URL cnnlab serve printed (…/?token=…), "
-                "or send the header 'Authorization: token <token>'"), False
+        return (
+            "this lab wants its token: open the URL cnnlab serve printed (…/?token=…), "
+            "or send the header 'Authorization: token <token>'"
+        ), False
 
     @staticmethod
     def _own_origin(origin: str, request: HTTPConnection) -> bool:
@@ -208,6 +218,11 @@ def _authorization(request: HTTPConnection) -> str | None:
 
 async def _refuse(reason: str, send) -> None:
     body = json.dumps({"detail": reason}).encode()
-    await send({"type": "http.response.start", "status": 403,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 403,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

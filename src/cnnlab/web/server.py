@@ -4,6 +4,7 @@ On loopback the lab needs no token (other users of this machine can still reach 
 --token to ask for one there too); beyond loopback it always asks for one, printed in the URL as
 Jupyter does. Either way it answers only to the host names it was started for (see `security`).
 """
+
 from __future__ import annotations
 
 import re
@@ -30,7 +31,9 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as err:
         sock.close()
-        raise CnnlabError(f"cannot listen on {host}:{port}: {err.strerror or err}; choose another with --port") from None
+        raise CnnlabError(
+            f"cannot listen on {host}:{port}: {err.strerror or err}; choose another with --port"
+        ) from None
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
@@ -60,9 +63,15 @@ def host_policy(host: str, allow_hosts: Iterable[str] = ()) -> HostPolicy:
         raise CnnlabError(f"--allow-host: {err}") from None
 
 
-def serve(roots: list[str | Path] | tuple = ("runs",), host: str = "127.0.0.1", port: int = 8000,
-          open_browser: bool = False, log: Callable[[str], None] = print, token: str | None = None,
-          allow_hosts: Iterable[str] = ()) -> None:
+def serve(
+    roots: list[str | Path] | tuple = ("runs",),
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    open_browser: bool = False,
+    log: Callable[[str], None] = print,
+    token: str | None = None,
+    allow_hosts: Iterable[str] = (),
+) -> None:
     """Serve the web lab over the run folders under `roots` until interrupted (Ctrl-C stops it cleanly).
 
     `token`: None (a random one beyond loopback, none on it), "auto" (always a random one) or the token itself;
@@ -70,7 +79,6 @@ def serve(roots: list[str | Path] | tuple = ("runs",), host: str = "127.0.0.1", 
     """
     require_web()
     import uvicorn
-
 
     roots = [Path(r) for r in roots] or [Path("runs")]
     token = resolve_token(host, token)
@@ -82,8 +90,10 @@ def serve(roots: list[str | Path] | tuple = ("runs",), host: str = "127.0.0.1", 
     sock = _listen(host, port)
     url = url_of(host, sock.getsockname()[1], token)
     if not is_loopback(host):
-        log(f"warning: the web lab is reachable from the network on {host}, over plain HTTP; it asks for the token "
-            f"in the URL below and answers to the host names {policy.describe()}")
+        log(
+            f"warning: the web lab is reachable from the network on {host}, over plain HTTP; it asks for the token "
+            f"in the URL below and answers to the host names {policy.describe()}"
+        )
     log(f"cnnlab web lab on {url} (Ctrl-C stops it)")
     if open_browser:
         import webbrowser

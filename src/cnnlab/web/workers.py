@@ -6,6 +6,7 @@ pages would wait behind them. Here at most THREADS pictures decode and models ru
 QUEUED more requests wait their turn, and beyond that the answer is 503 "busy, try again" at once,
 before the upload is even read.
 """
+
 from __future__ import annotations
 
 import asyncio
