@@ -130,7 +130,7 @@ def train(
     resume: str | Path | dict | None = None,
     data: Dataset | None = None,
     argv: list[str] | None = None,
-    **options,
+    **options: Any,
 ) -> TrainResult:
     """Train a model and write its run folder; returns the history, summary and trained model.
 
@@ -143,32 +143,9 @@ def train(
     """
     auto = resume_mode(resume)
     # `resume` may also be the checkpoint the caller already loaded (the CLI validates with it first).
-    checkpoint = (
-        None
-        if auto
-        else resume
-        if isinstance(resume, dict)
-        else resume_checkpoint(resume)
-        if resume is not None
-        else None
-    )
+    checkpoint = None if auto else resume if isinstance(resume, dict) else resume_checkpoint(resume) if resume else None
     request = {**(config.given() if config else {}), **options}
-    config = resolve_config(request, base=TrainConfig.from_dict(checkpoint["config"]) if checkpoint else None)
-    if checkpoint:
-        check_compatible(checkpoint, config)
-        config = config.replace(out=str(resumed_folder(checkpoint, config.out)))
-    elif (auto or elastic_max_restarts() > 0) and not config.out:
-        raise CnnlabError(AUTO_NEEDS_OUT)  # each attempt would otherwise start its own timestamped folder
-    else:
-        config = config.replace(out=str(config.out or default_run_dir(config.model, config.dataset)))
-    spec = data.spec if data is not None else get_spec(config.dataset)
-    check_input_size(config.model, config.resize or spec.image_size)
-    check_memory(config, spec)
-    if config.tensorboard:
-        from cnnlab.training.tensorboard import require_tensorboard
-
-        require_tensorboard()  # fail before anything is written
-
+    config, spec = _requested_config(request, checkpoint, auto, data)
     device = pick_device(config.device)
     dist_info = init_distributed(device, config.backend, config.dist_timeout)
     device = local_device(device, dist_info)
@@ -177,23 +154,16 @@ def train(
         tune_cpu_allocator()  # reuse each step's freed buffers instead of faulting in fresh pages
         if not config.deterministic:  # a bitwise-repeatable run keeps one thread count whatever the load
             tune_cpu_threads()  # on a busy machine, fewer threads than cores wait less for one another
-    together = False
-    folder = None
-    restart = False
+    together, folder, restart = False, None, False
     try:
         if auto:
             checkpoint, restart = resume_auto(config, device, dist_info)
-            if checkpoint:
-                # Resolved as a manual --resume would: the request on top of the run's own config.
-                config = resolve_config(request, base=TrainConfig.from_dict(checkpoint["config"]))
-                check_compatible(checkpoint, config)
-                config = config.replace(out=str(ckpt.run_dir_of(checkpoint["path"])))
+            if checkpoint:  # resolved as a manual --resume would: the request on top of the run's own config
+                config = _resumed_config(request, checkpoint, ckpt.run_dir_of(checkpoint["path"]))
             if dist_info.is_main and elastic_restart():
-                print(
-                    f"torchrun restart {elastic_restart()}: {'continuing' if checkpoint else 'starting'} the run in "
-                    f"{config.out}" + ("" if checkpoint else " again (no checkpoint yet)"),
-                    flush=True,
-                )
+                doing = "continuing" if checkpoint else "starting"
+                print(f"torchrun restart {elastic_restart()}: {doing} the run in {config.out}"
+                      + ("" if checkpoint else " again (no checkpoint yet)"), flush=True)  # fmt: skip
         folder = _open_folder(config, checkpoint is not None, device, dist_info, restart)
         result = _run(config, checkpoint, spec, data, device, dist_info, RunWriter(folder), argv)
         together = True
@@ -214,6 +184,32 @@ def train(
         torch.set_num_threads(threads)  # the caller's process keeps its own setting
 
 
+def _requested_config(request: dict[str, Any], checkpoint: dict | None, auto: bool, data: Dataset | None):
+    """The resolved config of a request (on top of a resumed run's own) with its run folder, and the dataset's
+    spec; everything that can be checked before a process group or a folder exists is checked here."""
+    if checkpoint:
+        config = _resumed_config(request, checkpoint, resumed_folder(checkpoint, request.get("out")))
+    else:
+        config = resolve_config(request)
+        if (auto or elastic_max_restarts() > 0) and not config.out:
+            raise CnnlabError(AUTO_NEEDS_OUT)  # each attempt would otherwise start its own timestamped folder
+        config = config.replace(out=str(config.out or default_run_dir(config.model, config.dataset)))
+    spec = data.spec if data is not None else get_spec(config.dataset)
+    check_input_size(config.model, config.resize or spec.image_size)
+    check_memory(config, spec)
+    if config.tensorboard:
+        from cnnlab.training.tensorboard import require_tensorboard  # here: only runs that log pay for it
+
+        require_tensorboard()  # fail before anything is written
+    return config, spec
+
+
+def _resumed_config(request: dict[str, Any], checkpoint: dict, folder: Path) -> TrainConfig:
+    config = resolve_config(request, base=TrainConfig.from_dict(checkpoint["config"]))
+    check_compatible(checkpoint, config)
+    return config.replace(out=str(folder))
+
+
 def _open_folder(
     config: TrainConfig, resume: bool, device: torch.device, dist_info: DistInfo, restart: bool = False
 ) -> RunFolder | None:
@@ -229,9 +225,89 @@ def _open_folder(
     return folder
 
 
+@dataclass
+class _Run:
+    """What one training works with, set up by `_set_up` and read by the loop in `_run`."""
+
+    config: TrainConfig
+    spec: Any
+    writer: RunWriter
+    dist_info: DistInfo
+    model: nn.Module  # the plain model (checkpoints, figures)
+    net: nn.Module  # what steps run through: the model under DDP and torch.compile where asked
+    state: TrainState
+    precision: str
+    train: Batches
+    test: Batches
+    val: Batches | None
+    autocast: Any
+    tta: str | None
+    params: int
+    history: list[dict[str, Any]]
+    run_start: float  # perf_counter at the start, less the seconds of the epochs a resume continues
+
+    def save(self, name: str, epoch: int, step: int, sums: dict[str, Any] | None = None) -> None:
+        if self.writer.enabled:
+            checkpoint = self.state.to_checkpoint(self.config, self.spec, epoch, step, sums)
+            self.writer.checkpoint(name, checkpoint, self.config.keep_checkpoints)
+
+
 def _run(
-    config: TrainConfig, checkpoint, spec, data, device: torch.device, dist_info: DistInfo, writer: RunWriter, argv
+    config: TrainConfig,
+    checkpoint,
+    spec,
+    data,
+    device: torch.device,
+    dist_info: DistInfo,
+    writer: RunWriter,
+    argv,
 ) -> TrainResult:
+    """The loop: epochs of steps, each epoch ended by an evaluation, a metrics row and a checkpoint."""
+    run = _set_up(config, checkpoint, spec, data, device, dist_info, writer, argv)
+    state, net = run.state, run.net
+    check_every = CHECK_EVERY if device.type == "cuda" or dist_info.enabled else 1
+    final_eval: EvalResult | None = None
+    target_reached = None
+    with _StopSignal() as stop:
+        for epoch in range(state.epoch, config.epochs):
+            start_step = state.step if epoch == state.epoch else 0
+            saved = state.epoch_sums if epoch == state.epoch and dist_info.is_main else None  # global: count once
+            meter = _EpochMeter(run, epoch, saved, start_step)
+            net.train()
+            step, signum = start_step - 1, 0
+            for step, x, y in run.train.iterate(epoch, start_step):
+                if config.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with run.autocast():
+                    logits = net(x)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+                state.optimizer.zero_grad(set_to_none=True)
+                state.scaler.scale(loss).backward()
+                state.scaler.step(state.optimizer)
+                state.scaler.update()
+                state.scheduler.step()
+                meter.add(loss, logits, y)
+                if step % check_every == 0:
+                    _check_finite(loss, run, epoch, step)
+                    signum = max_across_ranks(stop.signum or 0, device, dist_info)
+                meter.report(step)
+                if signum:
+                    break
+            totals, seconds = meter.close(step)
+            if signum:
+                _stop_here(run, epoch, totals, seconds, signum)
+            final_eval, target_reached = _end_epoch(run, epoch, totals, seconds, final_eval)
+            if target_reached:
+                break
+    writer.close()
+    del run.train  # free its prepared inputs (188 MB for MNIST) before drawing: peak RSS 1,021 -> 1,000-1,012 MB
+    summary = _summary(run, device, target_reached)
+    writer.finish(summary, run.history, final_eval, run.model, run.test, spec.classes, config)
+    return TrainResult(Path(config.out), run.model, config, run.history, summary, final_eval)
+
+
+def _set_up(config: TrainConfig, checkpoint, spec, data, device, dist_info: DistInfo, writer: RunWriter, argv) -> _Run:
+    """The model, its state (restored when resuming), the batches, and the run folder's opening files."""
     set_determinism(config.seed, config.deterministic)
     model = _create_model(config, spec, dist_info)
     train_batches, test_batches, counts, val_batches = _load_batches(config, spec, data, device, dist_info, model)
@@ -240,12 +316,8 @@ def _run(
         writer.say(f"the {config.schedule} learning-rate schedule is re-planned for {config.epochs} epochs")
     if checkpoint:
         writer.say(f"resuming {config.out} at epoch {state.epoch + 1}, step {state.step} of {len(train_batches)}")
-    history = writer.start(
-        config.to_dict(),
-        {**provenance(str(device), argv), "world_size": dist_info.world_size, "precision": precision},
-        state.epoch if checkpoint else None,
-        config.tensorboard,
-    )
+    meta = {**provenance(str(device), argv), "world_size": dist_info.world_size, "precision": precision}
+    history = writer.start(config.to_dict(), meta, state.epoch if checkpoint else None, config.tensorboard)
     params = sum(p.numel() for p in model.parameters())
     writer.say(
         f"training {config.model} ({params:,} params) on {config.dataset} [{counts[0]:,} train / {counts[1]:,} test] "
@@ -253,219 +325,156 @@ def _run(
         + (f" ({precision})" if precision != "fp32" else "")
         + (f" x {dist_info.world_size} processes" if dist_info.enabled else "")
     )
-    net = (
-        nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        if dist_info.enabled
-        else model
-    )
-    net = torch.compile(net) if config.compile else net
-    autocast = functools.partial(autocast_context, device, precision)
-    tta = tta_kind(spec) if config.tta else None
-    save = functools.partial(_save, writer, state, config, spec)
-
-    run_start = time.perf_counter() - sum(r["epoch_seconds"] for r in history)
-    final_eval = target_reached = None
-    with _StopSignal() as stop:
-        for epoch in range(state.epoch, config.epochs):
-            start_step = state.step if epoch == state.epoch else 0
-            sums = state.epoch_sums if epoch == state.epoch and dist_info.is_main else None  # global sums: count once
-            totals, seconds, signum = _run_epoch(
-                net, train_batches, state, config, epoch, start_step, sums, autocast, stop, writer, dist_info, run_start
-            )
-            if signum:
-                save("last.pt", epoch, totals["step"], {**totals, "seconds": seconds})
-                name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
-                raise TrainingInterrupted(
-                    f"{name}: stopped at epoch {epoch + 1}, step {totals['step']}; checkpoint "
-                    f"saved; resume with: cnnlab train --resume {config.out}",
-                    signum,
-                )
-            train_loss, train_acc = (
-                totals["loss_sum"] / max(totals["seen"], 1),
-                totals["correct"] / max(totals["seen"], 1),
-            )
-            if not math.isfinite(train_loss):
-                raise NonFiniteLoss(
-                    f"loss became {train_loss} in epoch {epoch + 1}; the last good checkpoint is kept in "
-                    f"{Path(config.out) / 'checkpoints'}; try a lower --lr or --precision fp32"
-                )
-            test_loss = test_acc = val_loss = val_acc = chosen_acc = None
-            if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-                final_eval = evaluate(
-                    net, test_batches, len(spec.classes), autocast, config.channels_last, dist_info, tta
-                )
-                test_loss, test_acc = final_eval.loss, final_eval.accuracy
-                if val_batches is not None:
-                    val_eval = evaluate(
-                        net, val_batches, len(spec.classes), autocast, config.channels_last, dist_info, tta
-                    )
-                    val_loss, val_acc = val_eval.loss, val_eval.accuracy
-                # With a validation split, best.pt and the target are chosen on it: the test set stays unseen.
-                chosen_acc = val_acc if val_batches is not None else test_acc
-                if chosen_acc > state.best_acc:
-                    state.best_acc, state.best_epoch = chosen_acc, epoch + 1
-                    save("best.pt", epoch + 1, 0)
-            row = {
-                "epoch": epoch + 1,
-                "step": (epoch + 1) * len(train_batches),
-                "train_loss": train_loss,
-                "train_acc": train_acc,
-                "test_loss": test_loss,
-                "test_acc": test_acc,
-                "lr": state.scheduler.get_last_lr()[0],
-                "epoch_seconds": seconds,
-                "images_per_s": totals["seen"] / max(seconds, 1e-9),
-                "val_loss": val_loss,
-                "val_acc": val_acc,
-            }
-            history.append(row)
-            writer.epoch_row(row)
-            if writer.tensorboard is not None:
-                writer.tensorboard.log_run_epoch(
-                    row,
-                    model,
-                    test_batches,
-                    final_eval if test_acc is not None else None,
-                    spec.classes,
-                    config.channels_last,
-                )
-            save("last.pt", epoch + 1, 0)
-            writer.say(_epoch_line(row, config.epochs))
-            if val_batches is not None and val_acc is not None:
-                writer.say(f"  validation loss {val_loss:.4f} acc {val_acc:.2%}")
-            chosen = "validation" if val_batches is not None else "test"
-            if config.target_acc is not None and test_acc is not None and chosen_acc >= config.target_acc:
-                target_reached = {
-                    "epoch": epoch + 1,
-                    "test_acc": test_acc,
-                    "val_acc": val_acc,
-                    "unix_time": time.time(),
-                }
-                writer.say(
-                    f"reached the target {chosen} accuracy {config.target_acc:.2%} at epoch {epoch + 1}: stopping"
-                )
-                break
-    writer.close()
-
-    del train_batches  # free its prepared inputs (188 MB for MNIST) before drawing: peak RSS 1,021 -> 1,000-1,012 MB
-    summary = {
-        "status": "complete",
-        "model": config.model,
-        "dataset": config.dataset,
-        "recipe": config.recipe,
-        "epochs": len(history),
-        "final_test_acc": history[-1]["test_acc"] if history else None,
-        # best.pt's epoch is chosen on validation when there is a split; its test figure is then reported as is.
-        "best_test_acc": (
-            state.best_acc
-            if config.val_split is None
-            else next((r["test_acc"] for r in history if r["epoch"] == state.best_epoch), None)
-        )
-        if state.best_acc >= 0
-        else None,
-        "best_epoch": state.best_epoch,
-        "total_seconds": time.perf_counter() - run_start,
-        "mean_images_per_s": sum(r["images_per_s"] for r in history) / max(len(history), 1),
-        "params": params,
-        "macs": count_macs(model, config.resize or spec.image_size, spec.channels) if writer.enabled else None,
-        "input_size": config.resize or spec.image_size,
-        "device": str(device),
-        "precision": precision,
-        "world_size": dist_info.world_size,
-        "target_reached": target_reached,
-        **(
-            {
-                "val_split": config.val_split,
-                "final_val_acc": history[-1].get("val_acc") if history else None,
-                "best_val_acc": state.best_acc if state.best_acc >= 0 else None,
-            }
-            if config.val_split
-            else {}
-        ),
-    }
-    writer.finish(summary, history, final_eval, model, test_batches, spec.classes, config)
-    return TrainResult(Path(config.out), model, config, history, summary, final_eval)
+    net: nn.Module = model
+    if dist_info.enabled:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    net = torch.compile(net) if config.compile else net  # type: ignore[assignment]  # a compiled module runs alike
+    return _Run(
+        config, spec, writer, dist_info, model, net, state, precision, train_batches, test_batches, val_batches,
+        functools.partial(autocast_context, device, precision), tta_kind(spec) if config.tta else None, params,
+        history, time.perf_counter() - sum(r["epoch_seconds"] for r in history),
+    )  # fmt: skip
 
 
-def _run_epoch(
-    net,
-    batches: Batches,
-    state: TrainState,
-    config: TrainConfig,
-    epoch: int,
-    start_step: int,
-    saved_sums,
-    autocast,
-    stop,
-    writer: RunWriter,
-    dist_info: DistInfo,
-    run_start: float,
-):
-    """One pass over the training batches from `start_step`: the step itself, sums kept on the device, progress.
+class _EpochMeter:
+    """An epoch's running loss and accuracy, summed on the device (no host sync per step), and its live reports:
+    a steps.csv row and the progress line every ~10% of the epoch. A resumed epoch starts from its saved sums."""
 
-    Returns (global sums, seconds, signal number or 0); on a stop signal it returns after the step in flight.
-    """
-    device = batches.device
-    check_every = CHECK_EVERY if device.type == "cuda" or dist_info.enabled else 1
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # sums over the epoch, on the device: no sync
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    seen, seconds_before = 0, 0.0  # images counted on the host: no device op per step
-    if saved_sums:
-        loss_sum += saved_sums["loss_sum"]
-        correct += saved_sums["correct"]
-        seen, seconds_before = int(saved_sums["seen"]), saved_sums["seconds"]
-    progress = Progress(config.progress and writer.enabled, len(batches))
-    progress.start_epoch(epoch, config.epochs, start_step)
-    clock = StepClock(len(batches))
-    epoch_start = time.perf_counter()
-    optimizer, scheduler, scaler = state.optimizer, state.scheduler, state.scaler
-    net.train()
-    step, signum = start_step - 1, 0
-    seen_before = seen
-    for step, x, y in batches.iterate(epoch, start_step):
-        if config.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast():
-            logits = net(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        loss_sum += loss.detach() * len(y)
-        correct += (logits.detach().argmax(1) == y).sum()
-        seen += len(y)
-        if step % check_every == 0:
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(
-                    f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {step} (lr {scheduler.get_last_lr()[0]:.4g}); "
-                    f"the last good checkpoint is kept in {Path(config.out) / 'checkpoints'}; try a lower --lr or --precision fp32"
-                )
-            signum = max_across_ranks(stop.signum or 0, device, dist_info)
-        if writer.enabled and clock.due(step):  # one host read of the running sums every ~10% of the epoch
-            images_per_s = (seen - seen_before) / max(time.perf_counter() - epoch_start, 1e-9)
+    def __init__(self, run: _Run, epoch: int, saved: dict[str, Any] | None, start_step: int):
+        device = run.train.device
+        self.run, self.epoch = run, epoch
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.seen, self.seconds_before = 0, 0.0  # images counted on the host: no device op per step
+        if saved:
+            self.loss_sum += saved["loss_sum"]
+            self.correct += saved["correct"]
+            self.seen, self.seconds_before = int(saved["seen"]), saved["seconds"]
+        self.seen_before = self.seen
+        self.progress = Progress(run.config.progress and run.writer.enabled, len(run.train))
+        self.progress.start_epoch(epoch, run.config.epochs, start_step)
+        self.clock = StepClock(len(run.train))
+        self.start = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.loss_sum += loss.detach() * len(y)
+        self.correct += (logits.detach().argmax(1) == y).sum()
+        self.seen += len(y)
+
+    def report(self, step: int) -> None:
+        run = self.run
+        if run.writer.enabled and self.clock.due(step):  # one host read of the running sums every ~10% of the epoch
+            now = time.perf_counter()
             live = {
-                "epoch": epoch + 1,
-                "step": step + 1,
-                "loss": float(loss_sum) / max(seen, 1),
-                "accuracy": int(correct) / max(seen, 1),
-                "lr": scheduler.get_last_lr()[0],
-                "images_per_s": images_per_s,
-                "elapsed": time.perf_counter() - run_start,
-            }
-            writer.step_row(live)
-            progress.report(live, len(batches))
-        progress.step()
-        if signum:
-            break
-    progress.close()
-    totals = all_reduce_sum(
-        torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64, device=device)]),
-        dist_info,
-    ).tolist()
-    sums = {"loss_sum": totals[0], "correct": int(totals[1]), "seen": int(totals[2]), "step": step + 1}
-    return sums, seconds_before + time.perf_counter() - epoch_start, signum
+                "epoch": self.epoch + 1, "step": step + 1, "loss": float(self.loss_sum) / max(self.seen, 1),
+                "accuracy": int(self.correct) / max(self.seen, 1), "lr": run.state.scheduler.get_last_lr()[0],
+                "images_per_s": (self.seen - self.seen_before) / max(now - self.start, 1e-9),
+                "elapsed": now - run.run_start,
+            }  # fmt: skip
+            run.writer.step_row(live)
+            self.progress.report(live, len(run.train))
+        self.progress.step()
+
+    def close(self, step: int) -> tuple[dict[str, Any], float]:
+        """The epoch's sums over every process, and its seconds (a resumed epoch's earlier part included)."""
+        self.progress.close()
+        seen = torch.tensor(float(self.seen), dtype=torch.float64, device=self.loss_sum.device)
+        totals = all_reduce_sum(torch.stack([self.loss_sum, self.correct.double(), seen]), self.run.dist_info).tolist()
+        sums = {"loss_sum": totals[0], "correct": int(totals[1]), "seen": int(totals[2]), "step": step + 1}
+        return sums, self.seconds_before + time.perf_counter() - self.start
+
+
+def _check_finite(loss: torch.Tensor, run: _Run, epoch: int, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise NonFiniteLoss(
+            f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {step} "
+            f"(lr {run.state.scheduler.get_last_lr()[0]:.4g}); the last good checkpoint is kept in "
+            f"{Path(run.config.out or '.') / 'checkpoints'}; try a lower --lr or --precision fp32"
+        )
+
+
+def _stop_here(run: _Run, epoch: int, totals: dict[str, Any], seconds: float, signum: int) -> None:
+    """Ctrl-C or SIGTERM: save the step reached (with the epoch's partial sums) and stop with the way on."""
+    run.save("last.pt", epoch, totals["step"], {**totals, "seconds": seconds})
+    name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
+    raise TrainingInterrupted(
+        f"{name}: stopped at epoch {epoch + 1}, step {totals['step']}; checkpoint "
+        f"saved; resume with: cnnlab train --resume {run.config.out}",
+        signum,
+    )
+
+
+def _end_epoch(
+    run: _Run, epoch: int, totals: dict[str, Any], seconds: float, final_eval: EvalResult | None
+) -> tuple[EvalResult | None, dict[str, Any] | None]:
+    """Evaluate (every `eval_every` epochs and after the last), keep best.pt, write the metrics row and last.pt,
+    say how it went; returns the latest test evaluation and, when the target accuracy is reached, when."""
+    config, state, writer = run.config, run.state, run.writer
+    train_loss, train_acc = totals["loss_sum"] / max(totals["seen"], 1), totals["correct"] / max(totals["seen"], 1)
+    if not math.isfinite(train_loss):
+        raise NonFiniteLoss(
+            f"loss became {train_loss} in epoch {epoch + 1}; the last good checkpoint is kept in "
+            f"{Path(config.out or '.') / 'checkpoints'}; try a lower --lr or --precision fp32"
+        )
+    test_loss = test_acc = val_loss = val_acc = chosen_acc = None
+    if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+        evaluation = functools.partial(evaluate, run.net, num_classes=len(run.spec.classes), autocast=run.autocast,
+                                       channels_last=config.channels_last, dist_info=run.dist_info, tta=run.tta)  # fmt: skip
+        final_eval = evaluation(run.test)
+        test_loss, test_acc = final_eval.loss, final_eval.accuracy
+        if run.val is not None:
+            val_eval = evaluation(run.val)
+            val_loss, val_acc = val_eval.loss, val_eval.accuracy
+        # With a validation split, best.pt and the target are chosen on it: the test set stays unseen.
+        chosen_acc = val_acc if run.val is not None else test_acc
+        if chosen_acc is not None and chosen_acc > state.best_acc:
+            state.best_acc, state.best_epoch = chosen_acc, epoch + 1
+            run.save("best.pt", epoch + 1, 0)
+    row = {
+        "epoch": epoch + 1, "step": (epoch + 1) * len(run.train), "train_loss": train_loss, "train_acc": train_acc,
+        "test_loss": test_loss, "test_acc": test_acc, "lr": state.scheduler.get_last_lr()[0], "epoch_seconds": seconds,
+        "images_per_s": totals["seen"] / max(seconds, 1e-9), "val_loss": val_loss, "val_acc": val_acc,
+    }  # fmt: skip
+    run.history.append(row)
+    writer.epoch_row(row)
+    if writer.tensorboard is not None:
+        shown = final_eval if test_acc is not None else None
+        writer.tensorboard.log_run_epoch(row, run.model, run.test, shown, run.spec.classes, config.channels_last)
+    run.save("last.pt", epoch + 1, 0)
+    writer.say(_epoch_line(row, config.epochs))
+    if run.val is not None and val_acc is not None:
+        writer.say(f"  validation loss {val_loss:.4f} acc {val_acc:.2%}")
+    if config.target_acc is None or test_acc is None or chosen_acc is None or chosen_acc < config.target_acc:
+        return final_eval, None
+    chosen = "validation" if run.val is not None else "test"
+    writer.say(f"reached the target {chosen} accuracy {config.target_acc:.2%} at epoch {epoch + 1}: stopping")
+    return final_eval, {"epoch": epoch + 1, "test_acc": test_acc, "val_acc": val_acc, "unix_time": time.time()}
+
+
+def _summary(run: _Run, device: torch.device, target_reached: dict[str, Any] | None) -> dict[str, Any]:
+    """summary.json: what the run reached, in how long, on what."""
+    config, state, history, spec = run.config, run.state, run.history, run.spec
+    best_test: float | None = None
+    if state.best_acc >= 0:  # best.pt's epoch is chosen on validation with a split; its test figure is reported as is
+        best_test = state.best_acc if config.val_split is None else next(
+            (r["test_acc"] for r in history if r["epoch"] == state.best_epoch), None)  # fmt: skip
+    size = config.resize or spec.image_size
+    validation = {
+        "val_split": config.val_split,
+        "final_val_acc": history[-1].get("val_acc") if history else None,
+        "best_val_acc": state.best_acc if state.best_acc >= 0 else None,
+    }
+    return {
+        "status": "complete", "model": config.model, "dataset": config.dataset, "recipe": config.recipe,
+        "epochs": len(history), "final_test_acc": history[-1]["test_acc"] if history else None,
+        "best_test_acc": best_test, "best_epoch": state.best_epoch,
+        "total_seconds": time.perf_counter() - run.run_start,
+        "mean_images_per_s": sum(r["images_per_s"] for r in history) / max(len(history), 1),
+        "params": run.params, "macs": count_macs(run.model, size, spec.channels) if run.writer.enabled else None,
+        "input_size": size, "device": str(device), "precision": run.precision,
+        "world_size": run.dist_info.world_size, "target_reached": target_reached,
+        **(validation if config.val_split else {}),
+    }  # fmt: skip
 
 
 def _load_batches(
@@ -554,13 +563,6 @@ def _init_weights(config: TrainConfig, spec) -> dict[str, torch.Tensor]:
             f"{source['num_classes']} classes; {spec.name} has {spec.channels} and {len(spec.classes)}"
         )
     return source["model"]
-
-
-def _save(
-    writer: RunWriter, state: TrainState, config: TrainConfig, spec, name: str, epoch: int, step: int, sums=None
-) -> None:
-    if writer.enabled:
-        writer.checkpoint(name, state.to_checkpoint(config, spec, epoch, step, sums), config.keep_checkpoints)
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
