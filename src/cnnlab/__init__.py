@@ -2,8 +2,9 @@
 
 >>> import cnnlab
 >>> model = cnnlab.create_model("lenet")
->>> result = cnnlab.train(cnnlab.TrainConfig(model="convnet", dataset="mnist-sample", epochs=1))
->>> run = cnnlab.load_run(result.run_dir)
+>>> result = cnnlab.train(cnnlab.TrainConfig(model="convnet", dataset="mnist-sample", epochs=1))  # doctest: +ELLIPSIS
+training convnet ...
+>>> run = cnnlab.load_run(result.run_dir)  # the run folder it wrote, under runs/
 """
 
 from __future__ import annotations
@@ -34,14 +35,23 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
-if TYPE_CHECKING:  # for type checkers only: at run time each name is imported on first use (`__getattr__`)
-    from cnnlab.data import list_datasets, load_dataset
-    from cnnlab.errors import CnnlabError
-    from cnnlab.export import export_model
-    from cnnlab.models import count_macs, create_model, list_models, model_info, register_model, summarize
-    from cnnlab.runs import LoadedRun, load_run
-    from cnnlab.training import TrainConfig, train
-    from cnnlab.web import create_app, serve
+if TYPE_CHECKING:  # for type checkers (`X as X`: re-exported); at run time `__getattr__` imports on first use
+    from cnnlab.data import list_datasets as list_datasets
+    from cnnlab.data import load_dataset as load_dataset
+    from cnnlab.errors import CnnlabError as CnnlabError
+    from cnnlab.export import export_model as export_model
+    from cnnlab.models import count_macs as count_macs
+    from cnnlab.models import create_model as create_model
+    from cnnlab.models import list_models as list_models
+    from cnnlab.models import model_info as model_info
+    from cnnlab.models import register_model as register_model
+    from cnnlab.models import summarize as summarize
+    from cnnlab.runs import LoadedRun as LoadedRun
+    from cnnlab.runs import load_run as load_run
+    from cnnlab.training import TrainConfig as TrainConfig
+    from cnnlab.training import train as train
+    from cnnlab.web import create_app as create_app
+    from cnnlab.web import serve as serve
 
 
 def __getattr__(name: str) -> object:

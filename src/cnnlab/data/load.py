@@ -106,6 +106,7 @@ def _verify(
     if packed and (stored["sha256"] in resource.gz_sha256 or stored["md5"] in resource.gz_md5):
         return
     # A .gz compressed by another tool still passes when its content matches.
+    accepted: tuple[str, ...]
     if resource.sha256:
         algorithm, accepted, sums = "sha256", (resource.sha256,), content
     elif resource.md5:

@@ -77,10 +77,14 @@ class BatchTransform:
             x = crop_and_flip(x, self.pad, *augment_params)
         if self.resize is not None and self.resize != x.shape[-1]:
             x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", align_corners=False)
-        if self.mean is not None and len(self.mean) == 1:  # in place, with scalars: no tensors made per batch
-            x = x.sub_(self.mean[0]).div_(self.std[0])
-        elif self.mean is not None:
-            x = x.sub_(x.new_tensor(self.mean).view(1, -1, 1, 1)).div_(x.new_tensor(self.std).view(1, -1, 1, 1))
+        mean, std = self.mean, self.std
+        if mean is not None:
+            if std is None:
+                raise TypeError("BatchTransform: mean is given without std")
+            if len(mean) == 1:  # in place, with scalars: no tensors made per batch
+                x = x.sub_(mean[0]).div_(std[0])
+            else:
+                x = x.sub_(x.new_tensor(mean).view(1, -1, 1, 1)).div_(x.new_tensor(std).view(1, -1, 1, 1))
         return x
 
     def output_size(self, stored_size: int) -> int:

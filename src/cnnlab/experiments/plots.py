@@ -110,6 +110,11 @@ def _scatter(ax, xs: list[float], ys: list[float], labels: list[str], xlabel: st
     ax.grid(True, which="both", alpha=0.3)
 
 
+def _columns(points: list[tuple[float, float, str]]) -> tuple[list[float], list[float], list[str]]:
+    """(x, y, label) points -> the list of xs, of ys and of labels."""
+    return [x for x, _, _ in points], [y for _, y, _ in points], [label for _, _, label in points]
+
+
 def compare_figure(runs: Sequence[dict[str, Any]]) -> Figure:
     """Accuracy vs training time (log x), accuracy vs parameters (log x), and every run's test-accuracy curve.
 
@@ -129,10 +134,10 @@ def compare_figure(runs: Sequence[dict[str, Any]]) -> Figure:
     ]
     sized = [(float(r["params"]), a, n) for r, a, n in zip(points, accuracy, labels) if r.get("params")]
     if timed:
-        _scatter(time_ax, *map(list, zip(*timed)), xlabel="training time, s")
+        _scatter(time_ax, *_columns(timed), xlabel="training time, s")
     time_ax.set_title("Accuracy vs training time")
     if sized:
-        _scatter(params_ax, *map(list, zip(*sized)), xlabel="parameters")
+        _scatter(params_ax, *_columns(sized), xlabel="parameters")
     params_ax.set_title("Accuracy vs parameters")
     epochs: set[int] = set()
     for run in runs:

@@ -94,8 +94,8 @@ def claim_experiment_folder(out_dir: Path, info: dict[str, Any], keys: tuple[str
 
 def _any_run_started(out_dir: Path, stored: dict[str, Any]) -> bool:
     """Whether any run folder an experiment.json lists holds anything (the folder's own files aside)."""
-    runs = stored.get("runs") if isinstance(stored.get("runs"), list) else []
-    listed = {str(run) for run in runs}
+    runs = stored.get("runs")
+    listed = {str(run) for run in runs} if isinstance(runs, list) else set()
     for entry in out_dir.iterdir():
         if entry.name in (EXPERIMENT_FILE, "runs"):
             continue

@@ -51,7 +51,7 @@ def resolve_format(format: str | None, output: str | Path | None) -> str:
     if format is None:
         return implied or "onnx"
     check_format(format)
-    if implied and implied != format:
+    if implied and output is not None and implied != format:  # output is set whenever implied is
         raise CnnlabError(
             f"-o {str(output)!r} looks like a {implied} file but --format is {format}; "
             f"name it {Path(output).stem}{'.onnx' if format == 'onnx' else '.pt'} or pass --format {implied}"

@@ -69,7 +69,7 @@ def _first_line(err: BaseException) -> str:
 def _export_proto(model: nn.Module, example: torch.Tensor, dynamic_batch: bool, opset: int | None) -> Any:
     """The ModelProto of `model` traced at `example`."""
     onnx = require(ONNX_WRITE, "ONNX export")["onnx"]
-    names = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
+    input_names, output_names = [INPUT_NAME], [OUTPUT_NAME]
     with _quiet():
         if opset is not None and opset < DYNAMO_MIN_OPSET:
             buffer = io.BytesIO()
@@ -77,18 +77,29 @@ def _export_proto(model: nn.Module, example: torch.Tensor, dynamic_batch: bool, 
             torch.onnx.export(
                 model,
                 (example,),
-                buffer,
+                buffer,  # type: ignore[arg-type]  # torch's annotation omits the file objects this exporter writes to
                 dynamo=False,
                 opset_version=opset,
                 dynamic_axes=axes,
                 do_constant_folding=True,
-                **names,
+                input_names=input_names,
+                output_names=output_names,
             )
             return onnx.load_from_string(buffer.getvalue())
         shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
         program = torch.onnx.export(
-            model, (example,), None, dynamo=True, verbose=False, opset_version=opset, dynamic_shapes=shapes, **names
+            model,
+            (example,),
+            None,
+            dynamo=True,
+            verbose=False,
+            opset_version=opset,
+            dynamic_shapes=shapes,
+            input_names=input_names,
+            output_names=output_names,
         )
+        if program is None:  # torch returns the program whenever dynamo=True
+            raise RuntimeError("torch.onnx.export returned no ONNX program")
         return program.model_proto
 
 

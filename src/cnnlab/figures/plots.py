@@ -150,7 +150,7 @@ def _per_class_figure(confusion: Any, classes: list[str]) -> Figure:
     ax = fig.subplots()
     rows = np.arange(len(classes))
     ax.barh(rows, np.nan_to_num(accuracy), color="#4c72b0")
-    for row, value in zip(rows, accuracy):
+    for row, value in zip(rows.tolist(), accuracy):
         ax.text(
             min(value, 100) + 1 if np.isfinite(value) else 1,
             row,

@@ -87,7 +87,7 @@ def filter_tiles(
     """The tiles to draw for `layer`; raises a one-line error for a layer without kernels."""
     module = get_layer(model, layer, model_name)
     valid = filter_layers(model, input_shape)
-    if layer not in valid:
+    if layer not in valid or not isinstance(module, (nn.Conv2d, nn.Linear)):  # every valid layer is one of these
         label = model_name or type(model).__name__
         raise CnnlabError(
             f"--layer {layer!r} is a {type(module).__name__}, which has no kernels to show; "
@@ -157,9 +157,10 @@ def write_filters(
     )
     title = f"{name} filters" + (" (over permuted pixels, as the model saw them)" if is_permuted(trained) else "")
     grids = [plot_filter_tiles(filters, Path(out_dir) / f"filters-{layer}.png", title)]
-    if is_permuted(trained) and isinstance(get_layer(model, layer), nn.Linear):
+    linear = get_layer(model, layer) if is_permuted(trained) else None
+    if isinstance(linear, nn.Linear):
         # A template over permuted pixels is noise to the eye; put its pixels back in image order.
-        weight = get_layer(model, layer).weight.detach().float().cpu().reshape(-1, *input_shape)
+        weight = linear.weight.detach().float().cpu().reshape(-1, *input_shape)
         unpermuted = FilterTiles(
             layer,
             image_tiles(to_unpermuted(trained, weight)),

@@ -57,6 +57,7 @@ def load_inputs(
     if images:
         pixels, names = load_images(list(images), trained.spec.channels, trained.spec.image_size, invert)
         return InspectInput(pixels, None, names, [_tag(n) for n in names])
+    indices = list(indices or ())  # given (and not empty) here: exactly one of indices and images is
     test_images, test_labels = load_test_split(trained, data_dir)
     for index in indices:
         if not 0 <= index < len(test_images):
@@ -64,7 +65,7 @@ def load_inputs(
                 f"--index {index} is out of range: the {trained.config.dataset} test split has "
                 f"{len(test_images):,} images (0..{len(test_images) - 1})"
             )
-    chosen = torch.tensor(list(indices), dtype=torch.int64)
+    chosen = torch.tensor(indices, dtype=torch.int64)
     pixels = test_images[chosen]
     if invert:
         pixels = 255 - pixels

@@ -100,7 +100,7 @@ def pairs_figure(mistakes: Mistakes, classes: list[str], title: str) -> Figure:
     ax = fig.subplots()
     rows = np.arange(len(labels))
     ax.barh(rows, counts, color="#d62728")
-    for row, (t, _, count) in zip(rows, mistakes.pairs):
+    for row, (t, _, count) in zip(rows.tolist(), mistakes.pairs):
         share = count / max(int(row_totals[t]), 1)
         ax.text(count, row, f" {count} ({share:.1%} of {classes[t]})", va="center", fontsize=8)
     ax.set_yticks(rows, labels, fontsize=8)

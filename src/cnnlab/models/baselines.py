@@ -87,7 +87,8 @@ class ConvNet(nn.Module):
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.normal_(module.weight, 0.0, CONVNET_INIT_STD)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:  # every layer here has one
+                    nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.flatten(self.features(x), 1))

@@ -134,7 +134,7 @@ class GoogLeNet(nn.Module):
         blocks: list[nn.Module] = []
         c_in = 192
         for item in GOOGLENET_STAGES:
-            if item == "M":
+            if isinstance(item, str):  # "M"
                 blocks.append(nn.MaxPool2d(3, 2, 1))
                 continue
             block = Inception(c_in, *item, batch_norm=batch_norm)

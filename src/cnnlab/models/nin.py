@@ -59,13 +59,11 @@ class NiN(nn.Module):
         layers: list[nn.Module] = []
         c_in = in_channels
         for i, item in enumerate(BLOCKS):
-            if item == "M":
-                layers.append(nn.MaxPool2d(3, 2))
-            elif item == "D":
-                layers.append(nn.Dropout(dropout))
+            if isinstance(item, str):  # "M" or "D"
+                layers.append(nn.MaxPool2d(3, 2) if item == "M" else nn.Dropout(dropout))
             else:
-                kernel, stride, padding, c_out = item
-                c_out = num_classes if c_out is None else c_out
+                kernel, stride, padding, width = item
+                c_out = num_classes if width is None else width
                 layers.append(
                     nin_block(c_in, c_out, kernel, stride, padding, one_by_ones, batch_norm, last=i == len(BLOCKS) - 1)
                 )

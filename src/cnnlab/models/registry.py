@@ -168,8 +168,8 @@ class InputCheck:
         if torch.jit.is_tracing():  # a trace is fixed to its example's shape; checking would only warn
             return
         x = args[0] if args else None
-        if getattr(x, "dim", lambda: 0)() != 4:
-            shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+        if x is None or getattr(x, "dim", lambda: 0)() != 4:
+            shape = tuple(x.shape) if x is not None and hasattr(x, "shape") else type(x).__name__
             raise CnnlabError(f"{self.model} expects a batch of images shaped (N, C, H, W), got {shape}")
         channels, height, width = x.shape[1:]
         if channels != self.in_channels:

@@ -98,7 +98,7 @@ def count_macs(model: nn.Module, input_size: int, in_channels: int) -> int:
         nonlocal total
         if isinstance(module, nn.Linear):
             total += output.numel() * module.in_features
-        else:
+        elif isinstance(module, nn.modules.conv._ConvNd):  # the only other layers hooked below
             total += output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
 
     handles = [

@@ -39,7 +39,7 @@ class RunAnalysis:
 class DatasetCache:
     """Each dataset loaded once per report, however many runs use it."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._loaded: dict[tuple[str, str | None], Any] = {}
 
     def get(self, name: str, data_dir: str | None):

@@ -13,6 +13,7 @@ import html
 import json
 import math
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,7 @@ def file_figure(path: Path, caption: str, within: Path) -> str:
 
 
 def table(
-    headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[int] = frozenset(), css_class: str = ""
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: AbstractSet[int] = frozenset(), css_class: str = ""
 ) -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join(
@@ -190,6 +191,8 @@ def _numbers(record: RunRecord) -> str:
 
 def _per_class_table(analysis: RunAnalysis) -> str:
     matrix = analysis.confusion
+    if matrix is None:
+        return ""
     rows = []
     for i, name in enumerate(analysis.classes or []):
         total = int(matrix[i].sum())
@@ -261,7 +264,7 @@ def _confusion_section(record: RunRecord, analysis: RunAnalysis) -> str:
         per_class = figure(
             png_bytes(plot_per_class, analysis.confusion, analysis.classes), "Accuracy of each class on the test split"
         )
-    if analysis.confusion is not None:
+    if analysis.confusion is not None and analysis.accuracy is not None:  # both come from one evaluation
         source = (
             f"from {analysis.checkpoint} on {analysis.count:,} test images: accuracy {100 * analysis.accuracy:.2f}%"
         )
@@ -395,8 +398,9 @@ def experiment_section(folder: Path, info: dict[str, Any], anchor: str) -> str:
     }
     if settings:
         parts.append(table(["setting", "value"], [[k, _show(v)] for k, v in settings.items()], css_class="kv"))
-    listed = info.get("figures") if isinstance(info.get("figures"), list) else []
-    figures = [_experiment_figure(folder, name) for name in listed[:MAX_FOLDER_FIGURES]]
+    listed = info.get("figures")
+    names = listed[:MAX_FOLDER_FIGURES] if isinstance(listed, list) else []
+    figures = [_experiment_figure(folder, name) for name in names]
     parts.append('<div class="gallery">' + "".join(figures) + "</div>")
     return "".join(parts) + "</section>"
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import CnnlabError, did_you_mean, unknown_choice
 from cnnlab.runfolder.values import (
@@ -127,6 +127,9 @@ class TrainConfig:
         "seconds a process waits for its peers in a collective before it stops with an "
         "error (under torchrun; a lost peer otherwise hangs the others)",
     )
+
+    if TYPE_CHECKING:  # set on every instance by the wrapped __init__ (`_remember_given`); not a dataclass field
+        _given: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     # ---- resolution ----------------------------------------------------------------
 
@@ -242,7 +245,8 @@ def _remember_given(init):
     return __init__
 
 
-TrainConfig.__init__ = _remember_given(TrainConfig.__init__)
+# Deliberate: type checkers keep the dataclass's own __init__ signature, which the wrapper takes unchanged.
+TrainConfig.__init__ = _remember_given(TrainConfig.__init__)  # type: ignore[method-assign]
 
 
 def field_types() -> dict[str, str]:

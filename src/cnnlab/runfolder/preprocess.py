@@ -16,9 +16,9 @@ def normalization(
 ) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
     """(mean, std) per channel on the [0, 1] scale, or (None, None) for 'none'."""
     choice = parse_normalize(config.normalize)
-    if choice == "none":
-        return None, None
-    if choice == "dataset":
+    if isinstance(choice, str):  # the only strings parse_normalize gives: 'none' and 'dataset'
+        if choice == "none":
+            return None, None
         return tuple(dataset_mean), tuple(dataset_std)
     mean, std = choice
     channels = len(dataset_mean)
@@ -43,6 +43,7 @@ def build_transform(config: TrainConfig, spec, *, train: bool) -> BatchTransform
 def preprocessing_info(config: TrainConfig, spec) -> dict[str, Any]:
     """What a consumer of the trained model must do to an image (plain types, for JSON sidecars)."""
     mean, std = normalization(config, spec.mean, spec.std)
+    permutation = pixel_permutation(config, spec.image_size)  # None unless config.permute_pixels
     return {
         "dataset": spec.name,
         "classes": list(spec.classes),
@@ -54,6 +55,6 @@ def preprocessing_info(config: TrainConfig, spec) -> dict[str, Any]:
         "std": list(std) if std else None,
         "resize": config.resize,
         "permutation_seed": config.permutation_seed if config.permute_pixels else None,
-        "permutation": pixel_permutation(config, spec.image_size).tolist() if config.permute_pixels else None,
+        "permutation": permutation.tolist() if permutation is not None else None,
         "order": "scale, permute pixels, resize (bilinear), normalize",
     }

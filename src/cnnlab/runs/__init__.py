@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 _EXPORTS = {"load_run": "cnnlab.runs.load", "LoadedRun": "cnnlab.runs.load"}
 
-if TYPE_CHECKING:  # for type checkers only: at run time each name is imported on first use (`__getattr__`)
-    from cnnlab.runs.load import LoadedRun, load_run
+if TYPE_CHECKING:  # for type checkers (`X as X`: re-exported); at run time `__getattr__` imports on first use
+    from cnnlab.runs.load import LoadedRun as LoadedRun
+    from cnnlab.runs.load import load_run as load_run
 
 
 def __getattr__(name: str) -> object:

@@ -58,13 +58,16 @@ def tta_kind(spec) -> str:
 def _logits(model: nn.Module, x: torch.Tensor, autocast, channels_last: bool, tta: str | None) -> torch.Tensor:
     """The model's logits for a batch (fp32), averaged over `tta_views` when `tta` names a kind."""
     views = [x] if tta is None else tta_views(x, tta)
-    total = None
-    for view in views:
+
+    def logits_of(view: torch.Tensor) -> torch.Tensor:
         if channels_last:
             view = view.contiguous(memory_format=torch.channels_last)
         with autocast():
-            logits = model(view).float()
-        total = logits if total is None else total + logits
+            return model(view).float()
+
+    total = logits_of(views[0])
+    for view in views[1:]:
+        total = total + logits_of(view)
     return total / len(views)
 
 

@@ -18,10 +18,13 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-if TYPE_CHECKING:  # for type checkers only: at run time each name is imported on first use (`__getattr__`)
-    from cnnlab.runfolder.config import TrainConfig
-    from cnnlab.runfolder.resolve import resolve_config
-    from cnnlab.training.loop import NonFiniteLoss, TrainingInterrupted, TrainResult, train
+if TYPE_CHECKING:  # for type checkers (`X as X`: re-exported); at run time `__getattr__` imports on first use
+    from cnnlab.runfolder.config import TrainConfig as TrainConfig
+    from cnnlab.runfolder.resolve import resolve_config as resolve_config
+    from cnnlab.training.loop import NonFiniteLoss as NonFiniteLoss
+    from cnnlab.training.loop import TrainingInterrupted as TrainingInterrupted
+    from cnnlab.training.loop import TrainResult as TrainResult
+    from cnnlab.training.loop import train as train
 
 
 def __getattr__(name: str) -> object:

@@ -95,9 +95,9 @@ class TrainResult:
 class _StopSignal:
     """Turns SIGINT/SIGTERM into a flag the loop checks after each step; a second signal is not swallowed."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.signum: int | None = None
-        self._previous = {}
+        self._previous: dict[int, Any] = {}  # signal number -> the handler it had before
 
     def __enter__(self):
         if _in_main_thread():
@@ -210,6 +210,13 @@ def _resumed_config(request: dict[str, Any], checkpoint: dict, folder: Path) -> 
     return config.replace(out=str(folder))
 
 
+def _run_dir(config: TrainConfig) -> Path:
+    """The run folder: `train` sets `config.out` before anything opens or writes it."""
+    if config.out is None:
+        raise RuntimeError("config.out is unset: train() names the run folder before opening it")
+    return Path(config.out)
+
+
 def _open_folder(
     config: TrainConfig, resume: bool, device: torch.device, dist_info: DistInfo, restart: bool = False
 ) -> RunFolder | None:
@@ -217,7 +224,7 @@ def _open_folder(
     folder, error = None, None
     if dist_info.is_main:
         try:
-            folder = RunFolder(config.out, resume, restart)
+            folder = RunFolder(_run_dir(config), resume, restart)
         except CnnlabError as err:
             error = err
     if max_across_ranks(int(error is not None), device, dist_info):
@@ -303,7 +310,7 @@ def _run(
     del run.train  # free its prepared inputs (188 MB for MNIST) before drawing: peak RSS 1,021 -> 1,000-1,012 MB
     summary = _summary(run, device, target_reached)
     writer.finish(summary, run.history, final_eval, run.model, run.test, spec.classes, config)
-    return TrainResult(Path(config.out), run.model, config, run.history, summary, final_eval)
+    return TrainResult(_run_dir(config), run.model, config, run.history, summary, final_eval)
 
 
 def _set_up(config: TrainConfig, checkpoint, spec, data, device, dist_info: DistInfo, writer: RunWriter, argv) -> _Run:
@@ -495,7 +502,6 @@ def _load_batches(
     # Preparing normalized float inputs once pays off only where a step costs about as much as converting
     # its batch: the fully-connected nets. Conv nets are compute-bound, so they keep the memory instead.
     prepare = None if not any(isinstance(m, nn.Conv2d) for m in model.modules()) else False
-    shards = {"rank": dist_info.rank, "world_size": dist_info.world_size, "prepare": prepare}
     train_batches = Batches(
         train_images.to(device),
         train_labels.to(device),
@@ -504,7 +510,9 @@ def _load_batches(
         shuffle=True,
         seed=config.seed,
         augment=config.augment,
-        **shards,
+        rank=dist_info.rank,
+        world_size=dist_info.world_size,
+        prepare=prepare,
     )
     test_batches = Batches(
         test_images.to(device),
@@ -512,7 +520,9 @@ def _load_batches(
         config.eval_batch_size,
         build_transform(config, spec, train=False),
         shuffle=False,
-        **shards,
+        rank=dist_info.rank,
+        world_size=dist_info.world_size,
+        prepare=prepare,
     )
     if config.val_split is not None:
         val_batches = Batches(
@@ -521,7 +531,9 @@ def _load_batches(
             config.eval_batch_size,
             build_transform(config, spec, train=False),
             shuffle=False,
-            **shards,
+            rank=dist_info.rank,
+            world_size=dist_info.world_size,
+            prepare=prepare,
         )
     return train_batches, test_batches, (len(train_images), len(test_images)), val_batches
 
@@ -531,7 +543,7 @@ def _create_model(config: TrainConfig, spec, dist_info: DistInfo) -> nn.Module:
     model = create_model(config.model, in_channels=spec.channels, num_classes=len(spec.classes), **config.model_options)
     initialize_weights(model, config.init)
     if config.init_from:
-        model.load_state_dict(_init_weights(config, spec))
+        model.load_state_dict(_init_weights(config.init_from, config, spec))
     if config.sync_bn and dist_info.enabled:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model
@@ -539,7 +551,9 @@ def _create_model(config: TrainConfig, spec, dist_info: DistInfo) -> nn.Module:
 
 def _train_state(model: nn.Module, config: TrainConfig, device: torch.device, steps_per_epoch: int):
     """The model on its device with its optimizer, schedule and grad scaler, as a TrainState."""
-    model = model.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
+    # Module.to takes a device and a memory format together (torch._C._nn._parse_to); its stub overloads do not.
+    layout = torch.channels_last if config.channels_last else torch.preserve_format
+    model = model.to(device, memory_format=layout)  # type: ignore[call-overload]
     precision = resolve_precision(device, config.precision)
     # fp16's GradScaler with the fused SGD step turned losses into NaN within a few steps (measured on
     # CUDA and CPU, torch 2.11 and 2.14); the unfused step skips overflowing steps as it should.
@@ -550,9 +564,9 @@ def _train_state(model: nn.Module, config: TrainConfig, device: torch.device, st
     return model, state, precision
 
 
-def _init_weights(config: TrainConfig, spec) -> dict[str, torch.Tensor]:
+def _init_weights(init_from: str, config: TrainConfig, spec) -> dict[str, torch.Tensor]:
     """The model weights of checkpoint `config.init_from`, after checking they fit this network."""
-    source = ckpt.load_checkpoint(config.init_from, "best.pt")
+    source = ckpt.load_checkpoint(init_from, "best.pt")
     saved = source["config"]
     for key, value in (("model", config.model), ("model_options", config.model_options)):
         if saved.get(key) != value:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,6 +20,8 @@ def build_optimizer(model: nn.Module, config: TrainConfig, fused: bool = True) -
     For the small nets, the per-parameter loop of the default step costs more than the maths.
     """
     params = [p for p in model.parameters() if p.requires_grad]
+    kind: type[torch.optim.Optimizer]
+    options: dict[str, Any]
     if config.optimizer == "sgd":
         kind, options = (
             torch.optim.SGD,
@@ -31,13 +35,14 @@ def build_optimizer(model: nn.Module, config: TrainConfig, fused: bool = True) -
     else:
         kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
         options = dict(lr=config.lr, betas=(config.momentum, 0.999), weight_decay=config.weight_decay)
-    kind = kind if config.compile else _without_dynamo_guards(kind)
+    # Called with the options of SGD, Adam or AdamW, not with the base class's (params, defaults).
+    make: Callable[..., torch.optim.Optimizer] = kind if config.compile else _without_dynamo_guards(kind)
     if not fused:
-        return kind(params, **options)
+        return make(params, **options)
     try:
-        return kind(params, fused=True, **options)
+        return make(params, fused=True, **options)
     except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device or dtype
-        return kind(params, **options)
+        return make(params, **options)
 
 
 _UNGUARDED: dict[type, type] = {}
@@ -107,7 +112,7 @@ def initialize_weights(model: nn.Module, init: str) -> None:
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             if kind == "xavier":
                 nn.init.xavier_uniform_(module.weight)
-            else:
+            elif std is not None:  # 'normal', which parse_init always gives its std
                 nn.init.normal_(module.weight, 0.0, std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)

@@ -81,6 +81,7 @@ _NEW, _RESTART, _CONTINUE, _REFUSED = 0, 1, 2, 3
 def resume_auto(config: TrainConfig, device: torch.device, dist_info: DistInfo) -> tuple[dict[str, Any] | None, bool]:
     """--resume auto / a torchrun restart: (the last.pt to continue, or None; whether to start the run again in
     a folder that holds it without a checkpoint). Rank 0 looks at the folder; every rank follows its decision."""
+    out = _auto_out(config)
     decision, error = _NEW, None
     if dist_info.is_main:
         try:
@@ -95,18 +96,25 @@ def resume_auto(config: TrainConfig, device: torch.device, dist_info: DistInfo) 
         # Every rank restores the same state; a rank that cannot read it (no shared folder) must not leave the others
         # waiting in a collective, so success is agreed too.
         try:
-            checkpoint, error = resume_checkpoint(config.out), None
+            checkpoint, error = resume_checkpoint(out), None
         except CnnlabError as err:
             error = err
         if max_across_ranks(int(error is not None), device, dist_info):
-            raise error or CnnlabError(f"another rank could not read {Path(config.out) / 'checkpoints' / 'last.pt'}")
+            raise error or CnnlabError(f"another rank could not read {Path(out) / 'checkpoints' / 'last.pt'}")
     return checkpoint, decision == _RESTART
+
+
+def _auto_out(config: TrainConfig) -> str:
+    """The run folder an automatic resume works in (train() refuses one without --out before it gets here)."""
+    if config.out is None:
+        raise CnnlabError(AUTO_NEEDS_OUT)
+    return config.out
 
 
 def _auto_decision(config: TrainConfig) -> int:
     """What an automatic resume does with `config.out` (on rank 0): start a new run, start this run again, or
     continue it from its last.pt. A folder holding another run is refused."""
-    path = Path(config.out)
+    path = Path(_auto_out(config))
     if not path.is_dir():
         return _NEW
     if is_locked(path):  # a live run: never read or write under it
@@ -151,7 +159,7 @@ def peer_lost(err: BaseException, config: TrainConfig, dist_info: DistInfo) -> P
     restarts_left = elastic_max_restarts() - elastic_restart()
     if restarts_left > 0:
         way = f"torchrun restarts the job ({restarts_left} restart(s) left) and it continues in {config.out}"
-    elif (Path(config.out) / "checkpoints" / "last.pt").is_file():
+    elif config.out is not None and (Path(config.out) / "checkpoints" / "last.pt").is_file():
         way = f"resume with: cnnlab train --resume {config.out}"
     else:
         way = "no checkpoint was saved yet: run the command again"

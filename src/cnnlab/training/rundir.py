@@ -17,7 +17,7 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
@@ -43,6 +43,9 @@ from cnnlab.runfolder.layout import (  # noqa: F401 (is_locked: TEMPORARY)
     read_metrics,
 )
 
+if TYPE_CHECKING:  # imported where a run asks for TensorBoard: the extra is optional
+    from cnnlab.training.tensorboard import TensorBoardLogger
+
 # OSErrors that are the machine's doing, not the request's: passed on as they are (exit 1 from the CLI).
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 
@@ -67,7 +70,7 @@ class RunFolder:
         # The folders above it that this run creates for a nested --out: removed again with it when unused.
         self.created_parents = [p for p in self.path.absolute().parents if not p.exists() and not p.is_symlink()]
         self.was_empty = self.created or not any(self.path.iterdir())
-        self._lock_fd = None
+        self._lock_fd: int | None = None
         resume = resume or restart
         if not resume:
             self._refuse_if_taken()  # before writing anything into a folder that is not ours
@@ -89,7 +92,7 @@ class RunFolder:
     def _refuse_if_taken(self) -> None:
         if not self.path.exists():
             return
-        mine = {LOCK_FILE, "checkpoints"} if self._lock_fd is not None else set()
+        mine: set[str] = {LOCK_FILE, "checkpoints"} if self._lock_fd is not None else set()
         entries = [
             p.name
             for p in self.path.iterdir()
@@ -130,9 +133,9 @@ class RunFolder:
         if fcntl is None:
             return
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            os.close(self._lock_fd)
+            os.close(fd)
             self._lock_fd = None
             raise CnnlabError(
                 f"{str(self.path)!r} is in use by another cnnlab process (its training holds {LOCK_FILE}); "
@@ -188,9 +191,9 @@ class RunWriter:
     def __init__(self, folder: RunFolder | None):
         self.folder = folder
         self.enabled = folder is not None
-        self._metrics = None
-        self._steps = None
-        self.tensorboard = None
+        self._metrics: TextIO | None = None
+        self._steps: TextIO | None = None
+        self.tensorboard: TensorBoardLogger | None = None
 
     @property
     def path(self) -> Path | None:
@@ -204,26 +207,28 @@ class RunWriter:
         self, config_dict: dict[str, Any], meta: dict[str, Any], resume_after_epoch: int | None, tensorboard: bool
     ) -> list[dict[str, Any]]:
         """config.json, metrics.csv and steps.csv (rows past the resumed checkpoint dropped); returns the history kept."""
-        if not self.enabled:
+        path = self.path
+        if path is None:  # not rank 0: nothing is written
             return []
-        history, kept_steps = [], []
+        history: list[dict[str, Any]] = []
+        kept_steps: list[dict[str, Any]] = []
         if resume_after_epoch is not None:
             # Read before anything is written, so an unreadable file stops the resume with the folder untouched.
             # Rows written after the checkpoint we resume from would be repeated: drop them.
-            history = _rows_up_to(read_metrics(self.path / "metrics.csv", self.path), resume_after_epoch)
-            kept_steps = _rows_up_to(read_metrics(self.path / "steps.csv", self.path), resume_after_epoch)
-        write_json(self.path / "config.json", {"config": config_dict, **meta}, within=self.path)
+            history = _rows_up_to(read_metrics(path / "metrics.csv", path), resume_after_epoch)
+            kept_steps = _rows_up_to(read_metrics(path / "steps.csv", path), resume_after_epoch)
+        write_json(path / "config.json", {"config": config_dict, **meta}, within=path)
         self._columns = METRIC_COLUMNS + (VAL_COLUMNS if config_dict.get("val_split") else [])
-        _write_rows(self.path / "metrics.csv", self._columns, history, self.path)
-        _write_rows(self.path / "steps.csv", STEP_COLUMNS, kept_steps, self.path)
-        self._metrics = open_append(self.path / "metrics.csv")
-        self._steps = open_append(self.path / "steps.csv")
+        _write_rows(path / "metrics.csv", self._columns, history, path)
+        _write_rows(path / "steps.csv", STEP_COLUMNS, kept_steps, path)
+        self._metrics = open_append(path / "metrics.csv")
+        self._steps = open_append(path / "steps.csv")
         if tensorboard:
-            make_dirs(self.path / "tensorboard", within=self.path)  # the event writer follows no link out
+            make_dirs(path / "tensorboard", within=path)  # the event writer follows no link out
             from cnnlab.training.tensorboard import TensorBoardLogger
 
             self.tensorboard = TensorBoardLogger(
-                self.path, config_dict, purge_step=resume_after_epoch + 1 if resume_after_epoch is not None else None
+                path, config_dict, purge_step=resume_after_epoch + 1 if resume_after_epoch is not None else None
             )
         return history
 
@@ -243,7 +248,8 @@ class RunWriter:
     def checkpoint(self, name: str, state: dict[str, Any], keep: str | None = None) -> None:
         """checkpoints/<name>, atomically; with `keep`, an epoch-boundary last.pt is also kept as epoch-NNN.pt
         (all of them, or the newest `keep`)."""
-        if not self.enabled:
+        path = self.path
+        if path is None:  # not rank 0
             return
         import io
 
@@ -251,24 +257,25 @@ class RunWriter:
 
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        folder = self.path / "checkpoints"
-        write_bytes_atomic(folder / name, buffer.getvalue(), within=self.path)
+        folder = path / "checkpoints"
+        write_bytes_atomic(folder / name, buffer.getvalue(), within=path)
         if keep and name == "last.pt" and state["step"] == 0:
-            write_bytes_atomic(folder / f"epoch-{state['epoch']:03d}.pt", buffer.getvalue(), within=self.path)
+            write_bytes_atomic(folder / f"epoch-{state['epoch']:03d}.pt", buffer.getvalue(), within=path)
             if keep != "all":
                 for old in sorted(folder.glob("epoch-[0-9][0-9][0-9]*.pt"))[: -int(keep)]:
                     old.unlink()
 
     def finish(self, summary: dict[str, Any], history, final_eval, model, test_batches, classes, config) -> None:
         """summary.json, the figures, and the closing line."""
-        if not self.enabled:
+        path = self.path
+        if path is None:  # not rank 0
             return
-        write_json(self.path / "summary.json", summary, within=self.path)
+        write_json(path / "summary.json", summary, within=path)
         if final_eval is not None:
             from cnnlab.figures.run import write_run_figures  # matplotlib: imported only when drawing
 
-            with confined(self.path):
-                write_run_figures(self.path, history, final_eval, model, test_batches, classes, config)
+            with confined(path):
+                write_run_figures(path, history, final_eval, model, test_batches, classes, config)
         acc, best = summary["final_test_acc"], summary["best_test_acc"]
         self.say(
             f"done: test accuracy {acc:.2%} (best {best:.2%} at epoch {summary['best_epoch']}); run folder {self.path}"

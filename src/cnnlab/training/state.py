@@ -17,7 +17,7 @@ from cnnlab.training.optim import build_scheduler
 
 
 def rng_states() -> dict[str, Any]:
-    states = {"torch": torch.get_rng_state()}
+    states: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states

@@ -39,7 +39,7 @@ class TestResults:
 
 
 class AnalysisCache:
-    def __init__(self):
+    def __init__(self) -> None:
         self._results: dict[tuple[Path, tuple], TestResults] = {}
         self._lock = threading.Lock()
 

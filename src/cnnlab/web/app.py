@@ -86,7 +86,7 @@ def _file_response(root: Path, relative: str) -> Response:
     """A file of a root, streamed from a descriptor that was checked to be a regular file inside it."""
     target = safe_file(root, relative)
     fd = open_served(root, target) if target is not None else None
-    if fd is None:
+    if target is None or fd is None:
         raise HTTPException(404, "not found")
     size = os.fstat(fd).st_size
 

@@ -37,7 +37,7 @@ class ServedModel:
 
 def checkpoint_stamp(run_dir: Path) -> tuple:
     """mtimes of best.pt and last.pt (load_run takes best.pt, or last.pt when there is no best)."""
-    stamp = []
+    stamp: list[int | None] = []
     for name in ("best.pt", "last.pt"):
         try:
             stamp.append(os.lstat(run_dir / "checkpoints" / name).st_mtime_ns)

@@ -68,7 +68,7 @@ def _declared_size(data: bytes) -> tuple[int, int] | None:
         matched = accept(data[:16]) if accept is not None else True
         if matched and not isinstance(matched, str):  # a str is PIL's "looks like it, but unsupported"
             try:
-                return factory(io.BytesIO(data), None).size  # reads the header only
+                return factory(io.BytesIO(data), "").size  # reads the header only ("": no file name, as Image.open)
             except Exception:  # noqa: BLE001, S112 - a plugin's own parse error: not this format
                 continue
     return None
@@ -83,9 +83,9 @@ def _open(data: bytes):
         size = _declared_size(data)
         if size is not None:
             check_size(*size)
-        raise InputError(
-            f"image is over {2 * Image.MAX_IMAGE_PIXELS:,} pixels; the limit is {MAX_SIDE}x{MAX_SIDE}"
-        ) from None
+        limit = Image.MAX_IMAGE_PIXELS  # set, or PIL would not have raised DecompressionBombError
+        over = f"over {2 * limit:,} pixels" if limit is not None else "too large"
+        raise InputError(f"image is {over}; the limit is {MAX_SIDE}x{MAX_SIDE}") from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise InputError(NOT_AN_IMAGE) from None
 

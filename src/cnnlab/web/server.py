@@ -80,13 +80,13 @@ def serve(
     require_web()
     import uvicorn
 
-    roots = [Path(r) for r in roots] or [Path("runs")]
+    folders = [Path(r) for r in roots] or [Path("runs")]
     token = resolve_token(host, token)
     policy = host_policy(host, allow_hosts)
-    for root in roots:
+    for root in folders:
         if not root.is_dir():
             log(f"note: {root} is not a folder (yet); runs that appear there will be listed")
-    app = create_app(roots, allowed_hosts=hosts_for(host, allow_hosts), token=token)
+    app = create_app(list(folders), allowed_hosts=hosts_for(host, allow_hosts), token=token)
     sock = _listen(host, port)
     url = url_of(host, sock.getsockname()[1], token)
     if not is_loopback(host):
