@@ -178,6 +178,7 @@ def uninterrupted(tmp_path_factory):
 # ---- --resume auto, in one process ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_auto_starts_then_continues(tmp_path, capsys):
     out = str(tmp_path / "run")
     assert main([*BASE, "--epochs", "1", "--resume", "auto", "--out", out]) == 0
@@ -187,6 +188,7 @@ def test_resume_auto_starts_then_continues(tmp_path, capsys):
     assert summary(out)["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_resume_auto_matches_an_uninterrupted_run(tmp_path, one_process):
     out = str(tmp_path / "run")
     assert main([*BASE, "--epochs", "1", "--resume", "auto", "--out", out]) == 0
@@ -195,6 +197,7 @@ def test_resume_auto_matches_an_uninterrupted_run(tmp_path, one_process):
     assert_close(load_checkpoint(one_process)["model"], load_checkpoint(out)["model"])
 
 
+@pytest.mark.slow
 def test_resume_auto_restarts_a_run_that_died_before_its_first_checkpoint(tmp_path):
     out = tmp_path / "run"
     assert main([*BASE, "--epochs", "1", "--out", str(out)]) == 0
@@ -206,6 +209,7 @@ def test_resume_auto_restarts_a_run_that_died_before_its_first_checkpoint(tmp_pa
     assert load_checkpoint(out)["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_resume_auto_refuses_another_run_and_a_live_one(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*BASE, "--epochs", "1", "--out", str(out)]) == 0

@@ -51,6 +51,7 @@ def test_evaluate_averages_the_logits_over_the_views(kind):
     assert result.loss != pytest.approx(evaluate(model, batches, 3).loss, rel=1e-5)  # the views did count
 
 
+@pytest.mark.slow
 def test_tta_end_to_end_in_train_and_eval(tmp_path, capsys):
     from cnnlab.training import train
 

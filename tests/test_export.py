@@ -66,6 +66,7 @@ def error_of(capsys, argv):
     return code, err
 
 
+@pytest.mark.slow
 def test_onnx_export_cli_verifies_and_writes_sidecar(convnet_run, capsys):
     needs_onnx()
     import onnx
@@ -103,6 +104,7 @@ def test_onnx_export_cli_verifies_and_writes_sidecar(convnet_run, capsys):
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # a deployable file, not a private temp file
 
 
+@pytest.mark.slow
 def test_torchscript_dynamic_batch_carries_the_permutation(mlp_permuted_run, tmp_path):
     result = export_model(mlp_permuted_run, "torchscript", tmp_path / "mlp.pt", dynamic_batch=True)
     assert result.verification.passed and result.verification.max_abs_diff < 1e-4
@@ -130,6 +132,7 @@ def test_onnx_dynamic_batch_at_an_old_opset(mlp_permuted_run, tmp_path):
     assert exported(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
 
 
+@pytest.mark.slow
 def test_resized_channels_last_run_exports_in_both_formats(nin_resized_run, tmp_path):
     formats = ["torchscript"]
     if all(_importable(n) for n in ("onnx", "onnxscript", "onnxruntime")):
@@ -153,6 +156,7 @@ def _importable(name):
         return False
 
 
+@pytest.mark.slow
 def test_corrupted_onnx_fails_verification(convnet_run, tmp_path):
     needs_onnx()
     import onnx
@@ -218,6 +222,7 @@ def test_missing_optional_dependency_says_what_to_install(convnet_run, tmp_path,
     assert code == 2 and 'pip install "cnnlab[export]"' in err and "\n" not in err
 
 
+@pytest.mark.slow
 def test_predict_through_onnx_equals_predict_through_the_checkpoint(mlp_permuted_run, tmp_path, capsys):
     needs_onnx()
     export_model(mlp_permuted_run, "onnx", tmp_path / "mlp.onnx")

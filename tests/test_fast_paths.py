@@ -72,6 +72,7 @@ def test_bf16_autocast_matches_plain(trained):
     assert (fast - plain).abs().max().item() < 0.1 * plain.abs().max().item()
 
 
+@pytest.mark.slow
 def test_compiled_matches_plain(trained):
     model, x = trained
     compiled = torch.compile(model)
@@ -202,6 +203,7 @@ def test_cpu_threads_follow_the_idle_cores(monkeypatch, idle, expected):
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_a_run_gives_the_caller_its_thread_count_back_and_a_deterministic_one_keeps_it(monkeypatch, tmp_path):
     from cnnlab import device
     from cnnlab.training import train

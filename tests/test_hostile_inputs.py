@@ -110,6 +110,7 @@ model_options:
 """
 
 
+@pytest.mark.slow
 def test_config_yaml_alias_bomb_is_refused_at_once(tmp_path):
     config = tmp_path / "laughs.yaml"
     config.write_text(BILLION_LAUGHS)
@@ -172,6 +173,7 @@ def test_config_larger_than_a_mebibyte_is_refused_before_reading(tmp_path, capsy
     assert line == f"cnnlab: error: config file {str(config)!r} is 1,073,741,824 bytes; the limit is 1,048,576"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fifo", "link to /dev/zero"])
 def test_config_fifo_or_device_fails_at_once(tmp_path, kind):
     config = tmp_path / "config.yaml"
@@ -185,6 +187,7 @@ def test_config_fifo_or_device_fails_at_once(tmp_path, kind):
     assert done.returncode == 2 and one_line(done.stderr) == expected
 
 
+@pytest.mark.slow
 def test_run_config_json_that_is_a_fifo_fails_at_once(tmp_path):
     """`cnnlab train --config RUN/config.json` repeats a run: a run folder from elsewhere may hold anything there."""
     run = tmp_path / "copied-run"

@@ -85,6 +85,7 @@ def outside(tmp_path) -> Path:
 # ---- writing: never through a link, never outside the run, atomically ------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_replaces_a_symlinked_figure_instead_of_writing_through_it(run, outside, capsys):
     (run / "curves.png").unlink()
     (run / "curves.png").symlink_to(outside)
@@ -114,6 +115,7 @@ def test_a_dangling_lock_symlink_creates_nothing_elsewhere(run, tmp_path, capsys
     assert not target.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["auto", "run"])
 def test_a_fifo_lock_does_not_hang(run, mode):
     (run / ".lock").unlink(missing_ok=True)
@@ -260,6 +262,7 @@ def test_report_embeds_only_images_inside_an_experiment(run, tmp_path, capsys, f
     assert base64.b64encode((experiment / "notes.png").read_bytes()).decode() not in page
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["summary.json", "metrics.csv", "config.json", "steps.csv"])
 @pytest.mark.parametrize("command", ["compare", "report"])
 def test_fifo_run_files_do_not_hang_compare_or_report(run, tmp_path, name, command):
@@ -275,6 +278,7 @@ def test_fifo_run_files_do_not_hang_compare_or_report(run, tmp_path, name, comma
         assert "FIFO" in done.stdout + done.stderr or "FIFO" in (tmp_path / "r.html").read_text(errors="replace")
 
 
+@pytest.mark.slow
 def test_fifo_steps_csv_does_not_hang_resume(run):
     (run / "steps.csv").unlink()
     os.mkfifo(run / "steps.csv")
@@ -282,6 +286,7 @@ def test_fifo_steps_csv_does_not_hang_resume(run):
     assert done.returncode == 2 and "FIFO" in one_line(done.stderr)
 
 
+@pytest.mark.slow
 def test_run_files_linked_to_dev_zero_are_refused_with_little_memory(run):
     """metrics.csv and summary.json -> /dev/zero: listed as unreadable, in a child limited to 1.5 GB of memory."""
     for name in ("metrics.csv", "summary.json"):
@@ -369,6 +374,7 @@ def test_bad_output_paths_are_one_line(run, tmp_path, capsys, case, command):
     one_line(err)
 
 
+@pytest.mark.slow
 def test_full_disk_is_exit_1_for_report(run, tmp_path, monkeypatch, capsys):
     import errno
 

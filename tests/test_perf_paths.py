@@ -117,6 +117,7 @@ def test_stratified_split_is_exact_seeded_and_keeps_the_class_mix():
     assert not torch.equal(stratified_split(labels, 100, seed=2)[1], held)
 
 
+@pytest.mark.slow
 def test_val_split_selects_on_validation_and_reports_both(tmp_path):
     import csv
     import json
@@ -176,6 +177,7 @@ def test_record_recipes_resolve_to_their_model_and_are_listed(capsys):
     assert "record mnist-99.2 (`cnnlab train --recipe mnist-99.2`)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_the_executable_skips_only_the_interpreter_teardown(tmp_path):
     """`cnnlab` (console) exits with main's status, after the atexit handlers and with its output flushed."""
     import subprocess

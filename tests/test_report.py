@@ -200,6 +200,7 @@ def test_errors(tmp_path, capsys):
         build_report([tmp_path], misclassified=-1)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
 def test_renders_in_headless_chromium(run_dir, tmp_path):
     out = build_report([run_dir], tmp_path / "report.html")

@@ -73,6 +73,7 @@ def run(finished, tmp_path) -> Path:
     return copy
 
 
+@pytest.mark.slow
 def test_repeating_a_run_from_its_config_never_touches_it(run, tmp_path, capsys, monkeypatch):
     before = snapshot(run)
     monkeypatch.chdir(tmp_path)
@@ -160,6 +161,7 @@ def test_two_trainings_on_one_folder_in_two_processes(tmp_path):
         first.wait(timeout=60)
 
 
+@pytest.mark.slow
 def test_a_moved_run_resumes_in_its_new_place_from_another_directory(finished, tmp_path, capsys, monkeypatch):
     old, new = tmp_path / "old", tmp_path / "elsewhere" / "moved"
     shutil.copytree(finished, old)

@@ -67,6 +67,7 @@ def write_bomb(folder: Path, content_bytes: int = 1 << 30) -> None:
         (folder / f"{name}.gz").write_bytes(member * (content_bytes // (16 << 20)))
 
 
+@pytest.mark.slow
 def test_gzip_bomb_fails_fast_with_little_memory(tmp_path):
     data = tmp_path / "data"
     write_bomb(data / "mnist")
