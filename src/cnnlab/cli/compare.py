@@ -7,6 +7,7 @@ import sys
 
 
 def register(subparsers) -> None:
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.experiments.compare import FORMATS, SORT_KEYS
 
     parser = subparsers.add_parser(
@@ -34,6 +35,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.experiments.compare import format_leaderboard, leaderboard, plot_leaderboard
 
     if args.plot:

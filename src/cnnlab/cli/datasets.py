@@ -45,6 +45,7 @@ def render_table(rows: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.data import describe_datasets
 
     rows = describe_datasets(args.data_dir)

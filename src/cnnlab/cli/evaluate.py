@@ -39,6 +39,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.figures.plots import plot_confusion
     from cnnlab.files import check_output, confined
     from cnnlab.runs.assess import evaluate_run

@@ -60,6 +60,7 @@ def register(subparsers) -> None:
 
 
 def run_permutation_command(args: argparse.Namespace) -> int:
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.experiments.permutation import run_permutation
 
     try:

@@ -41,6 +41,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.errors import CnnlabError
     from cnnlab.export import export_model
 

@@ -21,6 +21,7 @@ def _overwriting(handler):
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
+        # here: the command's work loads on use, so --help and argument errors stay fast
         from cnnlab.files import overwriting
 
         with overwriting(args.overwrite):
@@ -112,6 +113,7 @@ def register(subparsers) -> None:
 
 
 def _positive(name: str, value: int | None) -> None:
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.errors import CnnlabError
 
     if value is not None and value < 1:
@@ -126,6 +128,7 @@ def _print(paths) -> int:
 
 @_overwriting
 def run_filters(args: argparse.Namespace) -> int:
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.inspect.run import inspect_filters
 
     _positive("max-filters", args.max_filters)
@@ -137,6 +140,7 @@ def run_filters(args: argparse.Namespace) -> int:
 
 @_overwriting
 def run_features(args: argparse.Namespace) -> int:
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.inspect.run import inspect_features
 
     return _print(
@@ -148,6 +152,7 @@ def run_features(args: argparse.Namespace) -> int:
 
 @_overwriting
 def run_saliency(args: argparse.Namespace) -> int:
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.inspect.run import inspect_saliency
 
     return _print(
@@ -168,6 +173,7 @@ def run_saliency(args: argparse.Namespace) -> int:
 
 @_overwriting
 def run_mistakes(args: argparse.Namespace) -> int:
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.inspect.run import inspect_mistakes
 
     _positive("top", args.top)

@@ -63,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _meta_model(name: str, in_channels: int = 1, num_classes: int = 10, **options: Any):
     import torch
 
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.models import create_model
 
     with torch.device("meta"):
@@ -71,6 +72,7 @@ def _meta_model(name: str, in_channels: int = 1, num_classes: int = 10, **option
 
 def model_rows(pattern: str) -> list[dict[str, Any]]:
     """One dict per model matching `pattern`: metadata plus params and MACs at the default input."""
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.models import count_macs, list_models, model_info
 
     names = list_models(pattern)
@@ -100,6 +102,7 @@ def model_rows(pattern: str) -> list[dict[str, Any]]:
 
 
 def run_models(args: argparse.Namespace) -> int:
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.models.summary import format_count, render_table
 
     rows = model_rows(args.pattern)
@@ -133,6 +136,7 @@ def _parse_options(text: str) -> dict[str, Any]:
 
 
 def run_summary(args: argparse.Namespace) -> int:
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.models import check_input_size, model_info, render_summary, summarize
 
     info = model_info(args.model)

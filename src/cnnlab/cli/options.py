@@ -16,6 +16,7 @@ from cnnlab.errors import CnnlabError
 
 
 def _typed(name: str):
+    # here: the config schema loads on use, so the parser builds without it
     from cnnlab.runfolder.config import parse_option
 
     def parse(text: str):
@@ -32,6 +33,7 @@ def add_config_flags(
 ) -> None:
     """One flag per TrainConfig field (but `exclude`); unset flags stay absent from the namespace, so the
     layers below (recipe, config file, a command's own `defaults` shown in the help) show through."""
+    # here: the config schema loads on use, so the parser builds without it
     from cnnlab.runfolder.config import TrainConfig
 
     shown = {**dataclasses.asdict(TrainConfig()), **(defaults or {})}
@@ -59,6 +61,7 @@ def add_config_flags(
 def config_options(args: argparse.Namespace, exclude: frozenset[str] | set[str] = frozenset()) -> dict:
     """The TrainConfig values given on the command line through `add_config_flags` (pass the same `exclude`:
     those names are the command's own arguments)."""
+    # here: the config schema loads on use, so the parser builds without it
     from cnnlab.runfolder.config import TrainConfig
 
     return {
@@ -68,6 +71,7 @@ def config_options(args: argparse.Namespace, exclude: frozenset[str] | set[str] 
 
 def as_flags(err: CnnlabError) -> CnnlabError:
     """`lr must be ...`, `unknown optimizer ...`, `resize=224` -> `--lr must be ...`, `--resize 224`."""
+    # here: the config schema loads on use, so the parser builds without it
     from cnnlab.runfolder.config import TrainConfig
 
     message = str(err)

@@ -25,6 +25,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.errors import CnnlabError
     from cnnlab.models import list_models, model_info
 

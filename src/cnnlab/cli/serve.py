@@ -40,6 +40,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.web.deps import require_web
 
     require_web()  # the missing extra is one line, before anything else happens

@@ -46,6 +46,7 @@ def explicit_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    # here: the command's work loads on use, so --help and argument errors stay fast
     from cnnlab.runfolder.config import TrainConfig
     from cnnlab.runfolder.config_file import load_config_file
     from cnnlab.runfolder.resolve import resolve_config

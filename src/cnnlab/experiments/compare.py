@@ -130,6 +130,7 @@ def leaderboard(paths: list[str | Path], sort: str = "test_acc") -> Leaderboard:
 
 def format_value(key: str, value: Any) -> str:
     """A leaderboard cell as people read it: 97.12%, 6,442, 1.2 M, 3.4."""
+    # here: the zoo and plots load torch and matplotlib, which compare's table does without
     from cnnlab.models.summary import format_count
 
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -183,6 +184,7 @@ def format_leaderboard(board: Leaderboard, fmt: str = "table") -> str:
             lines += ["", f"Not compared ({len(board.others)}):", ""]
             lines += [f"- `{line}`" for line in _other_lines(board)]
         return "\n".join(lines).strip("\n") or "No run folders."
+    # here: the zoo and plots load torch and matplotlib, which compare's table does without
     from cnnlab.models.summary import render_table
 
     if cells:
@@ -194,6 +196,7 @@ def format_leaderboard(board: Leaderboard, fmt: str = "table") -> str:
 
 def plot_leaderboard(board: Leaderboard, path: str | Path) -> Path:
     """compare.png: accuracy vs time and vs params (one labelled point per run) and all test-accuracy curves."""
+    # here: the zoo and plots load torch and matplotlib, which compare's table does without
     from cnnlab.experiments.plots import plot_compare
 
     return plot_compare(board.curves(), path)

@@ -173,6 +173,7 @@ def ensure_run(config, log: Callable[[str], None] = print) -> tuple[RunRecord, s
 
     Returns the run's record and what happened: "skipped", "resumed" or "trained".
     """
+    # here: training loads torch, which compare and report's reading of runs do without
     from cnnlab.training import train
 
     record = check_not_conflicting(config)

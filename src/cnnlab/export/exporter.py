@@ -66,7 +66,7 @@ def _write(
     # A dynamic batch is traced at 2: torch.export would specialise a batch of 1 into the graph.
     example = torch.zeros(2 if dynamic_batch else 1, channels, size, size)
     if format == "onnx":
-        from cnnlab.export.onnx import write_onnx
+        from cnnlab.export.onnx import write_onnx  # here: each format's module loads its optional packages
 
         write_onnx(trained.model, example, path, metadata, dynamic_batch=dynamic_batch, opset=opset)
     else:

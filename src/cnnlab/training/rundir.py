@@ -225,6 +225,7 @@ class RunWriter:
         self._steps = open_append(path / "steps.csv")
         if tensorboard:
             make_dirs(path / "tensorboard", within=path)  # the event writer follows no link out
+            # here: only runs that log pay for the optional tensorboard extra
             from cnnlab.training.tensorboard import TensorBoardLogger
 
             self.tensorboard = TensorBoardLogger(

@@ -21,6 +21,7 @@ def create_app(roots: list[str | Path] | tuple = ("runs",), *, allowed_hosts=Non
 
     `allowed_hosts`: Host names it answers to (default: 127.0.0.1, localhost, ::1); `token`: required when given.
     """
+    # here: `import cnnlab.web` works without the serve extra; the app loads on use
     from cnnlab.web.deps import require_web
 
     require_web()
@@ -38,6 +39,7 @@ def serve(
     allow_hosts=(),
 ) -> None:
     """Serve the web lab over `roots` on host:port until Ctrl-C (with a token beyond loopback; see `server`)."""
+    # here: `import cnnlab.web` works without the serve extra; the app loads on use
     from cnnlab.web.server import serve as _serve
 
     _serve(roots, host=host, port=port, open_browser=open_browser, token=token, allow_hosts=allow_hosts)
