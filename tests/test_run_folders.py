@@ -397,6 +397,7 @@ def test_values_that_can_never_work_are_refused_up_front(tmp_path, capsys, flags
 def test_same_request_gives_equal_configs_by_every_route(tmp_path):
     from cnnlab.cli.main import build_parser
     from cnnlab.cli.train import explicit_options
+    from cnnlab.runfolder.config_file import load_config_file
     from cnnlab.training import TrainConfig, resolve_config
 
     request = {"model": "lenet", "dataset": "mnist-sample", "epochs": 1, "lr": 0.05, "out": "x"}
@@ -408,7 +409,7 @@ def test_same_request_gives_equal_configs_by_every_route(tmp_path):
     by_cli = resolve_config(explicit_options(args))
     config_file = tmp_path / "c.json"
     config_file.write_text(json.dumps({k: v for k, v in request.items() if k != "out"}))
-    by_file = resolve_config({"out": "x"}, config_file)
+    by_file = resolve_config({**load_config_file(config_file), "out": "x"})
     assert by_kwargs == by_config == by_cli == by_file
     assert by_kwargs.recipe == "fast" and by_kwargs.lr == 0.05  # the recipe fills in; a given default still wins
     assert resolve_config(by_kwargs.given()) == by_kwargs  # a resolved config resolves to itself

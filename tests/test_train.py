@@ -260,11 +260,12 @@ def test_recipe_reference_fills_in_the_published_set_up(tmp_path):
 
 
 def test_yaml_config_and_flags_override(tmp_path):
+    from cnnlab.runfolder.config_file import load_config_file
     from cnnlab.training import resolve_config
 
     path = tmp_path / "c.yaml"
     path.write_text("model: lenet\nepochs: 7\nlr: 0.3\n")
-    config = resolve_config({"lr": 0.2}, path)
+    config = resolve_config({**load_config_file(path), "lr": 0.2})  # flags over the file, as the CLI layers them
     assert (config.model, config.epochs, config.lr) == ("lenet", 7, 0.2)
 
 

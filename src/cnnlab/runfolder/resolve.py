@@ -7,7 +7,6 @@ A run's saved config (from a checkpoint) is checked here exactly as a requested 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 from cnnlab.data.catalog import get_spec
@@ -15,7 +14,6 @@ from cnnlab.errors import CnnlabError, unknown_choice
 from cnnlab.models import list_models, model_info
 from cnnlab.models.registry import check_input_size
 from cnnlab.runfolder.config import DEFAULT_RECIPE, RECIPES, TrainConfig, check_keys, check_types, record_recipes
-from cnnlab.runfolder.config_file import load_config_file
 
 
 def saved_config(values: dict[str, Any], source: str) -> TrainConfig:
@@ -36,10 +34,9 @@ def saved_config(values: dict[str, Any], source: str) -> TrainConfig:
 
 def resolve_config(
     overrides: dict[str, Any] | None = None,
-    config_file: str | Path | None = None,
     base: TrainConfig | None = None,
 ) -> TrainConfig:
-    """defaults < recipe < config file < overrides, validated.
+    """defaults < recipe < the request (a config file's values under the flags, as the CLI layers them), validated.
 
     A fresh config starts from the model's recipe (the fast one unless `recipe` is given); with
     `base` (a resumed run's config) a recipe is applied only when asked for again.
@@ -47,8 +44,7 @@ def resolve_config(
     overrides = dict(overrides or {})
     check_keys(overrides, "option")
     check_types(overrides)
-    file_values = load_config_file(config_file) if config_file else {}
-    layered = {**file_values, **overrides}
+    layered = overrides
     if isinstance(layered.get("keep_checkpoints"), int):
         layered["keep_checkpoints"] = str(layered["keep_checkpoints"])
     config = base or TrainConfig(recipe=DEFAULT_RECIPE)
