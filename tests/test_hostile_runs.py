@@ -371,7 +371,9 @@ def test_bad_output_paths_are_one_line(run, tmp_path, capsys, case, command):
         argv = ["eval", str(run), "-o", str(target)]
     code, err = call(capsys, argv)
     assert code == 2, err
-    one_line(err)
+    line = one_line(err)
+    if case in ("parent-is-file", "dangling-parent", "loop"):  # what is in the way, not mkdir's "file exists"
+        assert "not a folder" in line or "too many levels of symbolic links" in line, line
 
 
 @pytest.mark.slow

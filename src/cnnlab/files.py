@@ -183,10 +183,25 @@ def make_dirs(path: str | Path, within: str | Path | None = None) -> Path:
     owner = Path(within) if within is not None else _confined_to.get()
     if owner is not None and _named_under(path, owner):
         check_inside(path, owner) if path.exists() or path.is_symlink() else check_inside(path.parent, owner)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as err:  # mkdir's "file exists" says nothing useful: say what is in the way
+        raise UnsafeFileError(_not_a_folder(Path(err.filename or path))) from None
+    except NotADirectoryError as err:
+        raise UnsafeFileError(_not_a_folder(Path(err.filename or path))) from None
     if owner is not None and _named_under(path, owner):
         check_inside(path, owner)
     return path
+
+
+def _not_a_folder(path: Path) -> str:
+    """Why a folder cannot be made at `path`, or below it: the first component on the way that is not one."""
+    for part in [*reversed(path.parents), path]:
+        if part.is_symlink() and not part.exists():
+            return f"{str(part)!r} is a symbolic link that leads nowhere (a loop or a missing target), not a folder"
+        if part.exists() and not part.is_dir():
+            return f"{str(part)!r} is a file, not a folder"
+    return f"cannot make the folder {str(path)!r}"
 
 
 def write_text_atomic(path: str | Path, text: str, within: str | Path | None = None) -> None:

@@ -31,7 +31,7 @@ from cnnlab.experiments.compare import leaderboard
 from cnnlab.experiments.plots import grouped_accuracy_figure, permutation_figure, save_figure
 from cnnlab.experiments.runs import claim_experiment_folder, now_iso, write_experiment_file
 from cnnlab.experiments.sweep import GridPoint, GridResult, plan_grid, run_grid
-from cnnlab.files import timestamped_dir, write_json, write_text_atomic
+from cnnlab.files import make_dirs, timestamped_dir, write_json, write_text_atomic
 from cnnlab.models import model_info
 from cnnlab.models.summary import render_table
 from cnnlab.runfolder.record import RunRecord
@@ -254,7 +254,7 @@ def run_permutation(
     claim_experiment_folder(out_dir, info, ("models", "dataset", "epochs", "seeds", "recipe", "permutation_seed"))
     configs = plan_grid(out_dir, points, common)
     images, names = _example_images(dataset, data_dir)  # before writing anything: fails fast without the data
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(out_dir)
     write_experiment_file(out_dir, info)
     log(f"permutation experiment: {len(points)} runs in {out_dir} (re-run with -o {out_dir} to continue)")
     permutation = _write_permutation(out_dir, dataset, permutation_seed, images, names)

@@ -21,7 +21,7 @@ from cnnlab.export.deps import ONNX_WRITE, require
 from cnnlab.export.runtime import DEFAULT_NAMES, check_format, format_of
 from cnnlab.export.sidecar import build_metadata, sidecar_path, write_sidecar
 from cnnlab.export.verify import DEFAULT_ATOL, DEFAULT_COUNT, Verification, verify_export
-from cnnlab.files import check_output, make_readable
+from cnnlab.files import check_output, make_dirs, make_readable
 from cnnlab.runs.load import LoadedRun, load_run
 
 
@@ -106,7 +106,7 @@ def export_model(
         raise CnnlabError(f"-o {str(path)!r} is a folder; give a file name such as {path / DEFAULT_NAMES[format]}")
     check_output(path, overwrite)
     check_output(sidecar_path(path), overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     metadata = build_metadata(trained, format, path.name, None if dynamic_batch else 1)
 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -31,7 +31,7 @@ from cnnlab.experiments.compare import (
 )
 from cnnlab.experiments.runs import expand_globs, expand_run_paths, read_experiment
 from cnnlab.figures.plots import plot_confusion, plot_curves, plot_per_class
-from cnnlab.files import UnsafeFileError, check_output, make_readable, read_bytes, write_text_atomic
+from cnnlab.files import UnsafeFileError, check_output, make_dirs, make_readable, read_bytes, write_text_atomic
 from cnnlab.report.analysis import DatasetCache, RunAnalysis, analyse_run, png_bytes
 from cnnlab.runfolder.record import NOT_A_RUN, RunRecord, read_run
 
@@ -535,7 +535,7 @@ def build_report(
             names, kind = [r.name for r in inputs.runs], "runs"
         title = "cnnlab report: " + (names[0] if len(names) == 1 else f"{len(names)} {kind}")
     html_text = render_report(inputs, analyses, title)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(out_path.parent)
     write_text_atomic(out_path, html_text)  # an OSError is one line from the CLI (a full disk: exit 1)
     make_readable(out_path)  # a report is for sharing
     return out_path
