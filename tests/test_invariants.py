@@ -203,3 +203,17 @@ def test_a_schedule_continues_across_a_resume(schedule):
         optimizer.step()
         scheduler.step()
     assert continued == pytest.approx(whole[13:], rel=1e-12)
+
+
+def test_on_epoch_end_sees_every_row_and_can_stop_the_run(tmp_path):
+    """What a search's pruner uses: each epoch's row after its checkpoint; True ends the run there, complete."""
+    seen = []
+
+    def stop_after_two(row):
+        seen.append(row["epoch"])
+        return row["epoch"] == 2
+
+    result = train(out=str(tmp_path / "run"), epochs=4, on_epoch_end=stop_after_two, **TINY)
+    assert seen == [1, 2] and [r["epoch"] for r in result.history] == [1, 2]
+    assert result.summary["status"] == "complete" and result.summary["stopped_early"]["epoch"] == 2
+    assert result.summary["target_reached"] is None

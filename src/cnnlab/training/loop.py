@@ -6,6 +6,7 @@ import functools
 import math
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,7 @@ def train(
     resume: str | Path | dict | None = None,
     data: Dataset | None = None,
     argv: list[str] | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], bool | None] | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train a model and write its run folder; returns the history, summary and trained model.
@@ -140,6 +142,7 @@ def train(
     `resume` is a run folder (or its checkpoints/last.pt) to continue in place, or "auto": continue the run
     in `out` from its last.pt if it has one, else start it there (what every torchrun restart does too).
     `data` trains on a Dataset you built (uint8 tensors and a spec) instead of loading `config.dataset`.
+    `on_epoch_end(row)`, on rank 0, sees each epoch's metrics row after its checkpoint; True ends the run there.
     """
     auto = resume_mode(resume)
     # `resume` may also be the checkpoint the caller already loaded (the CLI validates with it first).
@@ -165,7 +168,7 @@ def train(
                 print(f"torchrun restart {elastic_restart()}: {doing} the run in {config.out}"
                       + ("" if checkpoint else " again (no checkpoint yet)"), flush=True)  # fmt: skip
         folder = _open_folder(config, checkpoint is not None, device, dist_info, restart)
-        result = _run(config, checkpoint, spec, data, device, dist_info, RunWriter(folder), argv)
+        result = _run(config, checkpoint, spec, data, device, dist_info, RunWriter(folder), argv, on_epoch_end)
         together = True
         return result
     except TrainingInterrupted:
@@ -252,6 +255,7 @@ class _Run:
     params: int
     history: list[dict[str, Any]]
     run_start: float  # perf_counter at the start, less the seconds of the epochs a resume continues
+    on_epoch_end: Callable[[dict[str, Any]], bool | None] | None = None
 
     def save(self, name: str, epoch: int, step: int, sums: dict[str, Any] | None = None) -> None:
         if self.writer.enabled:
@@ -268,9 +272,11 @@ def _run(
     dist_info: DistInfo,
     writer: RunWriter,
     argv,
+    on_epoch_end: Callable[[dict[str, Any]], bool | None] | None = None,
 ) -> TrainResult:
     """The loop: epochs of steps, each epoch ended by an evaluation, a metrics row and a checkpoint."""
     run = _set_up(config, checkpoint, spec, data, device, dist_info, writer, argv)
+    run.on_epoch_end = on_epoch_end
     state, net = run.state, run.net
     check_every = CHECK_EVERY if device.type == "cuda" or dist_info.enabled else 1
     final_eval: EvalResult | None = None
@@ -451,6 +457,10 @@ def _end_epoch(
     writer.say(_epoch_line(row, config.epochs))
     if run.val is not None and val_acc is not None:
         writer.say(f"  validation loss {val_loss:.4f} acc {val_acc:.2%}")
+    asked = bool(run.on_epoch_end(dict(row))) if run.on_epoch_end is not None and run.dist_info.is_main else False
+    if max_across_ranks(int(asked), run.train.device, run.dist_info):  # every rank stops at the same epoch
+        writer.say(f"stopped after epoch {epoch + 1}, as on_epoch_end asked")
+        return final_eval, {"epoch": epoch + 1, "by": "on_epoch_end", "unix_time": time.time()}
     if config.target_acc is None or test_acc is None or chosen_acc is None or chosen_acc < config.target_acc:
         return final_eval, None
     chosen = "validation" if run.val is not None else "test"
@@ -466,6 +476,7 @@ def _summary(run: _Run, device: torch.device, target_reached: dict[str, Any] | N
         best_test = state.best_acc if config.val_split is None else next(
             (r["test_acc"] for r in history if r["epoch"] == state.best_epoch), None)  # fmt: skip
     size = config.resize or spec.image_size
+    early = target_reached is not None and "by" in target_reached  # on_epoch_end stopped it, not the target
     validation = {
         "val_split": config.val_split,
         "final_val_acc": history[-1].get("val_acc") if history else None,
@@ -479,8 +490,8 @@ def _summary(run: _Run, device: torch.device, target_reached: dict[str, Any] | N
         "mean_images_per_s": sum(r["images_per_s"] for r in history) / max(len(history), 1),
         "params": run.params, "macs": count_macs(run.model, size, spec.channels) if run.writer.enabled else None,
         "input_size": size, "device": str(device), "precision": run.precision,
-        "world_size": run.dist_info.world_size, "target_reached": target_reached,
-        **(validation if config.val_split else {}),
+        "world_size": run.dist_info.world_size, "target_reached": None if early else target_reached,
+        **(validation if config.val_split else {}), **({"stopped_early": target_reached} if early else {}),
     }  # fmt: skip
 
 
