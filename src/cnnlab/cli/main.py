@@ -9,6 +9,7 @@ missing file, ...); 1 the environment (disk full, permission denied, read-only
 file system) or a bug; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 Every failure but a bug is one line on stderr; `--debug` shows the traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,6 +38,7 @@ COMMAND_MODULES = [
     "cnnlab.cli.experiment",
     "cnnlab.cli.compare",
     "cnnlab.cli.sweep",
+    "cnnlab.cli.tune",
     "cnnlab.cli.report",
     "cnnlab.cli.serve",
 ]
@@ -78,7 +80,7 @@ ENVIRONMENT_ERRORS = {
 
 def environment_error(err: OSError) -> str | None:
     """'<what>: <path>' for an OSError caused by the environment, or None for any other OSError."""
-    what = ENVIRONMENT_ERRORS.get(err.errno)
+    what = ENVIRONMENT_ERRORS.get(err.errno) if err.errno is not None else None
     if what is None:
         return None
     paths = [str(p) for p in (err.filename, err.filename2) if p is not None]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
+from cnnlab.experiments.studies import LOCK_NAME, STUDY_DB, STUDY_JOURNAL
 from cnnlab.files import UnsafeFileError, inside_checkpoints, timestamped_dir, write_json
 from cnnlab.runfolder.config import INCIDENTAL_KEYS
 from cnnlab.runfolder.layout import is_locked
@@ -24,6 +25,8 @@ from cnnlab.runfolder.layout import is_locked
 from cnnlab.runfolder.record import COMPLETE, INCOMPLETE, NOT_A_RUN, RunRecord, read_json_file, read_run  # noqa: F401
 
 EXPERIMENT_FILE = "experiment.json"
+# What the search engine keeps in an experiment folder beside experiment.json (experiments/studies.py).
+ENGINE_FILES = (STUDY_DB, STUDY_JOURNAL, LOCK_NAME)
 
 
 def expand_globs(patterns: list[str | Path]) -> list[Path]:
@@ -83,7 +86,11 @@ def claim_experiment_folder(out_dir: Path, info: dict[str, Any], keys: tuple[str
     wanted = json.loads(json.dumps({k: info.get(k) for k in ("kind", *keys)}, default=str))
     different = [k for k, v in wanted.items() if stored.get(k) != v]
     if different and not _any_run_started(out_dir, stored):
-        return  # an earlier attempt that failed before its first run wrote anything: the corrected command takes over
+        # An earlier attempt that failed before its first run wrote anything: the corrected command takes over,
+        # and the study that attempt's engine opened (no trial of it ran) goes with it.
+        for name in ENGINE_FILES:
+            (out_dir / name).unlink(missing_ok=True)
+        return
     if different:
         key = different[0]
         raise CnnlabError(
@@ -97,7 +104,7 @@ def _any_run_started(out_dir: Path, stored: dict[str, Any]) -> bool:
     runs = stored.get("runs")
     listed = {str(run) for run in runs} if isinstance(runs, list) else set()
     for entry in out_dir.iterdir():
-        if entry.name in (EXPERIMENT_FILE, "runs"):
+        if entry.name in (EXPERIMENT_FILE, "runs", *ENGINE_FILES) and not entry.is_symlink():
             continue
         return True  # something else lives here (results, figures, files of the user's): not ours to take over
     runs_dir = out_dir / "runs"
