@@ -32,14 +32,13 @@ from cnnlab.files import (
     write_json,
     write_text_atomic,
 )
-from cnnlab.runfolder.layout import (  # noqa: F401 (is_locked: TEMPORARY)
+from cnnlab.runfolder.layout import (
     LOCK_FILE,
     METRIC_COLUMNS,
     RUN_FILES,
     STEP_COLUMNS,
     VAL_COLUMNS,
     fcntl,
-    is_locked,
     read_metrics,
 )
 
