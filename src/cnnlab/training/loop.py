@@ -513,39 +513,18 @@ def _load_batches(
     # Preparing normalized float inputs once pays off only where a step costs about as much as converting
     # its batch: the fully-connected nets. Conv nets are compute-bound, so they keep the memory instead.
     prepare = None if not any(isinstance(m, nn.Conv2d) for m in model.modules()) else False
-    train_batches = Batches(
-        train_images.to(device),
-        train_labels.to(device),
-        config.batch_size,
-        build_transform(config, spec, train=True),
-        shuffle=True,
-        seed=config.seed,
-        augment=config.augment,
-        rank=dist_info.rank,
-        world_size=dist_info.world_size,
-        prepare=prepare,
-    )
-    test_batches = Batches(
-        test_images.to(device),
-        test_labels.to(device),
-        config.eval_batch_size,
-        build_transform(config, spec, train=False),
-        shuffle=False,
-        rank=dist_info.rank,
-        world_size=dist_info.world_size,
-        prepare=prepare,
-    )
+    shards = functools.partial(Batches, rank=dist_info.rank, world_size=dist_info.world_size, prepare=prepare)
+
+    def evaluation(images: torch.Tensor, labels: torch.Tensor) -> Batches:
+        transform = build_transform(config, spec, train=False)
+        return shards(images.to(device), labels.to(device), config.eval_batch_size, transform, shuffle=False)
+
+    train_transform = build_transform(config, spec, train=True)
+    train_batches = shards(train_images.to(device), train_labels.to(device), config.batch_size, train_transform,
+                           shuffle=True, seed=config.seed, augment=config.augment)  # fmt: skip
+    test_batches = evaluation(test_images, test_labels)
     if config.val_split is not None:
-        val_batches = Batches(
-            val_images.to(device),
-            val_labels.to(device),
-            config.eval_batch_size,
-            build_transform(config, spec, train=False),
-            shuffle=False,
-            rank=dist_info.rank,
-            world_size=dist_info.world_size,
-            prepare=prepare,
-        )
+        val_batches = evaluation(val_images, val_labels)
     return train_batches, test_batches, (len(train_images), len(test_images)), val_batches
 
 

@@ -76,9 +76,10 @@ class RunFolder:
         try:
             make_dirs(self.path / "checkpoints", within=self.path)  # a checkpoints/ symlinked elsewhere is refused
             self._lock()
-        except UnsafeFileError:
+        except UnsafeFileError as err:  # a link out, a special file, or a file where a folder goes
             self.discard_if_unused()
-            raise
+            way = "fix that and resume again" if resume else "choose another with --out DIR"
+            raise UnsafeFileError(f"cannot write the run folder {str(self.path)!r}: {err}; {way}") from None
         except OSError as err:
             self.discard_if_unused()
             if err.errno in ENVIRONMENT_ERRNOS:
