@@ -10,8 +10,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parent.parent / "src" / "cnnlab"
 LAYERS = [
     {"errors"},
@@ -74,19 +72,26 @@ def test_every_package_has_a_layer():
     assert packages <= set(RANK), f"give these a layer in LAYERS: {sorted(packages - set(RANK))}"
 
 
-@pytest.mark.parametrize("module", sorted(_modules()))
-def test_imports_point_down(module):
-    source = _package(module)
-    if source is None:
-        return
+def test_imports_point_down():
     wrong = []
-    for target, line, _ in _imports(_modules()[module]):
+    for module, path in sorted(MODULES.items()):
+        source = _package(module)
+        if source is not None:
+            wrong += _upward(module, source, path)
+    assert not wrong, "imports that run back up:\n" + "\n".join(wrong)
+
+
+def _upward(module: str, source: str, path: Path) -> list[str]:
+    wrong = []
+    for target, line, _ in _imports(path):
         package = _package(target)
         if package is None or package == source:
             continue
         if RANK[package] >= RANK[source]:
-            wrong.append(f"line {line}: {target} ({package}, layer {RANK[package]} >= {source}'s {RANK[source]})")
-    assert not wrong, "imports that run back up:\n" + "\n".join(wrong)
+            wrong.append(
+                f"{module} line {line}: {target} ({package}, layer {RANK[package]} >= {source}'s {RANK[source]})"
+            )
+    return wrong
 
 
 def test_no_import_cycle_between_modules():
@@ -108,9 +113,14 @@ def test_no_import_cycle_between_modules():
             visit(module, [])
 
 
-@pytest.mark.parametrize("module", sorted(_modules()))
-def test_function_local_imports_say_why(module):
-    path = _modules()[module]
+def test_function_local_imports_say_why():
+    unexplained = []
+    for module, path in sorted(MODULES.items()):
+        unexplained += [f"{module}: {where}" for where in _unexplained(path)]
+    assert not unexplained, "function-local cnnlab imports without a comment saying why: " + ", ".join(unexplained)
+
+
+def _unexplained(path: Path) -> list[str]:
     lines = path.read_text().splitlines()
     tree = ast.parse(path.read_text())
     unexplained = []
@@ -121,7 +131,7 @@ def test_function_local_imports_say_why(module):
                        and any(a for a in _imports_of(n)))  # fmt: skip
         if local and not any("#" in lines[line - 1] or lines[line - 2].strip().startswith("#") for line in local):
             unexplained.append(f"{fn.name} (line {local[0]})")
-    assert not unexplained, "function-local cnnlab imports without a comment saying why: " + ", ".join(unexplained)
+    return unexplained
 
 
 def _imports_of(node: ast.Import | ast.ImportFrom) -> list[str]:

@@ -122,6 +122,7 @@ def test_torchscript_dynamic_batch_carries_the_permutation(mlp_permuted_run, tmp
         torch.testing.assert_close(module(x[:1]), trained.model(x[:1]), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_onnx_dynamic_batch_at_an_old_opset(mlp_permuted_run, tmp_path):
     """Opsets below 18 go through torch's legacy exporter; the file takes any batch size."""
     needs_onnx()

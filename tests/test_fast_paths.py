@@ -52,6 +52,7 @@ def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.argmax(1) == b.argmax(1)).float().mean().item()
 
 
+@pytest.mark.slow
 def test_channels_last_matches_plain(trained):
     model, x = trained
     with torch.inference_mode():
@@ -167,6 +168,7 @@ def test_cpu_allocator_tuning_keeps_step_sized_buffers_in_the_heap():
     assert (untuned, applied, tuned) == ("1", "True", "0")  # mapped afresh before; reused from the heap after
 
 
+@pytest.mark.slow
 def test_training_on_the_cpu_tunes_the_allocator(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr("cnnlab.training.loop.tune_cpu_allocator", lambda: calls.append(1) or True)

@@ -343,7 +343,9 @@ def test_resume_of_a_run_with_a_broken_metrics_file_is_one_line_and_touches_noth
 
 
 @pytest.mark.parametrize("case", ["parent-is-file", "dangling-parent", "name-too-long", "loop", "folder"])
-@pytest.mark.parametrize("command", ["eval", "export", "inspect"])
+@pytest.mark.parametrize(
+    "command", ["eval", pytest.param("export", marks=pytest.mark.slow), pytest.param("inspect", marks=pytest.mark.slow)]
+)
 def test_bad_output_paths_are_one_line(run, tmp_path, capsys, case, command):
     if case == "parent-is-file":
         (tmp_path / "file").write_text("x")
@@ -417,6 +419,7 @@ def test_a_run_stopped_before_its_first_checkpoint_says_how_to_restart(run, caps
     assert code == 2 and "--resume auto" in one_line(err)
 
 
+@pytest.mark.slow
 def test_a_failed_sweep_does_not_block_the_corrected_command(tmp_path, capsys):
     out = tmp_path / "sweep"
     code, err = call(capsys, ["sweep", "--models", "mlp-tiny", "--dataset", "kmnist", "--epochs", "1", "-o", str(out)])

@@ -452,7 +452,11 @@ def test_missing_captum_is_one_line_with_the_install_command(runs, tmp_path, cap
 # ---- every model in the zoo ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list_models())
+# The 224-pixel families cost a second each at their smallest size: the slow lane covers them.
+LARGE = {"alexnet", "vgg11", "googlenet", "resnet18"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in LARGE else n for n in list_models()])
 def test_every_zoo_model_can_be_inspected(name):
     """Untrained models at a small valid input size: kernels, feature maps and Grad-CAM all work."""
     torch.manual_seed(0)

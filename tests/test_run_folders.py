@@ -227,6 +227,7 @@ def test_resume_with_a_changed_limit_train_is_refused(run, capsys):
     assert snapshot(run) == before
 
 
+@pytest.mark.slow
 def test_init_from_starts_a_new_run_from_the_weights(run, tmp_path):
     before = snapshot(run)
     source = load_checkpoint(run, "best.pt")

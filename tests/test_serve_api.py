@@ -251,6 +251,7 @@ def test_twenty_concurrent_predicts(lab):
         assert response.json()["probabilities"] == pytest.approx(expected[i % 4], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_listing_500_runs_under_a_second(lab, tmp_path):
     root = tmp_path / "many"
     for i in range(500):

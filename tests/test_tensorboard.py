@@ -37,6 +37,7 @@ def scalars(events, tag) -> list[tuple[int, float]]:
     return [(e.step, round(e.value, 6)) for e in events.Scalars(tag)]
 
 
+@pytest.mark.slow
 def test_scalars_figures_and_images_are_in_the_event_file(tmp_path):
     pytest.importorskip("tensorboard")
     confusion = torch.diag(torch.full((10,), 5)) + 1

@@ -234,6 +234,7 @@ def test_nan_loss_exit_code_from_cli(tmp_path, capsys):
     assert "loss became" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_plain_progress_when_not_a_terminal(tmp_path, capsys):
     assert main(["train", "mlp-tiny", "--dataset", "mnist-sample", "--epochs", "2", "--out", str(tmp_path / "r")]) == 0
     out, err = capsys.readouterr()
@@ -415,6 +416,7 @@ def test_onecycle_with_very_few_steps(tmp_path):
     assert len(result.history) == 1
 
 
+@pytest.mark.slow
 def test_target_accuracy_stops_early(tmp_path):
     result = train(quick(tmp_path, model="mlp-tiny", epochs=10, limit_train=512, target_acc=0.2))
     assert len(result.history) == 1 < 10
@@ -434,6 +436,7 @@ def test_resume_with_more_epochs_replans_the_onecycle_schedule(tmp_path, capsys)
     assert all(torch.isfinite(t).all() for t in load_checkpoint(first.run_dir)["model"].values())
 
 
+@pytest.mark.slow
 def test_resume_past_the_last_epoch_is_refused(tmp_path, capsys):
     run = train(quick(tmp_path, epochs=2, limit_train=256)).run_dir
     assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2

@@ -307,6 +307,7 @@ def test_a_folder_holding_something_else_is_refused(tmp_path, capsys):
     assert listing(tmp_path) == ["study", "study/notes.txt"]
 
 
+@pytest.mark.slow
 def test_two_searches_cannot_share_a_study(tmp_path, capsys):
     """The same folder, or the same study in a shared storage, for another search: refused, nothing changed."""
     out = tmp_path / "study"

@@ -398,6 +398,7 @@ def sidecar(exported):
     path.write_bytes(original)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", SIDECAR_CASES)
 def test_tampered_sidecar_is_one_line(exported, sidecar, image, capsys, case):
     import json
@@ -410,6 +411,7 @@ def test_tampered_sidecar_is_one_line(exported, sidecar, image, capsys, case):
     assert (sums(exported.parent), sha(image)) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", ["{not json", "[" * 100_000 + "]" * 100_000, "null", '{"preprocessing": NaN}'])
 def test_sidecar_that_is_not_json_is_one_line(exported, sidecar, image, capsys, text):
     sidecar.write_text(text)
@@ -417,6 +419,7 @@ def test_sidecar_that_is_not_json_is_one_line(exported, sidecar, image, capsys, 
     assert code == 2 and line.startswith(f"cnnlab: error: {sidecar} is not a cnnlab sidecar: "), line
 
 
+@pytest.mark.slow
 def test_huge_sidecar_is_refused_before_reading(exported, sidecar, image, capsys):
     with open(sidecar, "r+b") as f:
         f.truncate(1 << 30)  # sparse: a gigabyte that costs no disk
@@ -424,6 +427,7 @@ def test_huge_sidecar_is_refused_before_reading(exported, sidecar, image, capsys
     assert code == 2 and "is not a cnnlab sidecar: 1,073,741,824 bytes" in line
 
 
+@pytest.mark.slow
 def test_the_real_sidecar_still_predicts(exported, sidecar, image, capsys):
     assert main(["predict", str(exported), str(image)]) == 0
     assert capsys.readouterr().err == ""
