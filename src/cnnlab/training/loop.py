@@ -457,10 +457,11 @@ def _end_epoch(
     writer.say(_epoch_line(row, config.epochs))
     if run.val is not None and val_acc is not None:
         writer.say(f"  validation loss {val_loss:.4f} acc {val_acc:.2%}")
-    asked = bool(run.on_epoch_end(dict(row))) if run.on_epoch_end is not None and run.dist_info.is_main else False
-    if max_across_ranks(int(asked), run.train.device, run.dist_info):  # every rank stops at the same epoch
-        writer.say(f"stopped after epoch {epoch + 1}, as on_epoch_end asked")
-        return final_eval, {"epoch": epoch + 1, "by": "on_epoch_end", "unix_time": time.time()}
+    if run.on_epoch_end is not None:  # given to every rank alike; only rank 0 calls it, and all stop together
+        asked = bool(run.on_epoch_end(dict(row))) if run.dist_info.is_main else False
+        if max_across_ranks(int(asked), run.train.device, run.dist_info):
+            writer.say(f"stopped after epoch {epoch + 1}, as on_epoch_end asked")
+            return final_eval, {"epoch": epoch + 1, "by": "on_epoch_end", "unix_time": time.time()}
     if config.target_acc is None or test_acc is None or chosen_acc is None or chosen_acc < config.target_acc:
         return final_eval, None
     chosen = "validation" if run.val is not None else "test"
