@@ -113,3 +113,21 @@ def fake_idx(monkeypatch) -> Callable[..., FakeIdx]:
         return fake
 
     return make
+
+
+def interrupt_at(monkeypatch: pytest.MonkeyPatch, epoch_to_stop: int, step_to_stop: int) -> None:
+    """Send this process SIGINT during the given training step (what Ctrl-C does to a run)."""
+    import os
+    import signal
+
+    from cnnlab.data.batches import Batches
+
+    original = Batches.iterate
+
+    def iterate(self, epoch=0, start_step=0):
+        for step, x, y in original(self, epoch, start_step):
+            if self.shuffle and epoch == epoch_to_stop and step == step_to_stop:
+                os.kill(os.getpid(), signal.SIGINT)
+            yield step, x, y
+
+    monkeypatch.setattr(Batches, "iterate", iterate)

@@ -13,17 +13,16 @@ import builtins
 import math
 import os
 import re
-import signal
 from pathlib import Path
 
 import pytest
 import torch
 
-from cnnlab.data.batches import Batches
 from cnnlab.runfolder.config import TrainConfig
 from cnnlab.training import train
 from cnnlab.training.loop import TrainingInterrupted
 from cnnlab.training.optim import build_scheduler
+from conftest import interrupt_at
 
 TINY = dict(
     model="mlp-tiny",
@@ -96,23 +95,11 @@ def test_every_run_file_is_written_by_rename_only(tmp_path, file_writes):
         assert out.absolute() / name in renamed, name
 
 
-def _interrupt_at(monkeypatch, epoch_to_stop: int, step_to_stop: int) -> None:
-    original = Batches.iterate
-
-    def iterate(self, epoch=0, start_step=0):
-        for step, x, y in original(self, epoch, start_step):
-            if self.shuffle and epoch == epoch_to_stop and step == step_to_stop:
-                os.kill(os.getpid(), signal.SIGINT)
-            yield step, x, y
-
-    monkeypatch.setattr(Batches, "iterate", iterate)
-
-
 def test_a_resumed_run_ends_bit_for_bit_as_an_uninterrupted_one(tmp_path, monkeypatch):
     """The fast lane's successful resume: stopped mid-epoch by Ctrl-C, resumed, same weights, lr and rows."""
     options = dict(TINY, epochs=2, schedule="cosine", warmup_epochs=0.5)
     whole = train(out=str(tmp_path / "whole"), **options)
-    _interrupt_at(monkeypatch, epoch_to_stop=1, step_to_stop=1)
+    interrupt_at(monkeypatch, epoch_to_stop=1, step_to_stop=1)
     with pytest.raises(TrainingInterrupted):
         train(out=str(tmp_path / "split"), **options)
     monkeypatch.undo()

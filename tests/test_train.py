@@ -18,6 +18,7 @@ from cnnlab.data.batches import Batches
 from cnnlab.runfolder.checkpoint import load_checkpoint, save_atomic
 from cnnlab.runfolder.layout import METRIC_COLUMNS
 from cnnlab.training import NonFiniteLoss, TrainConfig, TrainingInterrupted, train
+from conftest import interrupt_at
 
 SAMPLE = dict(dataset="mnist-sample", progress=False)
 
@@ -118,25 +119,12 @@ def test_atomic_checkpoint_survives_a_crash_during_write(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
 
 
-def _interrupt_at(monkeypatch, epoch_to_stop, step_to_stop):
-    """Send ourselves SIGINT during the given training step."""
-    original = Batches.iterate
-
-    def iterate(self, epoch=0, start_step=0):
-        for step, x, y in original(self, epoch, start_step):
-            if self.shuffle and epoch == epoch_to_stop and step == step_to_stop:
-                os.kill(os.getpid(), signal.SIGINT)
-            yield step, x, y
-
-    monkeypatch.setattr(Batches, "iterate", iterate)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("model,options", [("convnet", {}), ("mlp-tiny", {"augment": True, "schedule": "onecycle"})])
 def test_resume_mid_epoch_is_bitwise_equal(tmp_path, monkeypatch, model, options):
     config = quick(tmp_path, model=model, epochs=2, deterministic=True, limit_train=640, **options)
     whole = train(config.replace(out=str(tmp_path / "whole")))
-    _interrupt_at(monkeypatch, epoch_to_stop=0, step_to_stop=4)
+    interrupt_at(monkeypatch, epoch_to_stop=0, step_to_stop=4)
     with pytest.raises(TrainingInterrupted) as stopped:
         train(config.replace(out=str(tmp_path / "split")))
     assert stopped.value.exit_code == 130 and "--resume" in str(stopped.value)
