@@ -131,3 +131,21 @@ def interrupt_at(monkeypatch: pytest.MonkeyPatch, epoch_to_stop: int, step_to_st
             yield step, x, y
 
     monkeypatch.setattr(Batches, "iterate", iterate)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A 1-epoch convnet run on the embedded sample, once per test module (test_train.py has its own)."""
+    from cnnlab.training import train
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    return train(
+        model="convnet",
+        dataset="mnist-sample",
+        epochs=1,
+        progress=False,
+        batch_size=64,
+        limit_train=256,
+        limit_test=50,
+        out=str(out),
+    ).run_dir

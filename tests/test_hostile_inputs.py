@@ -68,23 +68,6 @@ def run_cli(*args, timeout: float = 60) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> Path:
-    from cnnlab.training import train
-
-    out = tmp_path_factory.mktemp("hostile") / "run"
-    return train(
-        model="convnet",
-        dataset="mnist-sample",
-        epochs=1,
-        progress=False,
-        batch_size=64,
-        limit_train=256,
-        limit_test=50,
-        out=str(out),
-    ).run_dir
-
-
 @pytest.fixture
 def npy_image(tmp_path) -> Path:
     path = tmp_path / "digit.npy"

@@ -187,23 +187,6 @@ def test_unreadable_dataset_file_is_environment_simulated(tmp_path, fake_idx, mo
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    from cnnlab.training import train
-
-    out = tmp_path_factory.mktemp("untrusted") / "run"
-    return train(
-        model="convnet",
-        dataset="mnist-sample",
-        epochs=1,
-        progress=False,
-        batch_size=64,
-        limit_train=256,
-        limit_test=50,
-        out=str(out),
-    ).run_dir
-
-
-@pytest.fixture(scope="module")
 def exported(trained_run):
     for name in ("onnx", "onnxscript", "onnxruntime"):
         pytest.importorskip(name)
