@@ -111,3 +111,24 @@ def add_device(parser: argparse.ArgumentParser, default: str | None = "auto") ->
 
 def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--overwrite", action="store_true", help=f"replace {what} if it exists")
+
+
+def add_engine_flags(parser: argparse.ArgumentParser, unit: str, folder: str, storage_help: str) -> None:
+    """--workers, --threads, --storage, --study-name and --heartbeat: how `sweep` and `tune` spread their `unit`s
+    ("run", "trial") over processes and machines through one study; `folder` is the -o folder's metavar."""
+    parser.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help=f"worker processes on this machine, each taking the next {unit} (default: 1; needs cnnlab[tune])",
+    )  # fmt: skip
+    parser.add_argument(
+        "--threads", type=int, metavar="N",
+        help="torch threads per worker (default: cores // workers; one worker: automatic)",
+    )  # fmt: skip
+    parser.add_argument("--storage", metavar="URL|FILE", help=storage_help)
+    parser.add_argument(
+        "--study-name", metavar="NAME", help=f"the study's name in the storage (default: the {folder} folder's name)"
+    )
+    parser.add_argument(
+        "--heartbeat", type=int, default=30, metavar="SECONDS",
+        help=f"a worker's heartbeat; a {unit} silent for 3x this is retried elsewhere (default: 30)",
+    )  # fmt: skip

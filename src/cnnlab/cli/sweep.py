@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.cli.options import add_config_flags, as_flags, config_options
+from cnnlab.cli.options import add_config_flags, add_engine_flags, as_flags, config_options
 from cnnlab.errors import CnnlabError
 
 GRID_OWN = {"model", "seed", "out"}  # arguments of this command, not generated flags
@@ -33,28 +33,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--sort", default="test_acc", metavar="KEY", help="leaderboard sort key (default: test_acc)")
     parser.add_argument("-o", "--out", metavar="DIR", help="sweep folder (default: runs/sweep-<timestamp>)")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        metavar="N",
-        help="worker processes on this machine, each taking the next run (default: 1; needs cnnlab[tune])",
-    )
-    parser.add_argument("--threads", type=int, metavar="N", help="torch threads per worker (default: cores // workers)")
-    parser.add_argument(
-        "--storage",
-        metavar="URL|FILE",
-        help="where the grid's study lives: default DIR/study.db; a database URL or a journal file on a "
-        "shared disk lets the same command on other machines take runs too (see `cnnlab tune --help`)",
-    )
-    parser.add_argument("--study-name", metavar="NAME", help="the study's name in the storage (default: DIR's name)")
-    parser.add_argument(
-        "--heartbeat",
-        type=int,
-        default=30,
-        metavar="SECONDS",
-        help="a worker's heartbeat; a run silent for 3x this is retried elsewhere (default: 30)",
-    )
+    add_engine_flags(
+        parser, "run", "DIR",
+        "where the grid's study lives: default DIR/study.db; a database URL or a journal file on a shared disk lets "
+        "the same command on other machines take runs too (see `cnnlab tune --help`)",
+    )  # fmt: skip
     training = parser.add_argument_group("training options for every run (as for `cnnlab train`)")
     add_config_flags(training, exclude=GRID_OWN, defaults={"recipe": "fast"})
     parser.set_defaults(func=run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.cli.options import add_config_flags, as_flags, config_options
+from cnnlab.cli.options import add_config_flags, add_engine_flags, as_flags, config_options
 from cnnlab.errors import CnnlabError
 
 TUNE_OWN = {"model", "out", "val_split"}  # arguments of this command, not generated flags
@@ -62,38 +62,18 @@ def register(subparsers) -> None:
         help="training images held out to select on: a count or a fraction (default: 0.1)",
     )
     parser.add_argument("-o", "--out", metavar="STUDY", help="study folder (default: runs/tune-MODEL-<timestamp>)")
-    parser.add_argument(
-        "--storage",
-        metavar="URL|FILE",
-        help="where the study lives: default STUDY/study.db (SQLite); 'journal': STUDY/study.journal; "
+    add_engine_flags(
+        parser, "trial", "STUDY",
+        "where the study lives: default STUDY/study.db (SQLite); 'journal': STUDY/study.journal; "
         "a database URL (postgresql://user:pw@host/db) or a journal file on a shared disk, to "
         "search from several machines",
-    )
-    parser.add_argument(
-        "--study-name", metavar="NAME", help="the study's name in the storage (default: the STUDY folder's name)"
-    )
-    parser.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="worker processes on this machine (default: 1)"
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        metavar="N",
-        help="torch threads per worker (default: cores // workers; one worker: automatic)",
-    )
+    )  # fmt: skip
     parser.add_argument(
         "--sampler-seed",
         type=int,
         metavar="N",
         help="seed of the sampler (with the worker and the study's "
         "trial count, so a re-run does not repeat its suggestions)",
-    )
-    parser.add_argument(
-        "--heartbeat",
-        type=int,
-        default=30,
-        metavar="SECONDS",
-        help="a worker's heartbeat; a trial silent for 3x this is retried elsewhere (default: 30)",
     )
     training = parser.add_argument_group("training options for every trial (as for `cnnlab train`)")
     add_config_flags(training, exclude=TUNE_OWN, defaults={"recipe": "fast", "progress": False})
