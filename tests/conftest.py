@@ -29,6 +29,7 @@ def offline_isolated_data(tmp_path_factory):
         mp.setenv("XDG_CACHE_HOME", str(env / "cache"))
         mp.setenv("HOME", str(env / "home"))
         mp.setenv("XDG_DATA_DIRS", str(env / "share"))
+        mp.setenv("CNNLAB_CONFIG", str(env / "config"))  # `cnnlab datasets add` never writes the user's own
         mp.delenv("CNNLAB_DATA", raising=False)
         load._VERIFIED.clear()
         yield env

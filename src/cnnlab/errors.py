@@ -27,7 +27,10 @@ def did_you_mean(value: object, choices: Iterable[str]) -> str:
     return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
 
 
-def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> CnnlabError:
-    """Error for a name that is not one of `choices`, naming the valid ones."""
+def unknown_choice(kind: str, value: object, choices: Iterable[str], also: str = "") -> CnnlabError:
+    """Error for a name that is not one of `choices`, naming the valid ones (and `also`, what else is taken)."""
     choices = sorted(choices)
-    return CnnlabError(f"unknown {kind} {value!r}{did_you_mean(value, choices)}; choose from: {', '.join(choices)}")
+    return CnnlabError(
+        f"unknown {kind} {value!r}{did_you_mean(value, choices)}; choose from: {', '.join(choices)}"
+        + (f", {also}" if also else "")
+    )

@@ -15,6 +15,7 @@ EXTRAS = {
     "inspect": ("captum.attr",),
     "tensorboard": ("torch.utils.tensorboard",),
     "tune": ("optuna",),
+    "hf": ("datasets",),  # reading the user's own Hugging Face datasets (save_to_disk folders, parquet)
 }
 
 

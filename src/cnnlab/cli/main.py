@@ -200,7 +200,14 @@ def _main(argv: list[str] | None) -> int:
         with _startup_interrupts():
             importlib.import_module("torch")
     try:
-        code = int(args.func(args) or 0)
+        if getattr(args, "trust_code", False):
+            # here: only a command that reopens a run of your own model loads the run machinery for it
+            from cnnlab.runs.load import trusting_code
+
+            with trusting_code():
+                code = int(args.func(args) or 0)
+        else:
+            code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit as noise
         return code
     except CnnlabError as err:

@@ -1,7 +1,9 @@
 """`cnnlab models` (the zoo at a glance) and `cnnlab summary MODEL` (one model layer by layer).
 
 Models are built on the meta device: shapes, parameter counts and MACs come out
-exactly, with no memory or init time spent even on VGG-11.
+exactly, with no memory or init time spent even on VGG-11. `cnnlab summary path/to/net.py:Net`
+(or `package.module:Net`) summarizes the user's own network: naming it is asking to run it, so it
+is loaded, its input sizes found by trying, and it is built on the CPU (user code may not run on meta).
 """
 
 from __future__ import annotations
@@ -39,7 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="show a model layer by layer: shapes, params, MACs",
         description="Trace one image through MODEL: every layer's output shape, parameters and MACs, then the totals.",
     )
-    summary.add_argument("model", metavar="MODEL", help="model name (see `cnnlab models`)")
+    summary.add_argument(
+        "model",
+        metavar="MODEL",
+        help="model name (see `cnnlab models`), or your own: path/to/file.py:Name or package.module:Name "
+        "(an nn.Module subclass or a function returning one, called with in_channels and num_classes)",
+    )
     summary.add_argument("--input-size", type=int, metavar="N", help="input height = width (default: the model's)")
     summary.add_argument("--in-channels", type=int, default=1, metavar="C", help="input channels (default: 1)")
     summary.add_argument("--num-classes", type=int, default=10, metavar="K", help="output classes (default: 10)")
@@ -137,19 +144,42 @@ def _parse_options(text: str) -> dict[str, Any]:
 
 def run_summary(args: argparse.Namespace) -> int:
     # here: the command's work loads on use, so --help and argument errors stay fast
-    from cnnlab.models import check_input_size, model_info, render_summary, summarize
+    from cnnlab.models import (
+        check_input_size,
+        create_model,
+        input_sizes,
+        is_custom,
+        load_user_model,
+        model_info,
+        render_summary,
+        summarize,
+    )
 
-    info = model_info(args.model)
-    size = info.default_input_size if args.input_size is None else args.input_size
-    for flag, value in (("--input-size", size), ("--batch-size", args.batch_size)):
-        if value < 1:
-            raise CnnlabError(f"{flag} must be a positive integer, got {value}")
-    check_input_size(args.model, size)  # before building: the same error the model's own check gives
-    model = _meta_model(args.model, args.in_channels, args.num_classes, **_parse_options(args.model_options))
+    own = is_custom(args.model)
+    name = load_user_model(args.model) if own else args.model  # the user named their code: run it
+    options = _parse_options(args.model_options)
+    if not own:
+        model_info(name)  # an unknown name fails before the argument checks
+    if args.batch_size < 1:
+        raise CnnlabError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    if args.input_size is not None and args.input_size < 1:
+        raise CnnlabError(f"--input-size must be a positive integer, got {args.input_size}")
+    if own:  # its sizes depend on the channels, classes and options it is built with
+        size = (
+            input_sizes(name, args.in_channels, args.num_classes, options)[2]
+            if args.input_size is None
+            else args.input_size
+        )
+        check_input_size(name, size, in_channels=args.in_channels, num_classes=args.num_classes, options=options)
+        model = create_model(name, args.in_channels, args.num_classes, image_size=size, **options)
+    else:
+        size = model_info(name).default_input_size if args.input_size is None else args.input_size
+        check_input_size(name, size)  # before building: the same error the model's own check gives
+        model = _meta_model(name, args.in_channels, args.num_classes, **options)
     summary = summarize(model, size, args.in_channels, batch_size=args.batch_size)
     if args.format == "json":
         data = {
-            "name": args.model,
+            "name": name,
             **dataclasses.asdict(summary),
             "activation_mb": summary.activation_mb,
             "model_mb": summary.model_mb,

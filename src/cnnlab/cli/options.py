@@ -38,7 +38,7 @@ def add_config_flags(
 
     shown = {**dataclasses.asdict(TrainConfig()), **(defaults or {})}
     for f in dataclasses.fields(TrainConfig):
-        if f.name in exclude:
+        if f.name in exclude or f.metadata.get("role") == "recorded":  # written by train, never given
             continue
         flag = "--" + f.name.replace("_", "-")
         default = shown[f.name]
@@ -87,6 +87,15 @@ def add_data_dir(parser: argparse.ArgumentParser, help: str = "folder holding th
     parser.add_argument("--data-dir", metavar="DIR", help=help)
 
 
+def add_trust_code(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="a run of your own model: execute the copy of its source kept in RUN/model/ (checked against its "
+        "sha256) to rebuild it; only for runs whose origin you trust",
+    )
+
+
 def add_checkpoint(parser: argparse.ArgumentParser, default: str = "best", help: str | None = None) -> None:
     parser.add_argument(
         "--checkpoint",
@@ -94,6 +103,7 @@ def add_checkpoint(parser: argparse.ArgumentParser, default: str = "best", help:
         default=default,
         help=help or f"which checkpoint of a run folder (default: {default})",
     )
+    add_trust_code(parser)  # every command that reopens a checkpoint may meet a run of your own model
 
 
 def add_format(parser: argparse.ArgumentParser, choices=("table", "json")) -> None:

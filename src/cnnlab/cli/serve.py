@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.cli.options import add_trust_code
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -36,6 +38,7 @@ def register(subparsers) -> None:
         "it is reached by), or for any address in an IP network such as 10.0.0.0/8; repeatable",
     )
     parser.add_argument("--open", action="store_true", help="open the lab in the default browser")
+    add_trust_code(parser)
     parser.set_defaults(func=run)
 
 

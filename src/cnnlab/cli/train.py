@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cnnlab.cli.options import add_config_flags, as_flags, config_options
+from cnnlab.cli.options import add_config_flags, add_trust_code, as_flags, config_options
 from cnnlab.errors import CnnlabError
 
 TRAIN_OWN = {"model"}  # arguments of this command, not generated flags
@@ -19,7 +19,12 @@ def register(subparsers) -> None:
         "Precedence: defaults < --recipe < --config FILE < flags. Without --recipe, the model's fast recipe "
         "sets the options first (see `cnnlab recipes MODEL`); the defaults shown below are what --recipe none uses.",
     )
-    parser.add_argument("model", nargs="?", help="model name (see `cnnlab models`); optional with --resume/--config")
+    parser.add_argument(
+        "model",
+        nargs="?",
+        help="model name (see `cnnlab models`), or your own: FILE.py:NAME or MODULE:NAME (an nn.Module class or "
+        "a function returning one, taking in_channels and num_classes); optional with --resume/--config",
+    )
     parser.add_argument(
         "--config", dest="config_file", metavar="FILE", help="YAML or JSON config (a run's config.json repeats it)"
     )
@@ -36,6 +41,7 @@ def register(subparsers) -> None:
         metavar="N",
         help="data-parallel processes on this machine (launches torchrun); default 1",
     )
+    add_trust_code(parser)
     add_config_flags(parser, exclude=TRAIN_OWN)  # the positional argument
     parser.set_defaults(func=run)
 
@@ -88,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
         return launch_local(args.nproc, argv)
     try:
-        train(resume="auto" if auto else checkpoint, argv=["cnnlab", *argv], **request)
+        train(resume="auto" if auto else checkpoint, argv=["cnnlab", *argv], trust_code=args.trust_code, **request)
     except CnnlabError as err:
         raise as_flags(err) from None
     return 0

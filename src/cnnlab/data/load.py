@@ -8,6 +8,7 @@ files again skips the hashing. Nothing is cached on disk except downloads.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import pickle
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ import torch
 from cnnlab.data import cache, locate
 from cnnlab.data.catalog import CIFAR_TRAIN_BATCHES, DATASETS, DatasetSpec, Resource, get_spec, identify
 from cnnlab.data.idx import parse_idx, read_bounded
-from cnnlab.errors import CnnlabError, DataError
+from cnnlab.errors import CnnlabError, DataError, unknown_choice
 
 T = TypeVar("T")
 _VERIFIED: set[tuple] = set()  # (path, size, mtime_ns, resource) of files whose sums matched
@@ -40,6 +41,7 @@ class Dataset:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     source: str  # the folder it was read from, or "embedded"
+    origin: dict | None = None  # your own data (imported.py): where it came from, for the run's config.json
 
     @property
     def name(self) -> str:
@@ -302,14 +304,43 @@ def _not_found(spec: DatasetSpec, scan: locate.Scan, why: str, retry: str = "") 
     )
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
+def load_dataset(
+    name: str, data_dir: str | os.PathLike | None = None, download: bool = True, **import_options: Any
+) -> Dataset:
     """Load dataset `name` into CPU tensors, searching `data_dir`, `$CNNLAB_DATA`, the cache and system dirs.
 
     When no verified copy is found and `download` is true and `$CNNLAB_OFFLINE`
     is not set, torchvision downloads it into the cache. Missing, corrupt or
     unreadable data raises `DataError` with a one-line explanation and fix.
+
+    A `name` that is not in the catalog but a path (a folder of images, a .npz, .csv or .parquet file) or a
+    name registered with `cnnlab datasets add` is your own data, imported by `imported.load_own`;
+    `import_options` are its `ImportOptions` (image_size, channels, skip_bad, test_fraction) and its
+    `progress` and `mmap` arguments.
     """
-    spec = get_spec(name)
+    # here: imported.py builds on Dataset from this module, so a top-level import would be a cycle
+    from cnnlab.data import imported
+
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if isinstance(name, str) and name not in DATASETS and imported.is_own_dataset(name):
+        extra = {k: import_options.pop(k) for k in ("progress", "mmap") if k in import_options}
+        fields = {f.name for f in dataclasses.fields(imported.ImportOptions)}
+        unknown = sorted(set(import_options) - fields)
+        if unknown:
+            raise unknown_choice("import option", unknown[0], [*fields, "progress", "mmap"])
+        return imported.load_own(name, imported.ImportOptions(**import_options), **extra)
+    defaults = dataclasses.asdict(imported.ImportOptions())
+    given = [k for k, v in import_options.items() if k not in ("progress", "mmap") and defaults.get(k, v) != v]
+    if given:
+        raise CnnlabError(f"{given[0]} applies only to your own data (a folder or file), not to {name!r}")
+    try:
+        spec = get_spec(name)
+    except CnnlabError as err:
+        raise CnnlabError(
+            f"{err}; or give a path to your own data: a folder of images (PATH/<class>/*.png), "
+            "a .npz, .csv or .parquet file"
+        ) from None
     if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
         raise CnnlabError(f"data_dir must be a folder path (str or Path) or None, got {data_dir!r:.60}")
     if spec.format == "embedded":

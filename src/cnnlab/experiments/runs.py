@@ -18,7 +18,7 @@ from typing import Any
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments.studies import LOCK_NAME, STUDY_DB, STUDY_JOURNAL
 from cnnlab.files import UnsafeFileError, inside_checkpoints, timestamped_dir, write_json
-from cnnlab.runfolder.config import INCIDENTAL_KEYS
+from cnnlab.runfolder.config import INCIDENTAL_KEYS, RECORDED_KEYS
 from cnnlab.runfolder.layout import is_locked
 
 # COMPLETE, NOT_A_RUN and RunRecord: what experiments' callers compare records with
@@ -141,7 +141,7 @@ def safe_name(text: str) -> str:
 
 
 def _differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    keys = sorted((set(stored) | set(wanted)) - set(INCIDENTAL_KEYS))
+    keys = sorted((set(stored) | set(wanted)) - set(INCIDENTAL_KEYS) - set(RECORDED_KEYS))
     return [f"{k}={stored.get(k)!r} (wanted {wanted.get(k)!r})" for k in keys if stored.get(k) != wanted.get(k)]
 
 

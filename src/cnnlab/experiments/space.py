@@ -273,11 +273,12 @@ def _is_int(text: str) -> bool:
 def check_space(space: Space, base: dict[str, Any]) -> None:
     """Every value of every param (both ends of a range) makes a valid training config with `base`,
     and builds the model where it is a model option: a bad value fails now, not in trial 17."""
-    from cnnlab.data.catalog import get_spec  # here: the config schema and resolution load on use
+    # here: the config schema and resolution load on use
     from cnnlab.models import create_model
+    from cnnlab.runfolder.own import spec_of_request
     from cnnlab.runfolder.resolve import resolve_config
 
-    spec = get_spec(base["dataset"])
+    spec = spec_of_request(base["dataset"], base)
     for param in space.params:
         for value in param.ends():
             try:

@@ -88,9 +88,9 @@ class TuneResult:
 def incidental_keys() -> set[str]:
     """Options that may differ between the machines and runs of one study (where and how, not what is trained)."""
     # here: training and Optuna load on use, so the tune command's checks stay fast
-    from cnnlab.runfolder.config import INCIDENTAL_KEYS
+    from cnnlab.runfolder.config import INCIDENTAL_KEYS, RECORDED_KEYS
 
-    return {*INCIDENTAL_KEYS, "dist_timeout"}
+    return {*INCIDENTAL_KEYS, *RECORDED_KEYS, "dist_timeout"}
 
 
 def train_in_folder(config, log: Callable[[str], None], on_epoch_end=None):
@@ -545,8 +545,9 @@ def run_tune(
     Everything is checked before anything is written: the space, every value in it, the storage.
     """
     # here: training and Optuna load on use, so the tune command's checks stay fast
-    from cnnlab.data.catalog import get_spec
+    from cnnlab.models.custom import is_custom, load_user_model
     from cnnlab.runfolder.config import TrainConfig, check_keys
+    from cnnlab.runfolder.own import canonical_dataset, spec_of_request
     from cnnlab.runfolder.resolve import resolve_config
 
     require_optuna()
@@ -565,8 +566,10 @@ def run_tune(
     _positive("--heartbeat", heartbeat)
     if trials is None and seconds is None and sampler != "grid":
         raise CnnlabError("say how long to search: --trials N (the study's total) and/or --time SECONDS")
-    dataset = common.get("dataset", TrainConfig.dataset)
-    spec = get_spec(dataset)
+    dataset = canonical_dataset(common.get("dataset", TrainConfig.dataset))
+    if is_custom(model):
+        model = load_user_model(model)  # your own model, named by the request: its sizes and options are its code's
+    spec = spec_of_request(dataset, common)
     n_val = resolve_val_split(val_split, common.get("limit_train") or spec.train_size)
     base = {"progress": False, **common, "model": model, "dataset": dataset, "val_split": n_val}
     parsed = parse_space(space, model)
@@ -579,7 +582,7 @@ def run_tune(
     out_dir = Path(out) if out else timestamped_dir(f"tune-{model}")
     where = resolve_storage(storage, out_dir)
     name = study_name or out_dir.absolute().name
-    definition = {
+    definition: dict[str, Any] = {
         "kind": "tune",
         "model": model,
         "dataset": dataset,

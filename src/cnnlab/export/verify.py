@@ -17,6 +17,7 @@ from cnnlab.data import DATASETS, load_dataset
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.export.deps import ONNX_RUN, require
 from cnnlab.export.runtime import ExportedModel, format_of, open_exported
+from cnnlab.runfolder.own import run_data
 from cnnlab.runs.load import LoadedRun
 
 DEFAULT_COUNT = 32  # images per verification batch
@@ -69,8 +70,12 @@ def verification_images(trained: LoadedRun, count: int = DEFAULT_COUNT, seed: in
         if candidate is None:
             continue
         try:
-            data = load_dataset(candidate, trained.config.data_dir if candidate == name else None, download=False)
-        except DataError:
+            data = (
+                run_data(trained.config, download=False)
+                if candidate == name
+                else load_dataset(candidate, None, download=False)
+            )
+        except (DataError, CnnlabError):  # your own data moved away is as good as missing here
             tried.append(candidate)
             continue
         images = data.test_images[_spread(count, len(data.test_images))]

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cnnlab.data import load_dataset
 from cnnlab.data.transforms import invert_permutation, permute_pixels
 from cnnlab.errors import CnnlabError
+from cnnlab.runfolder.own import run_data
 from cnnlab.runs.predict import load_images
 
 
@@ -38,7 +38,7 @@ def _tag(name: str) -> str:
 
 def load_test_split(trained, data_dir: str | None = None, download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The run's test images (uint8) and labels; `download=False`: only from a copy already on this machine."""
-    data = load_dataset(trained.config.dataset, data_dir or trained.config.data_dir, download=download)
+    data = run_data(trained.config, data_dir, download=download)
     return data.test_images, data.test_labels
 
 

@@ -4,6 +4,9 @@ As in timm, a model file defines `model_infos` (model name -> ModelInfo) before
 its builders; `@register_model` pairs a builder with its entry, so the trainer,
 `cnnlab models` and the docs read sizes, recipes and results from one place.
 Recipes are built with the helpers in `cnnlab.models.recipes`.
+A name like `path/to/file.py:Name` or `pkg.mod:Name` is the user's own network (`cnnlab.models.custom`):
+model_info, create_model and check_input_size take it once it is loaded (load_user_model), never importing it
+themselves; its ModelInfo is synthesized, with the input sizes found by trying. list_models lists none of them.
 A builder is `builder(in_channels, num_classes, *, option=default, ...)`; the
 builder function `nin_single` registers the model `nin-single`.
 """
@@ -22,6 +25,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError, did_you_mean, unknown_choice
+from cnnlab.models import custom
 
 
 @dataclass(frozen=True)
@@ -93,10 +97,46 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def model_info(name: str) -> ModelInfo:
-    """The metadata of a registered model; an unknown name suggests the closest ones."""
+    """The metadata of a registered model, or of a loaded custom one; an unknown name suggests the closest ones."""
     if name not in _infos:
+        if custom.is_custom(name):
+            return _custom_info(name)
         raise unknown_choice("model", name, list_models())
     return _infos[name]
+
+
+def _custom_info(name: str) -> ModelInfo:
+    """A loaded custom model's metadata: sizes found by trying and parameters, both at 1 channel and 10 classes."""
+    canonical = custom.loaded_name(name)  # not loaded: a one-line refusal, nothing imported
+    low, high, default = custom.probe_input_sizes(canonical, 1, 10)
+    return ModelInfo(
+        name=canonical,
+        family="custom",
+        paper=custom.origin(canonical),
+        default_input_size=default,
+        min_input_size=low,
+        max_input_size=high,
+        options=custom.option_docs(canonical),
+        reference_recipe={},
+        reference_result="",
+        fast_recipe={},
+        num_params=custom.num_params(canonical),
+        records={},
+    )
+
+
+def input_sizes(
+    name: str, in_channels: int = 1, num_classes: int = 10, options: dict[str, Any] | None = None
+) -> tuple[int, int | None, int]:
+    """(min, max or None, default) input H = W of a model; a custom one's are found by trying for these arguments."""
+    if name not in _infos and custom.is_custom(name):
+        canonical = custom.loaded_name(name)
+        _check_positive("in_channels", in_channels)
+        _check_positive("num_classes", num_classes)
+        custom.check_options(canonical, options or {})
+        return custom.probe_input_sizes(canonical, in_channels, num_classes, options)
+    info = model_info(name)
+    return info.min_input_size, info.max_input_size, info.default_input_size
 
 
 # How option values are checked: option -> (test, what the value must be).
@@ -123,26 +163,62 @@ def _check_positive(what: str, value: Any) -> None:
         raise CnnlabError(f"{what} must be a positive integer, got {value!r}")
 
 
-def create_model(name: str, in_channels: int = 1, num_classes: int = 10, **options: Any) -> nn.Module:
-    """Build a registered model; it rejects inputs it cannot take before any layer runs."""
+def create_model(
+    name: str, in_channels: int = 1, num_classes: int = 10, *, image_size: int | None = None, **options: Any
+) -> nn.Module:
+    """Build a registered model, or a loaded custom one; it rejects inputs it cannot take before any layer runs.
+
+    `image_size`: the input H = W the model will see. A custom model whose signature takes `image_size`
+    (or `input_size`, or **kwargs) is built for it (default: its default input size); for any model, a size
+    it cannot take is a one-line error here.
+    """
+    if name not in _infos and custom.is_custom(name):
+        return _create_custom(name, in_channels, num_classes, image_size, options)
     model_info(name)  # an unknown name fails before the argument checks
     _check_positive("in_channels", in_channels)
     _check_positive("num_classes", num_classes)
     _check_options(name, options)
+    if image_size is not None:
+        check_input_size(name, image_size)
     model = _builders[name](in_channels, num_classes, **options)
     model.register_forward_pre_hook(InputCheck(name, in_channels))
     return model
 
 
-def check_input_size(model_name: str, size: int | tuple[int, int]) -> None:
+def _create_custom(
+    name: str, in_channels: int, num_classes: int, image_size: int | None, options: dict[str, Any]
+) -> nn.Module:
+    canonical = custom.loaded_name(name)  # not loaded: a one-line refusal, nothing imported
+    sizes = input_sizes(canonical, in_channels, num_classes, options)
+    if image_size is not None:
+        _check_positive("image_size", image_size)
+        _check_size(canonical, (image_size, image_size), sizes)
+    model = custom.build(canonical, in_channels, num_classes, image_size=image_size or sizes[2], **options)
+    model.register_forward_pre_hook(InputCheck(canonical, in_channels, sizes))
+    return model
+
+
+def check_input_size(
+    model_name: str,
+    size: int | tuple[int, int],
+    *,
+    in_channels: int = 1,
+    num_classes: int = 10,
+    options: dict[str, Any] | None = None,
+) -> None:
     """Raise a one-line CnnlabError when `model_name` cannot take inputs of `size` (H = W, or (H, W)).
 
     The one wording for every caller (the forward pre-hook, `cnnlab summary`, the trainer): the model,
     the sizes it takes, and the `resize=` that fixes it (its default input size, always accepted).
+    A custom model's sizes are found by trying, for `in_channels`, `num_classes` and `options`
+    (a registered model's do not depend on them).
     """
-    info = model_info(model_name)
+    _check_size(model_name, size, input_sizes(model_name, in_channels, num_classes, options))
+
+
+def _check_size(model_name: str, size: int | tuple[int, int], sizes: tuple[int, int | None, int]) -> None:
     height, width = (size, size) if isinstance(size, int) else size
-    low, high = info.min_input_size, info.max_input_size
+    low, high, default = sizes
     if min(height, width) >= low and (high is None or max(height, width) <= high):
         return
     accepted = (
@@ -152,9 +228,7 @@ def check_input_size(model_name: str, size: int | tuple[int, int]) -> None:
         if low == high
         else f"{low}x{low} to {high}x{high} pixels"
     )
-    raise CnnlabError(
-        f"{model_name} takes inputs of {accepted}, got {height}x{width}; pass resize={info.default_input_size}"
-    )
+    raise CnnlabError(f"{model_name} takes inputs of {accepted}, got {height}x{width}; pass resize={default}")
 
 
 @dataclass(frozen=True)
@@ -163,6 +237,8 @@ class InputCheck:
 
     model: str
     in_channels: int
+    # (min, max, default) input size of a custom model, found when it was built; None: the registry's
+    sizes: tuple[int, int | None, int] | None = None
 
     def __call__(self, module: nn.Module, args: tuple) -> None:
         if torch.jit.is_tracing():  # a trace is fixed to its example's shape; checking would only warn
@@ -177,4 +253,7 @@ class InputCheck:
                 f"{self.model} was built for {self.in_channels} input channel(s), got {channels}; "
                 f"create it with in_channels={channels}"
             )
-        check_input_size(self.model, (height, width))
+        if self.sizes is None:
+            check_input_size(self.model, (height, width))
+        else:
+            _check_size(self.model, (height, width), self.sizes)

@@ -5,7 +5,8 @@ image with forward hooks on every leaf module (removed afterwards) under
 `torch.utils.flop_counter.FlopCounterMode`, whose per-module counts give each
 layer's MACs (FLOPs / 2; conv and matmul work only). `render_summary` turns the
 numbers into a table. Both work on a model built on the meta device, which costs
-no memory or time even for VGG-11.
+no memory or time even for VGG-11, and on any nn.Module (a user's own network included):
+a forward that returns a tuple or dict gives its first tensor's shape.
 """
 
 from __future__ import annotations
@@ -52,6 +53,14 @@ class ModelSummary:
     @property
     def model_mb(self) -> float:
         return self.model_bytes / MB
+
+
+def _shape(value: object) -> tuple[int, ...]:
+    """The shape of a tensor, or of the first tensor in a tuple, list or dict (a model returning extras); ()."""
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (tuple, list)) else ()
+    return next((tuple(v.shape) for v in items if isinstance(v, torch.Tensor)), ())
 
 
 def _is_leaf(module: nn.Module) -> bool:
@@ -141,7 +150,7 @@ def summarize(model: nn.Module, input_size: int, in_channels: int, batch_size: i
     layers = []
     for path, (input_shape, output) in outputs.items():
         module = modules[path]
-        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else ()
+        shape = _shape(output)
         params = sum(p.numel() for p in module.parameters())
         layers.append(
             LayerStats(
@@ -156,7 +165,7 @@ def summarize(model: nn.Module, input_size: int, in_channels: int, batch_size: i
     return ModelSummary(
         model=root,
         input_shape=tuple(x.shape),
-        output_shape=tuple(out.shape),
+        output_shape=_shape(out),
         layers=layers,
         total_params=sum(p.numel() for p in params),
         trainable_params=sum(p.numel() for p in params if p.requires_grad),

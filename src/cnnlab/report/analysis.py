@@ -14,10 +14,11 @@ from typing import Any
 
 import torch
 
-from cnnlab.data import load_dataset
 from cnnlab.data.batches import Batches
 from cnnlab.errors import CnnlabError
 from cnnlab.figures.plots import plot_samples
+from cnnlab.runfolder.config import TrainConfig
+from cnnlab.runfolder.own import run_data
 from cnnlab.runs.evaluate import evaluate, predict_probabilities
 from cnnlab.runs.load import load_run
 
@@ -40,14 +41,13 @@ class DatasetCache:
     """Each dataset loaded once per report, however many runs use it."""
 
     def __init__(self) -> None:
-        self._loaded: dict[tuple[str, str | None], Any] = {}
+        self._loaded: dict[tuple[str, str | None, str], Any] = {}
 
-    def get(self, name: str, data_dir: str | None):
-
-        key = (name, data_dir)
+    def get(self, config: TrainConfig, data_dir: str | None):
+        key = (config.dataset, data_dir, str(config.data_origin))
         if key not in self._loaded:
             # No download from a report: it reads what is here (the run found its data here, too).
-            self._loaded[key] = load_dataset(name, data_dir, download=False)
+            self._loaded[key] = run_data(config, data_dir, download=False)
         return self._loaded[key]
 
 
@@ -67,7 +67,7 @@ def analyse_run(
     try:
         trained = load_run(run_dir, which)
         config = trained.config
-        data = datasets.get(config.dataset, data_dir or config.data_dir)
+        data = datasets.get(config, data_dir)
     except CnnlabError as err:
         return RunAnalysis(note=str(err))
     images, labels = data.test_images[: config.limit_test], data.test_labels[: config.limit_test]

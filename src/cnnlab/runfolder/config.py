@@ -7,7 +7,8 @@ config files, flags) is `resolve.py`'s job; single values are checked and parsed
 Each field may declare a role in its metadata, and the lists other modules need are derived from it:
 "resume" (a resume must keep it: it shapes the model, the data or the batches), "schedule" (a resume
 that changes it re-plans the learning-rate schedule), "incidental" (where or how a run is shown, not what
-it is: two runs that differ only there are the same run).
+it is: two runs that differ only there are the same run), "recorded" (written by train from what it found:
+your own data's origin and model's sha256; never a flag).
 """
 
 from __future__ import annotations
@@ -48,6 +49,18 @@ class TrainConfig:
     dataset: str = _opt("mnist", "dataset name (see `cnnlab datasets`)", role="resume")
     data_dir: str | None = _opt(
         None, "folder holding the dataset files (default: search the usual places)", role="incidental"
+    )
+    image_size: int | None = _opt(
+        None, "your own images: import them at NxN pixels (default: their most common size)", role="resume"
+    )
+    channels: int | None = _opt(
+        None, "your own images: 1 (grayscale) or 3 (colour) (default: 1 when every image is grayscale)", role="resume"
+    )
+    skip_bad_images: bool = _opt(
+        False, "your own images: leave out files that cannot be decoded (listed in the import report)", role="resume"
+    )
+    test_fraction: float = _opt(
+        0.2, "your own data without a test split: the fraction held out for testing (stratified, seed 0)", role="resume"
     )
     epochs: int = _opt(3, "passes over the training set", role="schedule")
     batch_size: int = _opt(128, "global batch size in images (split across processes under torchrun)", role="resume")
@@ -127,6 +140,14 @@ class TrainConfig:
         "seconds a process waits for its peers in a collective before it stops with an "
         "error (under torchrun; a lost peer otherwise hangs the others)",
     )
+    # Written by train, never given: where your own data and model came from, so the run can be reopened and
+    # checked (a moved or changed dataset folder, a copied run whose model source was altered).
+    data_origin: dict | None = _opt(
+        None, "recorded: your own dataset's path, content sha256, classes and split", role="recorded"
+    )
+    model_sha256: str | None = _opt(
+        None, "recorded: sha256 of your own model's source file, copied into RUN/model/", role="recorded"
+    )
 
     if TYPE_CHECKING:  # set on every instance by the wrapped __init__ (`_remember_given`); not a dataclass field
         _given: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -159,16 +180,30 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Raise a one-line CnnlabError for the first bad value; return self."""
-        from cnnlab.data import list_datasets  # here: data and models import torch; the schema loads without it
+        # here: data and models import torch; the schema loads without it
+        from cnnlab.data import list_datasets
+        from cnnlab.data.imported import is_own_dataset
         from cnnlab.models import list_models
+        from cnnlab.models.custom import is_custom
 
         # Before asdict, which copies model_options recursively: a 700-deep dict would exhaust the stack there.
         check_model_options(self.model_options)
         check_types(dataclasses.asdict(self))
-        if self.model not in list_models():
-            raise unknown_choice("model", self.model, list_models())
-        if self.dataset not in list_datasets():
-            raise unknown_choice("dataset", self.dataset, list_datasets())
+        if self.model not in list_models() and not is_custom(self.model):
+            raise unknown_choice("model", self.model, list_models(), also="or your own: FILE.py:NAME or MODULE:NAME")
+        if self.dataset not in list_datasets() and not (self.data_origin or is_own_dataset(self.dataset)):
+            raise unknown_choice(
+                "dataset",
+                self.dataset,
+                list_datasets(),
+                also="or your own: a folder, .npz, .csv or a name given with `cnnlab datasets add`",
+            )
+        if self.channels is not None and self.channels not in (1, 3):
+            raise CnnlabError(f"channels must be 1 or 3, got {self.channels}")
+        if self.image_size is not None and not 1 <= self.image_size <= MAX_RESIZE:
+            raise CnnlabError(f"image_size must be from 1 to {MAX_RESIZE} pixels, got {self.image_size}")
+        if not 0 < self.test_fraction < 1:
+            raise CnnlabError(f"test_fraction must be a fraction in (0, 1), got {self.test_fraction}")
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS)):
             value = getattr(self, name)
             if value not in choices:
@@ -262,6 +297,7 @@ def fields_with_role(role: str) -> tuple[str, ...]:
 RESUME_KEYS = fields_with_role("resume")
 SCHEDULE_KEYS = fields_with_role("schedule")
 INCIDENTAL_KEYS = fields_with_role("incidental")
+RECORDED_KEYS = fields_with_role("recorded")
 
 
 def check_types(values: dict[str, Any]) -> None:

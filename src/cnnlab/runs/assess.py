@@ -11,6 +11,7 @@ from cnnlab.data.batches import Batches
 from cnnlab.data.catalog import get_spec
 from cnnlab.device import pick_device
 from cnnlab.errors import CnnlabError
+from cnnlab.runfolder.own import run_data
 from cnnlab.runs.evaluate import EvalResult, evaluate, tta_kind
 from cnnlab.runs.load import LoadedRun, load_run
 
@@ -54,13 +55,16 @@ def evaluate_run(
     torch_device = pick_device(device)
     trained = load_run(path, which, torch_device)
     name = dataset or trained.config.dataset
-    spec = get_spec(name)
+    spec = trained.spec if name == trained.config.dataset else get_spec(name)
     if spec.channels != trained.spec.channels or len(spec.classes) != len(trained.classes):
         raise CnnlabError(
             f"{name} has {spec.channels} channel(s) and {len(spec.classes)} classes, but the model was trained on "
             f"{trained.config.dataset} ({trained.spec.channels} channel(s), {len(trained.classes)} classes)"
         )
-    data = load_dataset(name, data_dir or trained.config.data_dir)
+    if name == trained.config.dataset:
+        data = run_data(trained.config, data_dir)
+    else:
+        data = load_dataset(name, data_dir or trained.config.data_dir)
     images, labels = data.test_images[:limit], data.test_labels[:limit]
     batches = Batches(images.to(torch_device), labels.to(torch_device), batch_size, trained.transform(), shuffle=False)
     kind = tta_kind(spec) if (trained.config.tta if tta is None else tta) else None

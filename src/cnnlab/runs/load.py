@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.data.catalog import get_spec
 from cnnlab.data.transforms import BatchTransform
 from cnnlab.device import pick_device
 from cnnlab.errors import CnnlabError
-from cnnlab.models import create_model
+from cnnlab.models import check_input_size, create_model
+from cnnlab.models.custom import is_custom
 from cnnlab.runfolder.checkpoint import load_checkpoint, run_dir_of
 from cnnlab.runfolder.config import TrainConfig
+from cnnlab.runfolder.own import dataset_spec, reopen_model_code
 from cnnlab.runfolder.preprocess import build_transform, preprocessing_info
 from cnnlab.runfolder.resolve import saved_config
 
@@ -116,10 +119,27 @@ def as_pixels(images: torch.Tensor | np.ndarray, channels: int, size: int) -> to
     return images
 
 
-def load_run(path: str | Path, which: str = "best", device: str | torch.device = "cpu") -> LoadedRun:
+_trust_code_default = [False]  # process-wide, so the web lab's worker threads see the command's --trust-code
+
+
+@contextmanager
+def trusting_code(trust: bool = True) -> Iterator[None]:
+    """Within it, `load_run` executes a run's own model code without `trust_code=True` (the CLI's --trust-code)."""
+    before, _trust_code_default[0] = _trust_code_default[0], trust
+    try:
+        yield
+    finally:
+        _trust_code_default[0] = before
+
+
+def load_run(
+    path: str | Path, which: str = "best", device: str | torch.device = "cpu", trust_code: bool | None = None
+) -> LoadedRun:
     """The model of RUN_DIR (its checkpoints/<which>.pt, falling back to the other) or of a checkpoint file,
     in eval mode, with its config, dataset spec (class names) and preprocessing. `which`: "best" or "last".
     `device`: a torch device or a name: auto|cpu|cuda|cuda:N|mps (auto: cuda, then mps, then cpu).
+    `trust_code`: a run of your own model is rebuilt by executing the copy of its source in RUN/model/
+    (checked against the sha256 in its config): only with True (like Hugging Face's trust_remote_code).
 
     The saved config is checked as `train` checks a requested one before the model is built."""
 
@@ -128,11 +148,22 @@ def load_run(path: str | Path, which: str = "best", device: str | torch.device =
     device = pick_device(device)
     checkpoint = load_checkpoint(path, f"{which}.pt")
     config = saved_config(checkpoint["config"], repr(checkpoint["path"]))
-    spec = get_spec(config.dataset)
+    spec = dataset_spec(config)
+    if is_custom(config.model):
+        trusted = _trust_code_default[0] if trust_code is None else trust_code
+        reopen_model_code(config, run_dir_of(checkpoint["path"]), trusted)
+        check_input_size(
+            config.model,
+            config.resize or spec.image_size,
+            in_channels=spec.channels,
+            num_classes=len(spec.classes),
+            options=config.model_options,
+        )
     model = create_model(
         config.model,
         in_channels=checkpoint["in_channels"],
         num_classes=checkpoint["num_classes"],
+        image_size=config.resize or spec.image_size,
         **config.model_options,
     )
     try:

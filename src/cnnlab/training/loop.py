@@ -45,10 +45,12 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import check_input_size, count_macs, create_model
 from cnnlab.runfolder import checkpoint as ckpt
 from cnnlab.runfolder.config import TrainConfig
+from cnnlab.runfolder.own import display_name, is_own_data, load_own_data, model_source_name, reopen_model_code
 from cnnlab.runfolder.preprocess import build_transform
 from cnnlab.runfolder.resolve import resolve_config
 from cnnlab.runs.evaluate import EvalResult, evaluate, tta_kind
 from cnnlab.training.optim import build_optimizer, build_scheduler, initialize_weights
+from cnnlab.training.own import check_same_data, is_main_process, model_name_of, model_source, own_code_and_data
 from cnnlab.training.progress import Progress
 from cnnlab.training.resume import (
     AUTO_NEEDS_OUT,
@@ -132,6 +134,7 @@ def train(
     data: Dataset | None = None,
     argv: list[str] | None = None,
     on_epoch_end: Callable[[dict[str, Any]], bool | None] | None = None,
+    trust_code: bool = False,
     **options: Any,
 ) -> TrainResult:
     """Train a model and write its run folder; returns the history, summary and trained model.
@@ -143,12 +146,18 @@ def train(
     in `out` from its last.pt if it has one, else start it there (what every torchrun restart does too).
     `data` trains on a Dataset you built (uint8 tensors and a spec) instead of loading `config.dataset`.
     `on_epoch_end(row)`, on rank 0, sees each epoch's metrics row after its checkpoint; True ends the run there.
+    Your own model: `model="nets/tiny.py:Net"`, `model=Net` (a class or factory defined in a file), or
+    `model=Net()` (an instance: the run cannot be reopened without the code). Your own data:
+    `dataset="path/to/folder"` (or an .npz, a CSV, a name given with `cnnlab datasets add`).
+    `trust_code`: resuming a run of your own model executes the copy of its source kept in the run folder.
     """
     auto = resume_mode(resume)
     # `resume` may also be the checkpoint the caller already loaded (the CLI validates with it first).
     checkpoint = None if auto else resume if isinstance(resume, dict) else resume_checkpoint(resume) if resume else None
     request = {**(config.given() if config else {}), **options}
-    config, spec = _requested_config(request, checkpoint, auto, data)
+    if "model" in request and not isinstance(request["model"], str):
+        request["model"] = model_name_of(request["model"])
+    config, spec, data = _requested_config(request, checkpoint, auto, data, trust_code)
     device = pick_device(config.device)
     dist_info = init_distributed(device, config.backend, config.dist_timeout)
     device = local_device(device, dist_info)
@@ -162,7 +171,9 @@ def train(
         if auto:
             checkpoint, restart = resume_auto(config, device, dist_info)
             if checkpoint:  # resolved as a manual --resume would: the request on top of the run's own config
-                config = _resumed_config(request, checkpoint, ckpt.run_dir_of(checkpoint["path"]))
+                imported = config.data_origin
+                config = _resumed_config(request, checkpoint, ckpt.run_dir_of(checkpoint["path"]), trust_code)
+                check_same_data(imported, config)
             if dist_info.is_main and elastic_restart():
                 doing = "continuing" if checkpoint else "starting"
                 print(f"torchrun restart {elastic_restart()}: {doing} the run in {config.out}"
@@ -187,29 +198,43 @@ def train(
         torch.set_num_threads(threads)  # the caller's process keeps its own setting
 
 
-def _requested_config(request: dict[str, Any], checkpoint: dict | None, auto: bool, data: Dataset | None):
-    """The resolved config of a request (on top of a resumed run's own) with its run folder, and the dataset's
-    spec; everything that can be checked before a process group or a folder exists is checked here."""
+def _requested_config(
+    request: dict[str, Any], checkpoint: dict | None, auto: bool, data: Dataset | None, trust_code: bool
+) -> tuple[TrainConfig, Any, Dataset | None]:
+    """The resolved config of a request (on top of a resumed run's own) with its run folder, the dataset's
+    spec, and your own data (imported here, so its size and classes are known); everything that can be checked
+    before a process group or a folder exists is checked here."""
     if checkpoint:
-        config = _resumed_config(request, checkpoint, resumed_folder(checkpoint, request.get("out")))
+        config = _resumed_config(request, checkpoint, resumed_folder(checkpoint, request.get("out")), trust_code)
     else:
-        config = resolve_config(request)
+        config = own_code_and_data(resolve_config(request))
         if (auto or elastic_max_restarts() > 0) and not config.out:
             raise CnnlabError(AUTO_NEEDS_OUT)  # each attempt would otherwise start its own timestamped folder
-        config = config.replace(out=str(config.out or default_run_dir(config.model, config.dataset)))
+        run_dir = default_run_dir(display_name(config.model), display_name(config.dataset))
+        config = config.replace(out=str(config.out or run_dir))
+    if data is None and is_own_data(config):
+        data = load_own_data(config, progress=config.progress and is_main_process())
+        config = config.replace(data_origin=data.origin)
     spec = data.spec if data is not None else get_spec(config.dataset)
-    check_input_size(config.model, config.resize or spec.image_size)
+    check_input_size(
+        config.model,
+        config.resize or spec.image_size,
+        in_channels=spec.channels,
+        num_classes=len(spec.classes),
+        options=config.model_options,
+    )
     check_memory(config, spec)
     if config.tensorboard:
         from cnnlab.training.tensorboard import require_tensorboard  # here: only runs that log pay for it
 
         require_tensorboard()  # fail before anything is written
-    return config, spec
+    return config, spec, data
 
 
-def _resumed_config(request: dict[str, Any], checkpoint: dict, folder: Path) -> TrainConfig:
+def _resumed_config(request: dict[str, Any], checkpoint: dict, folder: Path, trust_code: bool) -> TrainConfig:
     config = resolve_config(request, base=TrainConfig.from_dict(checkpoint["config"]))
     check_compatible(checkpoint, config)
+    reopen_model_code(config, folder, trust_code)
     return config.replace(out=str(folder))
 
 
@@ -330,6 +355,8 @@ def _set_up(config: TrainConfig, checkpoint, spec, data, device, dist_info: Dist
     if checkpoint:
         writer.say(f"resuming {config.out} at epoch {state.epoch + 1}, step {state.step} of {len(train_batches)}")
     meta = {**provenance(str(device), argv), "world_size": dist_info.world_size, "precision": precision}
+    if config.model_sha256 and not checkpoint:  # the run keeps the code its model needs (a resume has it)
+        writer.keep_model_source(model_source_name(config.model), model_source(config))
     history = writer.start(config.to_dict(), meta, state.epoch if checkpoint else None, config.tensorboard)
     params = sum(p.numel() for p in model.parameters())
     writer.say(
@@ -531,7 +558,13 @@ def _load_batches(
 
 def _create_model(config: TrainConfig, spec, dist_info: DistInfo) -> nn.Module:
     """The model, initialized (or with the weights of `init_from`)."""
-    model = create_model(config.model, in_channels=spec.channels, num_classes=len(spec.classes), **config.model_options)
+    model = create_model(
+        config.model,
+        in_channels=spec.channels,
+        num_classes=len(spec.classes),
+        image_size=config.resize or spec.image_size,  # your own model may be built for its input size
+        **config.model_options,
+    )
     initialize_weights(model, config.init)
     if config.init_from:
         model.load_state_dict(_init_weights(config.init_from, config, spec))

@@ -203,6 +203,12 @@ class RunWriter:
         if self.enabled:
             print(message, flush=True)
 
+    def keep_model_source(self, name: str, source: bytes) -> None:
+        """RUN/model/<name>: the copy of your own model's source that reopening the run executes."""
+        if self.path is not None:
+            make_dirs(self.path / "model", within=self.path)
+            write_bytes_atomic(self.path / "model" / name, source, within=self.path)
+
     def start(
         self, config_dict: dict[str, Any], meta: dict[str, Any], resume_after_epoch: int | None, tensorboard: bool
     ) -> list[dict[str, Any]]:

@@ -230,7 +230,7 @@ def create_app(
         trained = served.trained
         return {
             "model": trained.config.model,
-            "dataset": trained.config.dataset,
+            "dataset": trained.spec.name,  # your own data by its short name, not its path
             "classes": trained.classes,
             "channels": trained.spec.channels,
             "input_size": trained.input_size,

@@ -215,7 +215,12 @@ def steps_per_epoch(entry: RunEntry, steps: list[dict[str, float]]) -> float | N
     # The config is whatever the folder holds: a value of the wrong type means "unknown", not a 500.
     config = entry.config
     batch, limit = _number(config.get("batch_size")), _number(config.get("limit_train"))
-    dataset = config.get("dataset")
+    dataset, origin = config.get("dataset"), config.get("data_origin")
+    if isinstance(origin, dict) and _number(origin.get("train_size")):  # your own data, as the run recorded it
+        size = int(origin["train_size"])
+        if limit and limit > 0:
+            size = min(size, int(limit))
+        return math.ceil(size / batch) if batch and batch > 0 else None
     if not isinstance(dataset, str):
         return None  # not a dataset name (get_spec would refuse it too)
     try:
