@@ -1,4 +1,4 @@
-"""Write examples/shapes/: 3 classes (circle, square, triangle) of 28x28 colour pictures, 40 of each.
+"""Write examples/shapes/: 3 classes (circle, square, triangle) of 28x28 colour pictures, 150 of each.
 
 The README's "Your own data" and "Your own model" sections train on this folder; it is committed, and this
 script (seeded, so it writes the same pictures) shows how it was made: `python examples/make_shapes.py`.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-SIZE, PER_CLASS = 28, 40
+SIZE, PER_CLASS = 28, 150
 
 
 def draw(kind: str, rng: random.Random) -> Image.Image:

@@ -252,3 +252,13 @@ def test_a_keras_npz_trains_like_a_folder(tmp_path):
     assert config["data_origin"]["kind"] == "npz"
     assert (config["data_origin"]["train_size"], config["data_origin"]["test_size"]) == (48, 12)
     assert load_run(result.run_dir).classes == ["0", "1", "2"]
+
+
+def test_a_sweep_of_your_own_model_and_data_finds_its_runs_again(own, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(own["base"])  # relative names, as typed: the runs record them absolute
+    argv = ["sweep", "--models", "net.py:TinyNet", "convnet", "--dataset", "pictures", "--epochs", "1"]
+    argv += ["--out", str(tmp_path / "sweep"), "--resize", "28"]
+    assert main(argv) == 0, capsys.readouterr().err
+    first = (tmp_path / "sweep" / "runs" / "net-TinyNet-seed0" / "summary.json").read_bytes()
+    assert main(argv) == 0, capsys.readouterr().err  # complete runs are found and kept, not refused or redone
+    assert (tmp_path / "sweep" / "runs" / "net-TinyNet-seed0" / "summary.json").read_bytes() == first

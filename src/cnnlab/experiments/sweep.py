@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,13 @@ def _describe(key: str, value: Any) -> str:
     return f"{key}={shown}"
 
 
+def _model_label(model: str) -> str:
+    """A model's part of a run name: your own `nets/tiny.py:Net` or `pkg.tiny:Net` -> `tiny-Net`."""
+    where, colon, attr = model.rpartition(":")
+    stem = re.split(r"[/\\.]", where.removesuffix(".py"))[-1]
+    return f"{stem}-{attr}" if colon else model
+
+
 def grid_points(models: Sequence[str], seeds: int, settings: dict[str, list[Any]] | None = None) -> list[GridPoint]:
     """Every model x every combination of the settings' values x seeds 0..seeds-1, named after what varies."""
     if not models:
@@ -103,7 +111,7 @@ def grid_points(models: Sequence[str], seeds: int, settings: dict[str, list[Any]
         for values in itertools.product(*(settings[k] for k in keys)):
             chosen = dict(zip(keys, values))
             for seed in range(seeds):
-                parts = [model, *(_describe(k, chosen[k]) for k in varying), f"seed{seed}"]
+                parts = [_model_label(model), *(_describe(k, chosen[k]) for k in varying), f"seed{seed}"]
                 points.append(
                     GridPoint(safe_name("-".join(str(p) for p in parts)), {"model": model, **chosen, "seed": seed})
                 )
@@ -171,9 +179,15 @@ def run_sweep(
     the points are trained one after another in this process.
     """
     # here: training and Optuna load on use, so the sweep command's checks stay fast
+    from cnnlab.models.custom import is_custom, load_user_model
     from cnnlab.runfolder.config import check_keys
+    from cnnlab.runfolder.own import canonical_dataset
 
     check_keys(common, "option")
+    # Your own model and data by the names a run records (absolute), so a sweep run again finds its runs.
+    models = [load_user_model(m) if is_custom(m) else m for m in models]
+    if isinstance(common.get("dataset"), str):
+        common = {**common, "dataset": canonical_dataset(common["dataset"])}
     for key in _GRID_KEYS:
         if key in common:
             raise CnnlabError(f"run_sweep: pass {key} through {_GRID_KEYS[key]}, not as a common option")
