@@ -100,49 +100,56 @@ def load1() -> float:
 # ------------------------------------------------------------------------------------------------ running
 
 
+# Runs the measured command as its child and watches it. A probe of its own, not this process: a child's ru_maxrss
+# starts at the RSS of the process it was forked from (Linux keeps the pre-exec high-water mark), and this one has
+# torch loaded; the probe imports nothing, so its child's figure is the child's own.
+PROBE = r"""
+import json, os, subprocess, sys, time
+opts, command = json.loads(sys.argv[1]), sys.argv[2:]
+out = open(opts["log"], "w") if opts["log"] else subprocess.DEVNULL
+start = time.perf_counter()
+proc = subprocess.Popen(command, env=opts["env"], stdout=out, stderr=subprocess.STDOUT, cwd=opts["cwd"])
+peak_rss = peak_anon = polls = 0
+mapped = False
+while True:
+    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    if pid:
+        break
+    try:
+        with open(f"/proc/{proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    peak_rss = max(peak_rss, int(line.split()[1]) * 1024)
+                elif line.startswith("RssAnon:"):
+                    peak_anon = max(peak_anon, int(line.split()[1]) * 1024)
+        if opts["watch"] and not mapped and polls % 4 == 0:
+            with open(f"/proc/{proc.pid}/maps") as f:
+                mapped = any(opts["watch"] in line for line in f)
+    except OSError:
+        pass
+    polls += 1
+    if time.perf_counter() - start > opts["timeout"]:
+        proc.kill()
+    time.sleep(0.05)
+seconds = time.perf_counter() - start
+proc.returncode = os.waitstatus_to_exitcode(status)
+result = {"seconds": seconds, "rc": proc.returncode, "maxrss": usage.ru_maxrss * 1024, "peak_rss_polled": peak_rss,
+          "peak_anon_polled": peak_anon, "mapped": mapped}
+with open(opts["result"], "w") as f:
+    json.dump(result, f)
+"""
+
+
 def measure(command: list[str], env: dict | None = None, log: Path | None = None, watch: str | None = None,
             timeout: float = 3600) -> dict:  # fmt: skip
-    """Run `command`; its wall time, exit code, peak RSS (wait4's ru_maxrss: the largest of it and its waited
-    descendants), peak RSS and anonymous RSS of the process itself (polled every 50 ms), and whether a file whose
-    path contains `watch` was ever mapped into it (polled in /proc/PID/maps)."""
-    out = open(log, "w") if log else subprocess.DEVNULL
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    peak_rss = peak_anon = 0
-    mapped, polls = False, 0
-    try:
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            try:
-                with open(f"/proc/{proc.pid}/status") as f:
-                    for line in f:
-                        if line.startswith("VmRSS:"):
-                            peak_rss = max(peak_rss, int(line.split()[1]) * 1024)
-                        elif line.startswith("RssAnon:"):
-                            peak_anon = max(peak_anon, int(line.split()[1]) * 1024)
-                if watch and not mapped and polls % 4 == 0:
-                    with open(f"/proc/{proc.pid}/maps") as f:
-                        mapped = any(watch in line for line in f)
-            except OSError:
-                pass
-            polls += 1
-            if time.perf_counter() - start > timeout:
-                proc.kill()
-            time.sleep(0.05)
-    finally:
-        if log:
-            out.close()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return {
-        "seconds": time.perf_counter() - start,
-        "rc": proc.returncode,
-        "maxrss": usage.ru_maxrss * 1024,
-        "peak_rss_polled": peak_rss,
-        "peak_anon_polled": peak_anon,
-        "mapped": mapped,
-    }
+    """Run `command` (under a small probe process); its wall time, exit code, peak RSS (wait4's ru_maxrss: the
+    largest of it and its waited descendants), peak RSS and anonymous RSS of the process itself (polled every
+    50 ms), and whether a file whose path contains `watch` was ever mapped into it (polled in /proc/PID/maps)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as result:
+        opts = {"log": str(log) if log else None, "env": dict(env if env is not None else os.environ),
+                "cwd": str(REPO), "watch": watch, "timeout": timeout, "result": result.name}  # fmt: skip
+        subprocess.run([sys.executable, "-S", "-c", PROBE, json.dumps(opts), *command], check=True)
+        return json.loads(Path(result.name).read_text())
 
 
 def worker_command(kind: str, **kwargs) -> list[str]:
@@ -184,7 +191,7 @@ def worker_import(a: dict) -> None:
     shape = [len(data.train_images) + len(data.test_images), *data.train_images.shape[1:]]
     with open("/proc/self/maps") as f:
         mapped = any("/imported/" in line and line.rstrip().endswith(".bin") for line in f)
-    print(json.dumps({"seconds": seconds, "shape": shape, "train": len(data.train_images),
+    print(json.dumps({"seconds_in": seconds, "shape": shape, "train": len(data.train_images),
                       "test": len(data.test_images), "mean": list(data.spec.mean), "std": list(data.spec.std),
                       "mapped": mapped}), flush=True)  # fmt: skip
 
@@ -634,14 +641,15 @@ def render(results: dict, sets: dict, meta: dict) -> list[str]:
                 else ""
             )
             med = statistics.median(ratios)
+            accs = ", ".join(f"{p['b']['test_acc']:.2%}" for p in pairs)
+            loads = ", ".join(f"{p['load']:.1f}" for p in pairs)
             goal = f"{'ok' if med >= case['goal'] else 'NOT MET'} (≥ {case['goal']}x)"
             lines.append(
                 f"| {case['model']} | {case['set']} | {case['tutorial_args']['batch']} | "
                 f"{case['tutorial_args']['epochs']} | {span(a_s)}{how} | {span(b_s)} | "
                 f"{', '.join(f'{x:.1f}x' for x in ratios)} (median {med:.1f}x) | {goal} | "
                 f"{span([p['b']['seconds'] for p in pairs], '{:.1f}')} | "
-                f"{', '.join(f'{p['b']['test_acc']:.2%}' for p in pairs)} | {case['import']['seconds_in']:.2f} | "
-                f"{', '.join(f'{p['load']:.1f}' for p in pairs)} |"
+                f"{accs} | {case['import']['seconds_in']:.2f} | {loads} |"
             )
     if "mmap" in results:
         r = results["mmap"]
