@@ -262,3 +262,25 @@ def test_a_sweep_of_your_own_model_and_data_finds_its_runs_again(own, tmp_path, 
     first = (tmp_path / "sweep" / "runs" / "net-TinyNet-seed0" / "summary.json").read_bytes()
     assert main(argv) == 0, capsys.readouterr().err  # complete runs are found and kept, not refused or redone
     assert (tmp_path / "sweep" / "runs" / "net-TinyNet-seed0" / "summary.json").read_bytes() == first
+
+
+def test_a_memory_mapped_dataset_trains_exactly_like_one_in_memory(own, tmp_path, monkeypatch):
+    """With a held-out validation split too: the mapped rows are gathered per batch, never copied whole."""
+    from cnnlab.data import imported
+    from cnnlab.data.batches import Batches
+
+    options = dict(dataset=str(own["pictures"]), epochs=2, val_split=12, progress=False, seed=3)
+    in_memory = train(model="convnet", resize=28, out=str(tmp_path / "memory"), **options)
+    gathered = []
+    original = Batches.__init__
+
+    def spy(self, images, labels, *args, rows=None, **kwargs):
+        gathered.append(rows is not None)
+        original(self, images, labels, *args, rows=rows, **kwargs)
+
+    monkeypatch.setattr(imported, "_should_map", lambda mmap, size: True)
+    monkeypatch.setattr(Batches, "__init__", spy)
+    mapped = train(model="convnet", resize=28, out=str(tmp_path / "mapped"), **options)
+    assert gathered.count(True) == 2  # the training rows and the validation rows
+    assert [r["train_loss"] for r in mapped.history] == [r["train_loss"] for r in in_memory.history]
+    assert mapped.summary["best_val_acc"] == in_memory.summary["best_val_acc"]

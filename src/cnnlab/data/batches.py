@@ -42,13 +42,17 @@ class Batches:
         rank: int = 0,
         world_size: int = 1,
         prepare: bool | None = None,
+        rows: torch.Tensor | None = None,
     ):
+        """`rows`: iterate over only these rows of `images` (a held-out split of a memory-mapped dataset is
+        gathered by index per batch, never copied out whole)."""
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.images = images
-        self.labels = labels
+        self.rows = None if rows is None else rows.to(torch.int64)
+        self.labels = labels if self.rows is None else labels.index_select(0, self.rows.to(labels.device))
         self.batch_size = batch_size
         self.transform = transform
         self.shuffle = shuffle
@@ -61,7 +65,8 @@ class Batches:
         # (in chunks) and only index per batch. `prepare=None` decides by the memory it needs.
         if prepare is None:
             side = transform.output_size(images.shape[-1])
-            prepare = not augment and len(images) * images.shape[1] * side * side * 4 <= PREPARE_BUDGET_BYTES
+            prepare = not augment and len(self.labels) * images.shape[1] * side * side * 4 <= PREPARE_BUDGET_BYTES
+        prepare = prepare and self.rows is None
         self.prepared = self._prepare() if prepare and not augment else None
 
     def _prepare(self, chunk: int = 2048) -> torch.Tensor:
@@ -75,7 +80,7 @@ class Batches:
 
     def __len__(self) -> int:
         """Steps per epoch."""
-        n = len(self.images)
+        n = len(self.labels)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     @property
@@ -84,7 +89,7 @@ class Batches:
 
     def order(self, epoch: int) -> torch.Tensor:
         """The sample order of `epoch` (CPU int64): a seeded permutation, or 0..N-1 unshuffled."""
-        n = len(self.images)
+        n = len(self.labels)
         if not self.shuffle:
             return torch.arange(n)
         generator = torch.Generator().manual_seed(self.seed * _SEED_STRIDE + epoch)
@@ -106,7 +111,8 @@ class Batches:
             if self.prepared is not None:
                 x = self.prepared.index_select(0, index)
             else:
-                x = self.transform(self.images.index_select(0, index), params)
+                rows = index if self.rows is None else self.rows.to(index.device).index_select(0, index)
+                x = self.transform(self.images.index_select(0, rows), params)
             yield step, x, self.labels.index_select(0, index)
 
     def _shard(self, index: torch.Tensor, params):

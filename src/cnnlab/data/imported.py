@@ -946,6 +946,7 @@ def _dataset(decoded: _Decoded, kind: str, path: Path, name: str, options: Impor
         test_labels=tensor(labels[n_train:]),
         source=str(path),
         origin=origin,
+        mapped=isinstance(images, np.memmap),
     )
 
 

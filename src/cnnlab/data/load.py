@@ -42,6 +42,7 @@ class Dataset:
     test_labels: torch.Tensor
     source: str  # the folder it was read from, or "embedded"
     origin: dict | None = None  # your own data (imported.py): where it came from, for the run's config.json
+    mapped: bool = False  # the images are memory-mapped from the cache file (gather rows; never copy them whole)
 
     @property
     def name(self) -> str:

@@ -529,31 +529,35 @@ def _load_batches(
     data = data if data is not None else load_dataset(config.dataset, config.data_dir)
     train_images, train_labels = data.train_images[: config.limit_train], data.train_labels[: config.limit_train]
     test_images, test_labels = data.test_images[: config.limit_test], data.test_labels[: config.limit_test]
-    val_batches = None
+    val_batches, rows, val_rows = None, None, None
     if config.val_split is not None:
         if config.val_split >= len(train_labels):
             raise CnnlabError(
                 f"val_split={config.val_split} leaves no training images of the {len(train_labels):,}; hold out fewer"
             )
         keep, held = stratified_split(train_labels, config.val_split, config.seed)
-        val_images, val_labels = train_images[held], train_labels[held]
-        train_images, train_labels = train_images[keep], train_labels[keep]
+        val_images, val_labels = train_images, train_labels
+        if data.mapped:  # gathered by index from the mapped file per batch: a copy would read it all into memory
+            rows, val_rows = keep, held
+        else:
+            val_images, val_labels = train_images[held], train_labels[held]
+            train_images, train_labels = train_images[keep], train_labels[keep]
     # Preparing normalized float inputs once pays off only where a step costs about as much as converting
     # its batch: the fully-connected nets. Conv nets are compute-bound, so they keep the memory instead.
     prepare = None if not any(isinstance(m, nn.Conv2d) for m in model.modules()) else False
     shards = functools.partial(Batches, rank=dist_info.rank, world_size=dist_info.world_size, prepare=prepare)
 
-    def evaluation(images: torch.Tensor, labels: torch.Tensor) -> Batches:
+    def evaluation(images: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor | None = None) -> Batches:
         transform = build_transform(config, spec, train=False)
-        return shards(images.to(device), labels.to(device), config.eval_batch_size, transform, shuffle=False)
+        return shards(images.to(device), labels.to(device), config.eval_batch_size, transform, shuffle=False, rows=rows)
 
     train_transform = build_transform(config, spec, train=True)
     train_batches = shards(train_images.to(device), train_labels.to(device), config.batch_size, train_transform,
-                           shuffle=True, seed=config.seed, augment=config.augment)  # fmt: skip
+                           shuffle=True, seed=config.seed, augment=config.augment, rows=rows)  # fmt: skip
     test_batches = evaluation(test_images, test_labels)
     if config.val_split is not None:
-        val_batches = evaluation(val_images, val_labels)
-    return train_batches, test_batches, (len(train_images), len(test_images)), val_batches
+        val_batches = evaluation(val_images, val_labels, val_rows)
+    return train_batches, test_batches, (len(train_batches.labels), len(test_images)), val_batches
 
 
 def _create_model(config: TrainConfig, spec, dist_info: DistInfo) -> nn.Module:
