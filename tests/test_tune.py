@@ -360,7 +360,12 @@ def test_a_search_on_sqlite_is_a_study_folder_that_continues(tmp_path, capsys):
     assert info["runs"] == ["runs/trial-0000", "runs/trial-0001", "runs/trial-0002"]
     assert info["summary_table"]["headers"][:4] == ["trial", "run", "state", "val acc"]
     assert len(info["summary_table"]["rows"]) == 3 and "test accuracy" in info["summary_table"]["caption"]
-    assert set(info["figures"]) <= {"search.png", "importances.png"} and (out / "search.png").is_file()
+    assert set(info["figures"]) <= {"search.png", "importances.png", "parallel.png"}
+    assert {"search.png", "parallel.png"} <= set(info["figures"]) and (out / "parallel.png").is_file()
+    report = out / "report.html"
+    assert main(["report", str(out), "-o", str(report)]) == 0
+    shown = report.read_text()
+    assert "parallel.png" in shown and "search.png" in shown and "trial-0002" in shown  # the study, in the report
     for trial in study.trials:  # every trial is an ordinary run, selected on validation images
         record = read_run(out / trial.user_attrs["run"])
         assert record.complete and record.config["val_split"] == 40
