@@ -645,6 +645,31 @@ def test_two_machines_on_postgresql_and_a_dead_one_is_found_by_its_heartbeat(tmp
     assert code == 0 and len(optuna.load_study(study_name="shared", storage=storage).trials) == len(trials)
 
 
+@pytest.mark.slow
+def test_two_machines_share_a_journal_file_on_a_shared_folder(tmp_path):
+    """The same command on two machines, each with its own study folder, joined by one journal file on a shared
+    file system: the study's budget is split between them, no trial twice, every run complete on its machine."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    journal = tmp_path / "shared" / "study.journal"
+    journal.parent.mkdir()
+    common = ["--storage", str(journal), "--study-name", "shared"]
+    machines = {
+        host: cnnlab(tune_argv(tmp_path / host, *common, trials=6), env={"CNNLAB_HOSTNAME": host})
+        for host in ("machine-a", "machine-b")
+    }
+    for host, proc in machines.items():
+        code, printed, err = finish(proc)
+        assert code == 0, host + printed + err
+    study = optuna.load_study(study_name="shared", storage=JournalStorage(JournalFileBackend(str(journal))))
+    trials = study.trials
+    assert sorted(t.number for t in trials) == list(range(6)) and all(t.state.name == "COMPLETE" for t in trials)
+    for trial in trials:
+        host = trial.user_attrs["worker"]["host"]
+        check_run_history(tmp_path / host / trial.user_attrs["run"], 2)
+    assert len({(t.user_attrs["worker"]["host"], t.user_attrs["run"]) for t in trials}) == 6
+
+
 # ---- cnnlab sweep on the engine ---------------------------------------------------------------------
 
 
