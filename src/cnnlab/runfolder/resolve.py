@@ -41,6 +41,18 @@ def saved_config(values: dict[str, Any], source: str) -> TrainConfig:
     return config
 
 
+def check_model_fits(config: TrainConfig, spec) -> None:
+    """One line unless the run's model takes its inputs: the dataset's images (or `resize`), its channels and
+    classes (your own model's sizes are found by trying, for these)."""
+    check_input_size(
+        config.model,
+        config.resize or spec.image_size,
+        in_channels=spec.channels,
+        num_classes=len(spec.classes),
+        options=config.model_options,
+    )
+
+
 def resolve_config(
     overrides: dict[str, Any] | None = None,
     base: TrainConfig | None = None,

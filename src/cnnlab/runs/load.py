@@ -19,13 +19,13 @@ from torch import nn
 from cnnlab.data.transforms import BatchTransform
 from cnnlab.device import pick_device
 from cnnlab.errors import CnnlabError
-from cnnlab.models import check_input_size, create_model
+from cnnlab.models import create_model
 from cnnlab.models.custom import is_custom
 from cnnlab.runfolder.checkpoint import load_checkpoint, run_dir_of
 from cnnlab.runfolder.config import TrainConfig
 from cnnlab.runfolder.own import dataset_spec, reopen_model_code
 from cnnlab.runfolder.preprocess import build_transform, preprocessing_info
-from cnnlab.runfolder.resolve import saved_config
+from cnnlab.runfolder.resolve import check_model_fits, saved_config
 
 CHECKPOINTS = ("best", "last")  # what `which` names: checkpoints/best.pt or last.pt of a run folder
 
@@ -152,13 +152,7 @@ def load_run(
     if is_custom(config.model):
         trusted = _trust_code_default[0] if trust_code is None else trust_code
         reopen_model_code(config, run_dir_of(checkpoint["path"]), trusted)
-        check_input_size(
-            config.model,
-            config.resize or spec.image_size,
-            in_channels=spec.channels,
-            num_classes=len(spec.classes),
-            options=config.model_options,
-        )
+        check_model_fits(config, spec)
     model = create_model(
         config.model,
         in_channels=checkpoint["in_channels"],
