@@ -136,6 +136,52 @@ def test_curves_use_steps_csv_when_present(lab, tmp_path):
     assert curves["source"] == "steps.csv" and [p["x"] for p in curves["train"]] == [0.5, 1.0, 1.5]
 
 
+def _csv_rows(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_steps_csv_rows_are_per_interval_means(lab):
+    """Each steps.csv row averages the steps since the previous row (its `images`), not the epoch so far: weighted
+    by their images, the rows of an epoch give back the epoch's train loss and accuracy of metrics.csv."""
+    steps, epoch = _csv_rows(lab["run"] / "steps.csv"), _csv_rows(lab["run"] / "metrics.csv")[0]
+    images = [int(r["images"]) for r in steps]
+    assert len(steps) == 4 and sum(images) == 512  # --limit-train 512, batches of 128: a row a step
+    for column, total in (("loss", "train_loss"), ("accuracy", "train_acc")):
+        mean = sum(float(r[column]) * n for r, n in zip(steps, images)) / sum(images)
+        assert mean == pytest.approx(float(epoch[total]), rel=1e-6)
+    assert float(steps[-1]["loss"]) != pytest.approx(float(epoch["train_loss"]), rel=1e-3)  # not the running mean
+
+
+def test_curves_convert_running_means_of_older_runs(lab, tmp_path):
+    """A run folder of the previous version (steps.csv rows: the running mean since the epoch's start, no `images`
+    column) plots per interval too; so do its rows that a resume with this version left beside new ones."""
+    rows = _csv_rows(lab["run"] / "steps.csv")
+    old_header = "epoch,step,loss,accuracy,lr,images_per_s,elapsed"
+    running, loss_sum, correct, seen, lines = [], 0.0, 0.0, 0, []
+    for r in rows:
+        n = int(r["images"])
+        loss_sum, correct, seen = loss_sum + float(r["loss"]) * n, correct + float(r["accuracy"]) * n, seen + n
+        running.append((loss_sum / seen, correct / seen))
+        lines.append(f"1,{r['step']},{loss_sum / seen:.8g},{correct / seen:.8g},{r['lr']},1000,{r['elapsed']},")
+    lines += [f"2,{r['step']},{r['loss']},{r['accuracy']},{r['lr']},1000,{r['elapsed']},{r['images']}" for r in rows]
+    run = _copy_records(lab["run"], tmp_path / "root" / "old")
+    (run / "steps.csv").write_text(old_header + ",images\n" + "\n".join(lines) + "\n")
+    client = _client([tmp_path / "root"])
+    curves = client.get("/api/curves", params={"id": "0:old"}).json()
+    assert curves["train_per"] == "interval" and len(curves["train"]) == 8
+    expected = [float(r["loss"]) for r in rows] * 2
+    assert [p["loss"] for p in curves["train"]] == pytest.approx(expected, rel=1e-5)
+    assert [p["acc"] for p in curves["train"]] == pytest.approx([float(r["accuracy"]) for r in rows] * 2, rel=1e-5)
+    # the file exactly as the previous version wrote it: no `images` column at all
+    (run / "steps.csv").write_text(old_header + "\n" + "\n".join(line.rsplit(",", 1)[0] for line in lines[:4]) + "\n")
+    curves = client.get("/api/curves", params={"id": "0:old"}).json()
+    assert [p["loss"] for p in curves["train"]] == pytest.approx(expected[:4], rel=1e-5)
+    assert curves["epochs"][0]["train_loss"] == pytest.approx(running[-1][0], rel=1e-6)
+
+
 def test_predict_matches_cnnlab_predict(lab, tmp_path):
     image = _test_images(1)[0]
     path = tmp_path / "digit.png"

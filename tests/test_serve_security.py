@@ -793,7 +793,7 @@ def test_pages_keep_working_under_the_policy(lab, chromium):
         assert colour == "rgb(218, 251, 225)"  # set by run.js as a style: it must not be refused
         page.goto(lab["url"] + "/playground?id=0:good")
         page.wait_for_selector("#gallery img")
-        page.locator("#gallery figure").first.click()
+        page.locator("#gallery .gallery-item").first.click()
         page.wait_for_selector("#prob-bars .bar .fill")
         assert page.eval_on_selector("#prob-bars .bar .fill", "f => f.style.width").endswith("%")
         page.goto(lab["url"] + "/filters?id=0:good")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from cnnlab.cli.options import add_checkpoint, add_data_dir, add_device, add_overwrite
 
@@ -90,8 +91,9 @@ def register(subparsers) -> None:
     _input_options(saliency, many=True)
     saliency.add_argument(
         "--method",
-        help="gradcam | integrated-gradients | saliency (default: gradcam, or "
-        "integrated-gradients for a model without conv layers)",
+        help="gradcam | integrated-gradients | saliency | gradient-x-input (default: gradcam, or "
+        "integrated-gradients for a model without conv layers); a map that shows nothing (an all-zero "
+        "Grad-CAM, as LeNet's often is) falls back to gradient-x-input with a note",
     )
     saliency.add_argument("--target", metavar="CLASS", help="also explain this class (index or name)")
     saliency.add_argument("--layer", metavar="NAME", help="Grad-CAM layer (default: the last conv layer)")
@@ -150,6 +152,10 @@ def run_features(args: argparse.Namespace) -> int:
     )
 
 
+def _note(message: str) -> None:
+    print(f"cnnlab: note: {message}", file=sys.stderr)
+
+
 @_overwriting
 def run_saliency(args: argparse.Namespace) -> int:
     # here: the command's work loads on use, so --help and argument errors stay fast
@@ -167,6 +173,7 @@ def run_saliency(args: argparse.Namespace) -> int:
             args.checkpoint,
             args.invert,
             args.data_dir,
+            log=_note,
         )
     )
 

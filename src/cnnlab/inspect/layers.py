@@ -60,7 +60,7 @@ def capture_outputs(
     def hook_for(name: str):
         def record(module, args, output) -> None:
             if name not in captured and isinstance(output, torch.Tensor):
-                captured[name] = output.detach()
+                captured[name] = output.detach().clone()  # an in-place ReLU after it must not change it
 
         return record
 

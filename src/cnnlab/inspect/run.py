@@ -7,7 +7,7 @@ unless given another folder.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -95,17 +95,20 @@ def inspect_saliency(
     which: str = "best",
     invert: bool = False,
     data_dir: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Attribution maps (captum) for the predicted class and optionally `target`: saliency-<method>-<input>.png.
 
-    `method`: gradcam | integrated-gradients | saliency; None is gradcam (integrated-gradients without conv layers).
+    `method`: gradcam | integrated-gradients | saliency | gradient-x-input; None is gradcam (integrated-gradients
+    without conv layers). A degenerate map (an all-zero Grad-CAM of LeNet) falls back to gradient x input: the
+    figure's title says so, and `log` hears why.
     """
 
     require_captum()  # before loading anything: the missing extra is the first thing to hear about
     check_method(method)
     trained = open_run(run, which)
     inputs = load_inputs(trained, indices, images, invert, data_dir)
-    return write_saliency(trained, inputs, output_dir(trained, out), method, target, layer)
+    return write_saliency(trained, inputs, output_dir(trained, out), method, target, layer, log)
 
 
 def inspect_mistakes(

@@ -9,11 +9,18 @@ draws it over the image. captum is an optional extra, imported only here.
 - integrated-gradients: IntegratedGradients from a black image (the run's preprocessing
   of all-zero pixels), summed over colour channels; signed.
 - saliency: |d output / d input| (Saliency), max over colour channels.
+- gradient-x-input: input times d output / d input (InputXGradient), summed over colour channels; signed.
+
+Grad-CAM can be degenerate: in a sigmoid net with average pooling such as LeNet the gradient-weighted sum
+of the last conv layer's maps is often negative everywhere, so its ReLU leaves nothing; a layer whose map is
+1x1 at this input size gives a constant. `attribute_checked` detects such a map (all zero, constant or not
+finite), says why, and falls back to gradient x input (then plain saliency), which are not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +35,16 @@ from cnnlab.inspect.grid import save_figure
 from cnnlab.inspect.inputs import is_permuted, model_view, to_unpermuted, unpermuted_view
 from cnnlab.inspect.layers import capture_outputs, conv_layers, get_layer, last_conv_layer
 
-METHODS = ("gradcam", "integrated-gradients", "saliency")
-SIGNED = {"integrated-gradients"}  # methods whose maps have both signs
+METHODS = ("gradcam", "integrated-gradients", "saliency", "gradient-x-input")
+SIGNED = {"integrated-gradients", "gradient-x-input"}  # methods whose maps have both signs
+LABELS = {
+    "gradcam": "Grad-CAM",
+    "integrated-gradients": "integrated gradients",
+    "saliency": "saliency |gradient|",
+    "gradient-x-input": "gradient × input",
+}
+# What a degenerate map falls back to: methods that attribute to the input pixels themselves.
+FALLBACK = {"gradcam": "gradient-x-input", "integrated-gradients": "gradient-x-input", "gradient-x-input": "saliency"}
 IG_STEPS = 32  # integration steps: plenty for maps that are only looked at
 IG_BATCH = 16  # images per forward pass (at least the inputs): bounds memory on 224x224 models
 
@@ -113,6 +128,8 @@ def attribute(
             maps = attr.LayerAttribution.interpolate(maps, tuple(x.shape[-2:]), "bilinear")[:, 0]
         elif method == "saliency":
             maps = attr.Saliency(model).attribute(x, target=target, abs=True).amax(1)
+        elif method == "gradient-x-input":
+            maps = attr.InputXGradient(model).attribute(x, target=target).sum(1)
         else:
             baseline = torch.zeros_like(x) if baseline is None else baseline.expand_as(x)
             maps = (
@@ -129,6 +146,81 @@ def attribute(
     finally:
         model.train(was_training)
     return maps.detach().float()
+
+
+def degenerate(maps: torch.Tensor) -> str | None:
+    """Why attribution maps (N, H, W) show nothing (any one all zero, constant or not finite), or None."""
+    for one in maps.detach().float():
+        if not torch.isfinite(one).all():
+            return "not finite (NaN or infinity)"
+        low, high = float(one.min()), float(one.max())
+        peak = max(abs(low), abs(high))
+        if peak == 0.0:
+            return "all zero"
+        if high - low <= 1e-6 * peak:
+            return "constant over the image"
+    return None
+
+
+def _why(method: str, problem: str, layer: str | None) -> str:
+    where = f" at {layer}" if layer else ""
+    if method != "gradcam":
+        return f"{LABELS[method]} is {problem} for this input"
+    if problem == "all zero":
+        return (
+            f"Grad-CAM{where} is all zero for this input: the gradient-weighted sum of the layer's maps is negative "
+            "everywhere and Grad-CAM keeps only its positive part (typical of sigmoid nets with average pooling "
+            "such as LeNet)"
+        )
+    if problem == "constant over the image":
+        return f"Grad-CAM{where} is constant over the image: the layer's map is too small (or flat) to locate anything"
+    return f"Grad-CAM{where} is {problem} for this input"
+
+
+@dataclass
+class Attribution:
+    maps: torch.Tensor  # (N, S, S)
+    method: str  # the method whose maps these are
+    requested: str  # the method asked for
+    layer: str | None  # Grad-CAM's layer when Grad-CAM gave the maps
+    reason: str | None  # why the requested method was not used; None when it was
+
+    @property
+    def signed(self) -> bool:
+        return self.method in SIGNED
+
+    @property
+    def note(self) -> str | None:
+        """One line for a reader: why, and what is shown instead."""
+        if self.reason is None or self.method == self.requested:
+            return self.reason
+        return f"{self.reason}; showing {LABELS[self.method]} ({self.method}) instead"
+
+
+def attribute_checked(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: int | torch.Tensor,
+    method: str | None = "gradcam",
+    layer: str | None = None,
+    baseline: torch.Tensor | None = None,
+    model_name: str | None = None,
+) -> Attribution:
+    """`attribute`, falling back while the maps are degenerate (`degenerate`): Grad-CAM and integrated gradients
+    to gradient x input, that to plain saliency. The reason names the first method that failed."""
+    requested = check_method(method, model)
+    current, reason = requested, None
+    if current == "gradcam":
+        layer = gradcam_layer(model, x, layer, model_name)
+    while True:
+        maps = attribute(model, x, target, current, layer if current == "gradcam" else None, baseline, model_name)
+        problem = degenerate(maps)
+        if problem is None or current not in FALLBACK:
+            if problem is not None and reason is None:
+                reason = _why(current, problem, None)  # nothing left to fall back to: said, and shown as it is
+            return Attribution(maps, current, requested, layer if current == "gradcam" else None, reason)
+        reason = reason or _why(current, problem, layer if current == "gradcam" else None)
+        current = FALLBACK[current]
 
 
 # ---- figures --------------------------------------------------------------------------
@@ -189,6 +281,11 @@ def saliency_figure(rows: list[dict], method: str, title: str) -> Figure:
     return fig
 
 
+def _short(reason: str | None) -> str:
+    """The first clause of a reason, for a figure title."""
+    return (reason or "").split(":")[0]
+
+
 def write_saliency(
     trained,
     inputs,
@@ -196,10 +293,13 @@ def write_saliency(
     method: str | None = None,
     target: str | int | None = None,
     layer: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """saliency-<method>-<input>.png per input: maps for the predicted class and, if given, `target`.
 
-    `method` None: gradcam, or integrated-gradients for a model without conv layers (an MLP).
+    `method` None: gradcam, or integrated-gradients for a model without conv layers (an MLP). Where the
+    maps are degenerate (`attribute_checked`) the figure shows the fallback, its title names the method
+    used and why, and `log` hears one line per input.
     """
 
     require_captum()
@@ -223,9 +323,12 @@ def write_saliency(
     for i, (name, tag) in enumerate(zip(inputs.names, inputs.tags)):
         predicted = int(probs[i].argmax())
         wanted = [predicted] + ([target_index] if target_index is not None and target_index != predicted else [])
-        maps = attribute(
+        result = attribute_checked(
             model, x[i : i + 1].repeat(len(wanted), 1, 1, 1), torch.tensor(wanted), method, layer, baseline, model_name
         )
+        maps, used = result.maps, result.method
+        if result.note and log is not None:
+            log(f"{name}: {result.note}")
         rows = []
         for k, cls in enumerate(wanted):
             kind = "predicted" if cls == predicted else "target"
@@ -235,7 +338,8 @@ def write_saliency(
                 row["unpermuted_map"] = to_unpermuted(trained, maps[k][None, None])[0, 0]
             rows.append(row)
         truth = "" if inputs.labels is None else f", true {classes[int(inputs.labels[i])]}"
-        where = f" at {layer}" if method == "gradcam" else ""
-        title = f"{model_name} on {name}: {method}{where}{truth}"
-        paths.append(save_figure(saliency_figure(rows, method, title), Path(out_dir) / f"saliency-{method}-{tag}.png"))
+        where = f" at {result.layer}" if used == "gradcam" else ""
+        fell_back = f" ({LABELS[method]} fell back: {_short(result.reason)})" if used != method else ""
+        title = f"{model_name} on {name}: {used}{where}{fell_back}{truth}"
+        paths.append(save_figure(saliency_figure(rows, used, title), Path(out_dir) / f"saliency-{method}-{tag}.png"))
     return paths

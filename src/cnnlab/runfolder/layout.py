@@ -2,7 +2,9 @@
 
 RUN/config.json      {"config": the resolved TrainConfig, and provenance: versions, device, command}
 RUN/metrics.csv      a row per epoch (METRIC_COLUMNS, then VAL_COLUMNS with a validation split)
-RUN/steps.csv        a row every ~10% of an epoch, for live curves (STEP_COLUMNS)
+RUN/steps.csv        a row every ~10% of an epoch, for live curves (STEP_COLUMNS): the mean loss and accuracy
+                     of the `images` since the previous row (older runs: the running mean since the epoch's
+                     start, and no `images` column; the lab converts them)
 RUN/summary.json     written once, at the end ("status": "complete")
 RUN/checkpoints/     last.pt, best.pt, epoch-NNN.pt (runfolder/checkpoint.py)
 RUN/.lock            held (flock, exclusive) by the training for its whole life
@@ -31,7 +33,8 @@ METRIC_COLUMNS = [
     "images_per_s",
 ]
 VAL_COLUMNS = ["val_loss", "val_acc"]  # after the others, only in runs with a validation split
-STEP_COLUMNS = ["epoch", "step", "loss", "accuracy", "lr", "images_per_s", "elapsed"]
+# loss and accuracy: means over the `images` since the previous row (older runs: since the epoch's start, no `images`)
+STEP_COLUMNS = ["epoch", "step", "loss", "accuracy", "lr", "images_per_s", "elapsed", "images"]
 LOCK_FILE = ".lock"
 # What a finished, interrupted or crashed run leaves in its folder: any of these means "a run is here".
 RUN_FILES = ("config.json", "metrics.csv", "steps.csv", "summary.json", "checkpoints")

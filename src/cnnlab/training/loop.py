@@ -42,12 +42,12 @@ from cnnlab.distributed import (
     shutdown,
 )
 from cnnlab.errors import CnnlabError
-from cnnlab.models import check_input_size, count_macs, create_model
+from cnnlab.models import count_macs, create_model
 from cnnlab.runfolder import checkpoint as ckpt
 from cnnlab.runfolder.config import TrainConfig
 from cnnlab.runfolder.own import display_name, is_own_data, load_own_data, model_source_name, reopen_model_code
 from cnnlab.runfolder.preprocess import build_transform
-from cnnlab.runfolder.resolve import resolve_config
+from cnnlab.runfolder.resolve import check_model_fits, resolve_config
 from cnnlab.runs.evaluate import EvalResult, evaluate, tta_kind
 from cnnlab.training.optim import build_optimizer, build_scheduler, initialize_weights
 from cnnlab.training.own import check_same_data, is_main_process, model_name_of, model_source, own_code_and_data
@@ -216,13 +216,7 @@ def _requested_config(
         data = load_own_data(config, progress=config.progress and is_main_process())
         config = config.replace(data_origin=data.origin)
     spec = data.spec if data is not None else get_spec(config.dataset)
-    check_input_size(
-        config.model,
-        config.resize or spec.image_size,
-        in_channels=spec.channels,
-        num_classes=len(spec.classes),
-        options=config.model_options,
-    )
+    check_model_fits(config, spec)
     check_memory(config, spec)
     if config.tensorboard:
         from cnnlab.training.tensorboard import require_tensorboard  # here: only runs that log pay for it
@@ -378,7 +372,10 @@ def _set_up(config: TrainConfig, checkpoint, spec, data, device, dist_info: Dist
 
 class _EpochMeter:
     """An epoch's running loss and accuracy, summed on the device (no host sync per step), and its live reports:
-    a steps.csv row and the progress line every ~10% of the epoch. A resumed epoch starts from its saved sums."""
+    a steps.csv row and the progress line every ~10% of the epoch. A resumed epoch starts from its saved sums.
+
+    A steps.csv row holds the mean loss and accuracy of the steps since the previous row (its `images`), so a
+    curve of them neither lags nor drops at an epoch boundary; the progress line shows the epoch's running mean."""
 
     def __init__(self, run: _Run, epoch: int, saved: dict[str, Any] | None, start_step: int):
         device = run.train.device
@@ -391,6 +388,9 @@ class _EpochMeter:
             self.correct += saved["correct"]
             self.seen, self.seconds_before = int(saved["seen"]), saved["seconds"]
         self.seen_before = self.seen
+        # The sums as of the last steps.csv row, on the host (a resumed epoch's rows start again from the resume).
+        self.row_loss_sum = float(saved["loss_sum"]) if saved else 0.0
+        self.row_correct, self.row_seen = float(saved["correct"]) if saved else 0.0, self.seen
         self.progress = Progress(run.config.progress and run.writer.enabled, len(run.train))
         self.progress.start_epoch(epoch, run.config.epochs, start_step)
         self.clock = StepClock(len(run.train))
@@ -405,14 +405,19 @@ class _EpochMeter:
         run = self.run
         if run.writer.enabled and self.clock.due(step):  # one host read of the running sums every ~10% of the epoch
             now = time.perf_counter()
+            loss_sum, correct = torch.stack([self.loss_sum, self.correct.double()]).tolist()
+            images = self.seen - self.row_seen
             live = {
-                "epoch": self.epoch + 1, "step": step + 1, "loss": float(self.loss_sum) / max(self.seen, 1),
-                "accuracy": int(self.correct) / max(self.seen, 1), "lr": run.state.scheduler.get_last_lr()[0],
+                "epoch": self.epoch + 1, "step": step + 1,
+                "loss": (loss_sum - self.row_loss_sum) / max(images, 1),
+                "accuracy": (correct - self.row_correct) / max(images, 1), "lr": run.state.scheduler.get_last_lr()[0],
                 "images_per_s": (self.seen - self.seen_before) / max(now - self.start, 1e-9),
-                "elapsed": now - run.run_start,
+                "elapsed": now - run.run_start, "images": images,
             }  # fmt: skip
             run.writer.step_row(live)
-            self.progress.report(live, len(run.train))
+            self.row_loss_sum, self.row_correct, self.row_seen = loss_sum, correct, self.seen
+            running = {"loss": loss_sum / max(self.seen, 1), "accuracy": correct / max(self.seen, 1)}
+            self.progress.report({**live, **running}, len(run.train))
         self.progress.step()
 
     def close(self, step: int) -> tuple[dict[str, Any], float]:

@@ -30,6 +30,7 @@ from cnnlab.web.playground import (
     UPLOAD_TYPES,
     InputError,
     analyse_input,
+    explain_input,
     prepare_pixels,
 )
 from cnnlab.web.runs_index import RunEntry, RunsIndex, curves
@@ -292,6 +293,44 @@ def create_app(
         else:
             pixels, steps = prepare_pixels(body, served.trained, center, invert)
         return {**analyse_input(served, pixels, features, cam), "preprocessing": steps}
+
+    @app.post("/api/explain")
+    async def explain(
+        request: Request,
+        id: str,
+        layer: str = Query(..., min_length=1, max_length=200),
+        channel: int = Query(..., ge=0),
+        y: int = Query(..., ge=0),
+        x: int = Query(..., ge=0),
+        center: str = "auto",
+        invert: str = "auto",
+        index: int | None = Query(None, ge=0),
+    ):
+        """How one value of a feature map came about (`cnnlab.inspect.explain`), for the image /api/predict got:
+        the same body, query parameters, upload limits and queue as /api/predict."""
+        if center not in ("auto", "0", "1") or invert not in ("auto", "0", "1"):
+            raise HTTPException(400, "center and invert take auto, 0 or 1")
+        if _media_type(request) not in UPLOAD_TYPES:
+            raise InputError(f"send the image as {', '.join(UPLOAD_TYPES)}", 415)
+        declared = request.headers.get("content-length")
+        if declared and declared.isdecimal() and int(declared) > MAX_UPLOAD_BYTES:
+            raise InputError(f"upload too large: the limit is {MAX_UPLOAD_BYTES // 2**20} MB", 413)
+        with workers.slot():  # taken before the body is read, as for predict
+            body = await _read_upload(request) if index is None else b""
+            return await workers.run(_explain, id, body, center, invert, index, layer, channel, y, x)
+
+    def _explain(run_id, body, center, invert, test_index, layer, channel, y, x):
+        entry, served = served_of(run_id)
+        if test_index is not None:
+            results = analyses.get(entry.path, served)
+            if test_index >= len(results.labels):
+                raise HTTPException(
+                    400, f"index {test_index} is out of range: the test split has {len(results.labels)} images"
+                )
+            pixels = results.images[test_index : test_index + 1]
+        else:
+            pixels, _ = prepare_pixels(body, served.trained, center, invert)
+        return explain_input(served, pixels, layer, channel, y, x)
 
     @app.get("/files/{root_index}/{path:path}")
     @app.get("/files/{root_index}", include_in_schema=False)  # what a client makes of /files/0/../x

@@ -1,8 +1,10 @@
 """The playground's path from a drawing or an upload to what the model says and sees.
 
 decode -> grey (or RGB) -> invert dark-on-light pictures -> centre like MNIST (digits) or fit into the
-square (Fashion-MNIST, CIFAR) -> the run's own preprocessing -> model, with the conv layers' outputs and
-a Grad-CAM map on the side.
+square (Fashion-MNIST, CIFAR) -> the run's own preprocessing -> model, with the conv layers' (and residual and
+Inception blocks') outputs and an attribution map on the side: Grad-CAM, or gradient x input where Grad-CAM
+shows nothing (LeNet) or cannot apply (a model without conv layers), with the reason. `explain_input` answers
+"how did this value of this feature map come about" (`cnnlab.inspect.explain`).
 
 MNIST centring, as LeCun et al. built the dataset: the bounding box of the ink is scaled (aspect ratio
 kept) to fit 20x20, then placed in 28x28 so that its centre of mass sits at the centre. A digit drawn
@@ -18,9 +20,10 @@ import numpy as np
 import torch
 
 from cnnlab.extras import has_extra
-from cnnlab.inspect.features import feature_maps
+from cnnlab.inspect.explain import block_layers, explain_pixel
+from cnnlab.inspect.features import FeatureMaps, feature_maps
 from cnnlab.inspect.inputs import model_view
-from cnnlab.inspect.saliency import attribute
+from cnnlab.inspect.saliency import LABELS, attribute_checked
 from cnnlab.runs.predict import fit_images
 from cnnlab.web.encode import png_data_uri, quantized, unit_to_uint8
 
@@ -214,11 +217,83 @@ def top_classes(probabilities: torch.Tensor, classes: list[str], k: int = TOP_K)
     return [{"class": classes[int(i)], "index": int(i), "probability": float(p)} for p, i in zip(values, indices)]
 
 
+def _map_row(feature: FeatureMaps, block: bool = False, after: str | None = None) -> dict[str, Any]:
+    """A layer's maps for the page: at most MAX_CHANNELS_SHOWN channels (spread over all of them for a block,
+    so every Inception branch shows), on one scale: min..max, or -m..m (diverging colours) for signed values."""
+    count = feature.maps.shape[0]
+    if count <= MAX_CHANNELS_SHOWN or not block:
+        channels = list(range(min(count, MAX_CHANNELS_SHOWN)))
+    else:
+        channels = sorted({round(i * (count - 1) / (MAX_CHANNELS_SHOWN - 1)) for i in range(MAX_CHANNELS_SHOWN)})
+    low, high = float(feature.maps.min()), float(feature.maps.max())  # one scale per layer
+    signed = low < 0 < high
+    scale = (-max(-low, high), max(-low, high)) if signed else (low, high)
+    row = {
+        "layer": feature.layer,
+        "type": feature.module_type,
+        "shape": list(feature.shape),
+        "shown": len(channels),
+        "channels": channels,
+        "signed": signed,
+        "range": [low, high],
+        "maps": quantized(feature.maps[channels], *scale),
+    }
+    if block:
+        row["after"] = after
+    return row
+
+
+def _blocks(model, convs: list[str]) -> list[tuple[str, str | None]]:
+    """(block, the last conv layer inside it) for the residual and Inception blocks: where the page shows them."""
+    found = []
+    for block in block_layers(model):
+        inside = [c for c in convs if c.startswith(block + ".")]
+        found.append((block, inside[-1] if inside else None))
+    return found
+
+
+def _attribution(model, x: torch.Tensor, predicted: int, name: str, has_convs: bool) -> dict[str, Any]:
+    """The attribution map the page shows, which method made it and why that one."""
+    if not has_extra("inspect"):
+        why = 'needs captum: pip install "cnnlab[serve]"'
+        if not has_convs:
+            why = f"{name} has no conv layers, so Grad-CAM does not apply; gradient × input {why}"
+        return {"method": None, "label": None, "signed": False, "layer": None, "note": why, "map": None}
+    method = "gradcam" if has_convs else "gradient-x-input"
+    result = attribute_checked(model, x, predicted, method, model_name=name)
+    cam = result.maps[0]
+    if result.signed:
+        peak = float(cam.abs().max()) or 1.0
+        data = quantized(cam, -peak, peak)
+    else:
+        peak = float(cam.max())
+        data = quantized(cam, 0.0, peak if peak > 0 else 1.0)
+    note = result.note
+    if not has_convs:
+        note = (
+            f"Grad-CAM weighs the maps of a conv layer, and {name} has no conv layers (only Linear ones); "
+            f"shown instead: {LABELS[result.method]}, each pixel times how much it moves the class score"
+        )
+    elif result.method != "gradcam":
+        note = f"{note}: each pixel times how much it moves the class score"
+    return {
+        "method": result.method,
+        "label": LABELS[result.method],
+        "signed": result.signed,
+        "layer": result.layer,
+        "note": note,
+        "map": data,
+    }
+
+
 def analyse_input(served, pixels: torch.Tensor, with_features: bool = True, with_cam: bool = True) -> dict[str, Any]:
-    """Probabilities, the input as the model sees it, conv feature maps and Grad-CAM for one uint8 (1, C, S, S) image."""
+    """Probabilities, the input as the model sees it, conv (and block) feature maps and an attribution map for one
+    uint8 (1, C, S, S) image."""
     trained = served.trained
     model, name = trained.model, trained.config.model
-    layers = [path for path, _ in served.conv_layers] if with_features else []
+    convs = [path for path, _ in served.conv_layers]
+    blocks = _blocks(model, convs) if with_features else []
+    layers = (convs + [b for b, _ in blocks]) if with_features else []
     with served.lock:
         x = trained.transform()(pixels)
         if layers:
@@ -228,9 +303,7 @@ def analyse_input(served, pixels: torch.Tensor, with_features: bool = True, with
                 output, features = model(x), []
         probabilities = output.float().softmax(1)[0]
         predicted = int(probabilities.argmax())
-        cam = None
-        if with_cam and served.conv_layers and has_extra("inspect"):
-            cam = attribute(model, x, predicted, "gradcam", model_name=name)[0]
+        attribution = _attribution(model, x, predicted, name, bool(convs)) if with_cam else None
     view = model_view(trained, pixels)[0]
     result: dict[str, Any] = {
         "probabilities": [float(p) for p in probabilities],
@@ -238,23 +311,21 @@ def analyse_input(served, pixels: torch.Tensor, with_features: bool = True, with
         "predicted": predicted,
         "input": png_data_uri(unit_to_uint8(view)),
         "input_size": trained.input_size,
-        "features": [],
+        "features": [_map_row(f) for f in features[: len(convs)]],
+        "blocks": [_map_row(f, True, after) for f, (_, after) in zip(features[len(convs) :], blocks)],
+        "conv_layers": bool(convs),
         "gradcam": None,
+        "saliency": attribution,
         "captum": has_extra("inspect"),
     }
-    for feature in features:
-        maps = feature.maps[:MAX_CHANNELS_SHOWN]
-        low, high = float(feature.maps.min()), float(feature.maps.max())  # one scale per layer
-        result["features"].append(
-            {
-                "layer": feature.layer,
-                "type": feature.module_type,
-                "shape": list(feature.shape),
-                "shown": int(maps.shape[0]),
-                "maps": quantized(maps, low, high),
-            }
-        )
-    if cam is not None:
-        peak = float(cam.max())
-        result["gradcam"] = quantized(cam, 0.0, peak if peak > 0 else 1.0)
+    if attribution is not None and attribution["method"] == "gradcam":
+        result["gradcam"] = attribution["map"]
     return result
+
+
+def explain_input(served, pixels: torch.Tensor, layer: str, channel: int, y: int, x: int) -> dict[str, Any]:
+    """How `layer`'s output at (channel, y, x) came about for one uint8 (1, C, S, S) image (`explain_pixel`)."""
+    trained = served.trained
+    with served.lock:  # the model's hooks and train/eval switch are shared
+        inputs = trained.transform()(pixels)
+        return explain_pixel(trained.model, inputs, layer, channel, y, x, trained.config.model)

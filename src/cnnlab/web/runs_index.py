@@ -234,17 +234,63 @@ def steps_per_epoch(entry: RunEntry, steps: list[dict[str, float]]) -> float | N
     return math.ceil(size / batch) if batch and batch > 0 else None
 
 
+def per_interval(steps: list[dict[str, float]]) -> list[dict[str, float]]:
+    """steps.csv rows with the loss and accuracy of each logging interval (the steps since the previous row).
+
+    The trainer writes them so (a row has `images`, the count they average over). Rows of older runs hold the
+    running mean since the start of their epoch instead (no `images`): they are converted here, weighting by
+    the steps each mean covers, so an old run plots the same way and shows no cliff at each epoch boundary.
+    """
+    result = []
+    before: tuple[float, float, float | None, float | None] | None = None  # (epoch, step, loss, accuracy): old rows
+    for row in steps:
+        row = dict(row)
+        if "images" in row:
+            before = None
+        else:
+            epoch, step = row["epoch"], row["step"]
+            if before is None or before[0] != epoch or not before[1] < step:
+                before = (epoch, 0.0, None, None)  # the first row of an epoch is its own interval
+            earlier = before
+            before = (epoch, step, row.get("loss"), row.get("accuracy"))
+            for key, old in (("loss", earlier[2]), ("accuracy", earlier[3])):
+                value = row.get(key)
+                if value is None or earlier[1] == 0:
+                    continue
+                if old is None:
+                    row.pop(key)  # the running mean before is unknown: so is this interval's
+                    continue
+                interval = (value * step - old * earlier[1]) / (step - earlier[1])
+                row[key] = min(max(interval, 0.0), 1.0) if key == "accuracy" else max(interval, 0.0)
+        result.append(row)
+    return result
+
+
 def curves(entry: RunEntry) -> dict[str, Any]:
-    """Train and test series against (fractional) epochs: steps.csv when the trainer writes it, else metrics.csv."""
+    """Train (per logging interval), test and validation (per epoch) series against fractional epochs: the train
+    series from steps.csv when the trainer writes it, else metrics.csv; and the epoch table (metrics.csv)."""
     result: dict[str, Any] = {}
     try:
-        steps = read_steps(entry.path / "steps.csv")
+        steps = per_interval(read_steps(entry.path / "steps.csv"))
     except ValueError as err:  # refused (a link, a FIFO, too large): the epoch curves still show
         steps, result["steps_error"] = [], str(err)
+    history = [r for r in entry.history if _number(r.get("epoch"))]
     test = [
-        {"x": r["epoch"], "loss": r.get("test_loss"), "acc": r.get("test_acc")}
-        for r in entry.history
-        if r.get("test_acc") is not None
+        {"x": r["epoch"], "loss": _number(r.get("test_loss")), "acc": _number(r.get("test_acc"))}
+        for r in history
+        if _number(r.get("test_acc")) is not None
+    ]
+    val = [
+        {"x": r["epoch"], "loss": _number(r.get("val_loss")), "acc": _number(r.get("val_acc"))}
+        for r in history
+        if _number(r.get("val_acc")) is not None
+    ]
+    epochs = [
+        {
+            key: _number(r.get(key))
+            for key in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "val_loss", "val_acc", "lr")
+        }
+        for r in history
     ]
     if steps:
         per_epoch = steps_per_epoch(entry, steps) or max(r["step"] for r in steps) or 1
@@ -258,11 +304,20 @@ def curves(entry: RunEntry) -> dict[str, Any]:
             }
             for r in steps
         ]
-        source = "steps.csv"
+        source, per = "steps.csv", "interval"
     else:
         train = [
             {"x": r["epoch"], "loss": r.get("train_loss"), "acc": r.get("train_acc"), "lr": r.get("lr")}
-            for r in entry.history
+            for r in history
         ]
-        source = "metrics.csv"
-    return {"source": source, "train": train, "test": test, "points": len(train) + len(test), **result}
+        source, per = "metrics.csv", "epoch"
+    return {
+        "source": source,
+        "train_per": per,  # what one train point averages over: a logging interval, or a whole epoch
+        "train": train,
+        "test": test,
+        "val": val,
+        "epochs": epochs,
+        "points": len(train) + len(test) + len(val),
+        **result,
+    }

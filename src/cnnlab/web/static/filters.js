@@ -3,6 +3,19 @@
 
 const runId = param("id");
 
+function scaleLegend() {
+  // The tiles' colour scale: every filter is divided by its largest |weight|, so -1..1 for all of them.
+  const bar = el("canvas", { width: 96, height: 1, "aria-hidden": "true" });
+  const c = bar.getContext("2d"), img = c.createImageData(96, 1);
+  for (let i = 0; i < 96; i++) {
+    const k = Math.round((i / 95) * 255);
+    img.data.set([RDBU[k * 3], RDBU[k * 3 + 1], RDBU[k * 3 + 2], 255], i * 4);
+  }
+  c.putImageData(img, 0, 0);
+  const text = "colour scale: -1 (the filter's most negative weight) to +1 (its largest), white is 0";
+  return el("span", { class: "legend", role: "img", "aria-label": text, title: text }, el("span", {}, "−1"), bar, el("span", {}, "+1"));
+}
+
 async function show(layer) {
   const where = document.getElementById("filters");
   try {
@@ -21,6 +34,8 @@ async function show(layer) {
       const tile = heatCanvas(bytes.subarray(i * size, (i + 1) * size), w, h, RDBU, { rgb: f.rgb });
       tile.className = "pixelated"; tile.style.width = `${w * scale}px`; tile.style.height = `${h * scale}px`;
       tile.title = f.matrix ? `filter ${Math.floor(i / f.cols)}, input channel ${i % f.cols}` : `filter ${i}`;
+      tile.setAttribute("role", "img");
+      tile.setAttribute("aria-label", tile.title);
       grid.append(tile);
     }
     where.replaceChildren(grid);
@@ -28,4 +43,5 @@ async function show(layer) {
 }
 
 header(runId);
+document.getElementById("filters-legend").replaceChildren(scaleLegend());
 show(null);
