@@ -355,3 +355,45 @@ def test_cli_serves_until_ctrl_c(lab):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_a_study_folder_has_its_page(lab, tmp_path):
+    """`cnnlab tune`'s folder: listed under the runs, its trials table linked to the trials' run pages, and only its
+    own image files offered as figures (no path out of it, no link, no other kind of file)."""
+    root = tmp_path / "served"
+    study = root / "study"
+    _copy_records(lab["run"], study / "runs" / "trial-0000")
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG")
+    (study / "search.png").write_bytes(buffer.getvalue())
+    (tmp_path / "outside.png").write_bytes(buffer.getvalue())
+    (study / "linked.png").symlink_to(tmp_path / "outside.png")
+    (study / "notes.html").write_text("<script>alert(1)</script>")
+    info = {
+        "kind": "tune",
+        "title": "Search over convnet on mnist-sample",
+        "status": "complete",
+        "runs": ["runs/trial-0000", "../elsewhere"],
+        "figures": ["search.png", "../outside.png", "linked.png", "notes.html", "/etc/passwd"],
+        "summary_table": {
+            "caption": "1 trial",
+            "headers": ["trial", "run", "val acc"],
+            "rows": [[0, "trial-0000", "91.00%"]],
+        },
+        "best": {"trial": 0, "run": "runs/trial-0000", "val_acc": 0.91, "params": {"lr": 0.05}, "test_acc": 0.9},
+    }
+    (study / "experiment.json").write_text(json.dumps(info))
+    client = _client([root])
+    listed = client.get("/api/experiments").json()["experiments"]
+    assert [(x["id"], x["kind"], x["runs"], x["best_val_acc"]) for x in listed] == [("0:study", "tune", 2, 0.91)]
+    page = client.get("/api/experiment", params={"id": "0:study"}).json()
+    assert page["rows"] == [[0, "trial-0000", "91.00%"]] and page["headers"] == ["trial", "run", "val acc"]
+    assert page["run_ids"] == {"trial-0000": "0:study/runs/trial-0000"}
+    assert client.get("/api/run", params={"id": page["run_ids"]["trial-0000"]}).status_code == 200
+    assert [f["name"] for f in page["figures"]] == ["search.png"]
+    assert client.get(page["figures"][0]["url"]).content == buffer.getvalue()
+    assert client.get("/api/experiment", params={"id": "0:nothing"}).status_code == 404
+    (study / "experiment.json").write_text('{"kind": "tune", "runs": [')  # half-written: a line, not a 500
+    listed = client.get("/api/experiments").json()["experiments"]
+    assert listed[0]["error"] and "experiment.json" in listed[0]["error"]
+    assert client.get("/experiment", params={"id": "0:study"}).status_code == 200

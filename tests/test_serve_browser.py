@@ -195,3 +195,41 @@ def test_live_curve_gains_a_point_without_reload(page, server, shots, tmp_path):
             process.terminate()  # seen what we came for; the trainer checkpoints and exits on SIGTERM
             process.wait(timeout=60)
     assert not page.errors
+
+
+def test_a_study_has_its_page_with_figures_and_trial_links(page, server, shots):
+    """A real `cnnlab tune` study under the root: linked from the runs page; its page shows the search's figures
+    (best over time, importances, parallel coordinates), and its trials table opens each trial's run page."""
+    pytest.importorskip("optuna")
+    from cnnlab.experiments.tune import run_tune
+
+    run_tune(
+        "mlp-tiny",
+        space=["lr=log:1e-3..0.3", "batch_size=32,64"],
+        trials=4,
+        out=server["root"] / "study",
+        dataset="mnist-sample",
+        epochs=1,
+        limit_train=400,
+        limit_test=200,
+        progress=False,
+        log=lambda line: None,
+    )
+    page.goto(server["url"] + "/")
+    page.wait_for_selector("#experiments a")
+    page.click("#experiments a")
+    page.wait_for_selector("#trials tbody tr")
+    assert page.locator("#trials tbody tr").count() == 4
+    page.wait_for_function(
+        "[...document.querySelectorAll('#figures img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    shown = {
+        page.locator("#figures figcaption").nth(i).inner_text()
+        for i in range(page.locator("#figures figcaption").count())
+    }
+    assert {"search.png", "parallel.png"} <= shown
+    shots(page, "study")
+    page.locator("#trials tbody a").first.click()
+    page.wait_for_selector("#facts dd")
+    assert "/run?id=" in page.url and "trial-000" in page.url
+    assert page.errors == []

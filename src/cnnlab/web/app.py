@@ -39,7 +39,13 @@ from cnnlab.web.security import LOOPBACK_HOSTS, Guard, HostPolicy
 from cnnlab.web.workers import Workers
 
 STATIC = Path(__file__).parent / "static"
-PAGES = {"/": "index.html", "/run": "run.html", "/playground": "playground.html", "/filters": "filters.html"}
+PAGES = {
+    "/": "index.html",
+    "/run": "run.html",
+    "/playground": "playground.html",
+    "/filters": "filters.html",
+    "/experiment": "experiment.html",
+}
 LINKED_DIRS = ("checkpoints", "export", "inspect")  # sub-folders whose files the run page links to
 CHUNK = 1 << 16
 
@@ -191,6 +197,17 @@ def create_app(
             "files": _links(entry),
             "curves": curves(entry),
         }
+
+    @app.get("/api/experiments")
+    def experiments():
+        return {"experiments": index.experiments()}
+
+    @app.get("/api/experiment")
+    def experiment(id: str):
+        found = index.experiment(id)
+        if found is None:
+            raise HTTPException(404, f"no experiment {id!r:.80} under the served folders")
+        return found
 
     @app.get("/api/curves")
     def run_curves(id: str):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.files import read_text
+from cnnlab.files import read_json, read_text
 from cnnlab.runfolder.layout import STEP_COLUMNS
 from cnnlab.runfolder.record import COMPLETE, NOT_A_RUN, read_run, run_state
 
@@ -146,6 +146,81 @@ def _row(entry: RunEntry) -> dict[str, Any]:
     }
 
 
+EXPERIMENT_FILE = "experiment.json"
+FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
+
+
+def _read_experiment(path: Path) -> tuple[dict[str, Any], str | None]:
+    """experiment.json as a dict, or ({}, why not): read as every run file is (no link, no FIFO, bounded)."""
+    try:
+        info = read_json(path / EXPERIMENT_FILE, within=path)
+    except (OSError, ValueError, CnnlabError) as err:
+        return {}, _reason(err, path / EXPERIMENT_FILE)
+    return (info, None) if isinstance(info, dict) else ({}, "experiment.json is not a JSON object")
+
+
+def experiment_row(experiment_id: str, root: Path, path: Path) -> dict[str, Any]:
+    info, error = _read_experiment(path)
+    best = info.get("best") if isinstance(info.get("best"), dict) else {}
+    runs = info.get("runs") if isinstance(info.get("runs"), list) else []
+    rel = path.relative_to(root).as_posix()
+    return {
+        "id": experiment_id,
+        "name": rel if rel != "." else path.name,
+        "title": str(info.get("title") or path.name),
+        "kind": str(info.get("kind") or "experiment"),
+        "status": str(info.get("status") or "?"),
+        "runs": len(runs),
+        "best_val_acc": _number(best.get("val_acc")),
+        "error": error,
+    }
+
+
+def experiment_detail(experiment_id: str, root: Path, path: Path) -> dict[str, Any]:
+    """The page of a study (or sweep): the caption and trials table experiment.json holds, each trial's run id (so
+    the page links it), the best trial, the settings, and the figures the experiment lists that are image files
+    inside its own folder (served by /files/, which checks them again)."""
+    info, error = _read_experiment(path)
+    root_index = experiment_id.split(":", 1)[0]
+    table = info.get("summary_table") if isinstance(info.get("summary_table"), dict) else {}
+    headers = [str(h) for h in table.get("headers", [])] if isinstance(table.get("headers"), list) else []
+    rows = [[_cell(v) for v in row] for row in table.get("rows", []) if isinstance(row, list)][:5000]
+    runs = [r for r in info.get("runs", []) if isinstance(r, str)] if isinstance(info.get("runs"), list) else []
+    run_ids = {}
+    for run in runs:
+        folder = (path / run).resolve()
+        if folder.is_relative_to(path.resolve()) and (folder / "config.json").is_file():
+            run_ids[Path(run).name] = f"{root_index}:{folder.relative_to(root.resolve()).as_posix()}"
+    figures = []
+    listed = info.get("figures") if isinstance(info.get("figures"), list) else []
+    for name in listed[:50]:
+        figure = path / str(name)
+        if (
+            str(name).lower().endswith(FIGURE_SUFFIXES)
+            and not Path(str(name)).is_absolute()
+            and ".." not in Path(str(name)).parts
+            and figure.is_file()
+            and not figure.is_symlink()
+        ):
+            figures.append({"name": str(name), "url": f"/files/{root_index}/{figure.relative_to(root).as_posix()}"})
+    settings = {k: info[k] for k in ("models", "dataset", "options", "settings", "common", "storage") if k in info}
+    return {
+        **experiment_row(experiment_id, root, path),
+        "caption": str(table.get("caption") or ""),
+        "headers": headers,
+        "rows": rows,
+        "run_ids": run_ids,
+        "best": info.get("best") if isinstance(info.get("best"), dict) else None,
+        "settings": settings,
+        "figures": figures,
+        "error": error,
+    }
+
+
+def _cell(value: Any) -> Any:
+    return value if isinstance(value, (int, float, str)) and not isinstance(value, bool) else str(value)
+
+
 class RunsIndex:
     """The run folders under `roots`, re-scanned on every listing; each folder re-read only when its files change."""
 
@@ -154,17 +229,32 @@ class RunsIndex:
         self._entries: dict[str, RunEntry] = {}
         self._lock = threading.Lock()
         self.missing_roots: list[str] = []
+        self._experiments: list[tuple[str, Path, Path]] = []  # (id, root, folder) of folders with experiment.json
 
     def _discover(self) -> list[tuple[str, Path, Path]]:
-        found, self.missing_roots = [], [str(r) for r in self.roots if not r.is_dir()]
+        found, experiments, self.missing_roots = [], [], [str(r) for r in self.roots if not r.is_dir()]
         for index, root in enumerate(self.roots):
             # followlinks=False: a symlinked folder could lead out of the root; its runs are not served.
             for folder, dirs, files in os.walk(root, followlinks=False):
                 dirs[:] = sorted(d for d in dirs if d not in PRUNED_DIRS and not d.startswith("."))
+                path = Path(folder)
                 if "config.json" in files:
-                    path = Path(folder)
                     found.append((f"{index}:{path.relative_to(root).as_posix()}", root, path))
+                if EXPERIMENT_FILE in files:
+                    experiments.append((f"{index}:{path.relative_to(root).as_posix()}", root, path))
+        self._experiments = experiments
         return found
+
+    def experiments(self) -> list[dict[str, Any]]:
+        """The studies, sweeps and experiments under the roots, a line each (their runs are rows of `listing`)."""
+        self.entries()
+        return [experiment_row(*found) for found in self._experiments]
+
+    def experiment(self, experiment_id: str) -> dict[str, Any] | None:
+        """One experiment folder's experiment.json, its trials table with links to the runs, and its figures."""
+        self.entries()
+        found = next((f for f in self._experiments if f[0] == experiment_id), None)
+        return None if found is None else experiment_detail(*found)
 
     def entries(self) -> list[RunEntry]:
         result = []

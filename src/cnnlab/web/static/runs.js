@@ -117,3 +117,18 @@ header(null);
 document.getElementById("compare").addEventListener("click", overlay);
 load();
 setInterval(() => { if (!document.hidden) load(); }, 5000);  // new runs and status changes, without a reload
+
+// The studies (`cnnlab tune`) and sweeps under the roots, each a link to its page (its runs are rows below).
+async function listExperiments() {
+  try {
+    const { experiments } = await api("/api/experiments");
+    document.getElementById("experiments-section").hidden = experiments.length === 0;
+    document.getElementById("experiments").replaceChildren(...experiments.map((x) => el("li", {},
+      el("a", { href: runUrl("/experiment", x.id) }, x.title), ` — ${x.kind}, ${x.status}, ${x.runs} run(s)`,
+      x.best_val_acc !== null ? `, best validation accuracy ${fmt.pct(x.best_val_acc)}` : "",
+      x.error ? el("span", { class: "error" }, ` (unreadable: ${x.error})`) : null)));
+  } catch (err) {
+    /* the runs table below says what is wrong with the lab */
+  }
+}
+listExperiments();
