@@ -37,6 +37,7 @@ import json
 import multiprocessing
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -124,7 +125,7 @@ while True:
                     peak_anon = max(peak_anon, int(line.split()[1]) * 1024)
         if opts["watch"] and not mapped and polls % 4 == 0:
             with open(f"/proc/{proc.pid}/maps") as f:
-                mapped = any(opts["watch"] in line for line in f)
+                mapped = any(opts["watch"] in line and line.rstrip().endswith(".bin") for line in f)
     except OSError:
         pass
     polls += 1
@@ -144,7 +145,8 @@ def measure(command: list[str], env: dict | None = None, log: Path | None = None
             timeout: float = 3600) -> dict:  # fmt: skip
     """Run `command` (under a small probe process); its wall time, exit code, peak RSS (wait4's ru_maxrss: the
     largest of it and its waited descendants), peak RSS and anonymous RSS of the process itself (polled every
-    50 ms), and whether a file whose path contains `watch` was ever mapped into it (polled in /proc/PID/maps)."""
+    50 ms), and whether a .bin file whose path contains `watch` (a cache file, not an import's temp file) was ever
+    mapped into it (polled in /proc/PID/maps every 200 ms)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as result:
         opts = {"log": str(log) if log else None, "env": dict(env if env is not None else os.environ),
                 "cwd": str(REPO), "watch": watch, "timeout": timeout, "result": result.name}  # fmt: skip
@@ -181,8 +183,17 @@ def cnnlab_command(*args: str) -> list[str]:
 # ------------------------------------------------------------------------------------------------ workers
 
 
+def memory_status() -> dict:
+    """This process's VmHWM (peak RSS so far), VmRSS and its parts, in bytes (/proc/self/status)."""
+    keys = ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem")
+    with open("/proc/self/status") as f:
+        return {k: int(v.split()[0]) * 1024 for k, v in (line.split(":", 1) for line in f) if k in keys}
+
+
 def worker_import(a: dict) -> None:
-    """Load (import, or hit the cache of) a folder in this fresh process; one JSON line."""
+    """Load (import, or hit the cache of) a folder in this fresh process; one JSON line, with the process's peak
+    RSS read before it exits (ru_maxrss also counts the interpreter's teardown, which with torch loaded touches
+    tens of MB more)."""
     from cnnlab.data.imported import ImportOptions, load_own
 
     start = time.perf_counter()
@@ -193,7 +204,7 @@ def worker_import(a: dict) -> None:
         mapped = any("/imported/" in line and line.rstrip().endswith(".bin") for line in f)
     print(json.dumps({"seconds_in": seconds, "shape": shape, "train": len(data.train_images),
                       "test": len(data.test_images), "mean": list(data.spec.mean), "std": list(data.spec.std),
-                      "mapped": mapped}), flush=True)  # fmt: skip
+                      "mapped": mapped, "memory": memory_status()}), flush=True)  # fmt: skip
 
 
 def worker_baseline(a: dict) -> None:
@@ -202,7 +213,7 @@ def worker_baseline(a: dict) -> None:
 
     import cnnlab.data.imported  # noqa: F401
 
-    print("{}", flush=True)
+    print(json.dumps({"memory": memory_status()}), flush=True)
 
 
 def worker_tutorial(a: dict) -> None:
@@ -220,10 +231,16 @@ def worker_tutorial(a: dict) -> None:
     torch.manual_seed(0)
     loader = torch.utils.data.DataLoader(train_set, batch_size=a["batch"], shuffle=True, num_workers=os.cpu_count())
     name = load_user_model(a["model"]) if is_custom(a["model"]) else a["model"]
-    model = create_model(name, a["channels"], len(train_set.classes))
+    model = create_model(name, a["channels"], len(train_set.classes), **a["options"])
     optimizer = torch.optim.SGD(model.parameters(), lr=a["lr"], momentum=a["momentum"])
     model.train()
     limit, warmup = a["steps"], 3
+    if a.get("data_only"):  # the loader alone: decode, transforms, collate, no model
+        start = time.perf_counter()
+        for _ in loader:
+            pass
+        print(json.dumps({"loader_seconds": time.perf_counter() - start}), flush=True)
+        return
     for epoch in range(1, a["epochs"] + 1):
         start = time.perf_counter()
         timed_from, done = None, 0
@@ -257,6 +274,7 @@ def worker_verify(a: dict) -> None:
 
     own = load_own(a["path"], ImportOptions(), progress=False)
     ref = load_dataset("mnist", a["mnist"], download=False)
+    n = {"train": a["train"], "test": a["test"]}  # the folder holds the first n of each split
 
     def digests(images, labels):
         by_class: dict[int, list[bytes]] = {}
@@ -266,7 +284,7 @@ def worker_verify(a: dict) -> None:
 
     same = {
         split: digests(getattr(own, f"{split}_images"), getattr(own, f"{split}_labels"))
-        == digests(getattr(ref, f"{split}_images"), getattr(ref, f"{split}_labels"))
+        == digests(getattr(ref, f"{split}_images")[: n[split]], getattr(ref, f"{split}_labels")[: n[split]])
         for split in ("train", "test")
     }
     print(json.dumps({"same_pixels": same, "own_mean_std": [own.spec.mean, own.spec.std],
@@ -388,74 +406,104 @@ def section_import(args, work: Path, sets: dict) -> dict:
             n = cold["shape"][0]
             print(f"import {name} rep {rep}: {n:,} images in {cold['seconds']:.2f} s of process "
                   f"({cold['seconds_in']:.2f} s in load_own: {n / cold['seconds_in']:,.0f} images/s), peak RSS "
-                  f"{mb(cold['maxrss'])} MiB; cache hit {warm['seconds_in']:.3f} s", flush=True)  # fmt: skip
+                  f"{mb(cold['memory']['VmHWM'])} MiB (ru_maxrss {mb(cold['maxrss'])} MiB); cache hit "
+                  f"{warm['seconds_in']:.3f} s", flush=True)  # fmt: skip
         log = logs / f"baseline-{rep}.log"
-        base.append(checked(measure(worker_command("baseline"), None, log), log, "baseline")["maxrss"])
-        print(f"baseline (import torch + cnnlab) peak RSS {mb(base[-1])} MiB", flush=True)
-    return {"rows": rows, "baseline": base}
+        floor = checked(measure(worker_command("baseline"), None, log), log, "baseline")
+        floor.update(last_json(log))
+        base.append(floor)
+        print(f"floor (import torch + cnnlab): peak RSS {mb(floor['memory']['VmHWM'])} MiB (ru_maxrss "
+              f"{mb(floor['maxrss'])} MiB)", flush=True)  # fmt: skip
+    return {"rows": rows, "floor": base}
 
 
-def train_cases(args, sets: dict) -> list[dict]:
-    cases = [
-        {"model": "mlp-tiny", "set": "mnist-png", "goal": 10, "extra": []},
-        {"model": "convnet", "set": "mnist-png", "goal": 5, "extra": []},
-        {"model": TINYNET, "set": "rgb224", "goal": 3, "extra": ["--eval-batch-size", str(args.batch_size)]},
-    ]
-    return [c for c in cases if not args.models or c["model"] in args.models]
+# tag -> (model, data set, model options, goal for the per-epoch ratio tutorial / cnnlab)
+CASES = {
+    "mlp-tiny": ("mlp-tiny", "mnist-png", {}, 10),
+    "convnet": ("convnet", "mnist-png", {}, 5),
+    "tinynet4": (TINYNET, "rgb224", {"width": 4}, 3),
+    "tinynet16": (TINYNET, "rgb224", {}, 3),
+}
+DEFAULT_CASES = ["mlp-tiny", "convnet", "tinynet4"]
 
 
-def section_train(args, work: Path, sets: dict) -> dict:
+def cnnlab_epochs(out: Path) -> list[float]:
+    """The per-epoch training seconds of a run: metrics.csv's epoch_seconds column."""
+    lines = (out / "metrics.csv").read_text().splitlines()
+    column = lines[0].split(",").index("epoch_seconds")
+    return [float(line.split(",")[column]) for line in lines[1:]]
+
+
+def section_train(args, work: Path, sets: dict, previous: dict | None = None) -> dict:
+    """Per case: (a) the tutorial loop, (b) cnnlab as a user runs it (it picks its threads from the idle cores),
+    (c) cnnlab with OMP_NUM_THREADS = the cores (the tutorial's thread count), in turn, `reps` times."""
     cache = work / "xdg-cache"  # the import cache of sections train, mmap and accuracy: warm before timing
     logs, runs = work / "logs", work / "runs"
     logs.mkdir(exist_ok=True)
     runs.mkdir(exist_ok=True)
-    results = []
-    for case in train_cases(args, sets):
-        info = sets[case["set"]]
-        folder, model = info["folder"], case["model"]
-        tag = model.split(":")[-1]
+    done = {c["tag"]: c for c in (previous or {}).get("cases", [])}  # cases of an earlier run not rerun now
+    for tag in args.models:
+        model, set_name, options, goal = CASES[tag]
+        info = sets[set_name]
+        folder = info["folder"]
+        extra = ["--model-options", json.dumps(options)] if options else []
+        if set_name != "mnist-png":  # the default 500 at 224x224x3 holds GBs of activations
+            extra += ["--eval-batch-size", str(args.batch_size)]
+        started, load_start = time.strftime("%Y-%m-%d %H:%M"), load1()
         # Warm the cache: the import (timed, reported apart), then a tiny run (fonts, page cache, first use).
         log = logs / f"train-import-{tag}.log"
         imp = checked(measure(worker_command("import", path=folder), env_with(cache), log), log, "import")
         imp.update(last_json(log))
         log = logs / f"train-warmup-{tag}.log"
         warm = cnnlab_command("train", model, "--dataset", folder, "--epochs", "1", "--limit-train", "256",
-                              "--limit-test", "256", "--recipe", "none", "--no-progress", "--out", str(runs / "warm"))
-        checked(measure(warm, env_with(cache), log), log, "warm-up run")  # fmt: skip
+                              "--limit-test", "256", "--recipe", "none", "--no-progress", *extra,
+                              "--out", str(runs / "warm"))  # fmt: skip
+        checked(measure(warm, env_with(cache), log), log, "warm-up run")
         shutil.rmtree(runs / "warm", ignore_errors=True)
-        mean, std = imp["mean"], imp["std"]
-        tut_args = {"folder": folder, "model": model, "channels": info["channels"], "mean": mean, "std": std,
-                    "batch": args.batch_size, "epochs": args.epochs, "lr": 0.05, "momentum": 0.9,
-                    "steps": args.tutorial_steps if case["set"] == "mnist-png" else args.tutorial_steps_rgb}  # fmt: skip
+        steps = args.tutorial_steps if set_name == "mnist-png" else args.tutorial_steps_rgb
+        tut_args = {"folder": folder, "model": model, "channels": info["channels"], "mean": imp["mean"],
+                    "std": imp["std"], "batch": args.batch_size, "epochs": args.epochs, "lr": 0.05,
+                    "momentum": args.momentum, "options": options, "steps": steps}  # fmt: skip
         cnn_args = ["train", model, "--dataset", folder, "--epochs", str(args.epochs), "--batch-size",
-                    str(args.batch_size), "--recipe", "none", "--optimizer", "sgd", "--lr", "0.05", "--precision",
-                    "fp32", "--no-progress", *case["extra"]]  # fmt: skip
-        pairs = []
+                    str(args.batch_size), "--recipe", "none", "--optimizer", "sgd", "--lr", "0.05", "--momentum",
+                    str(args.momentum), "--precision", "fp32", "--no-progress", *extra]  # fmt: skip
+        reps = []
         for rep in range(args.reps):
             load = load1()
             log = logs / f"train-tutorial-{tag}-{rep}.log"
             a = checked(measure(worker_command("tutorial", **tut_args), None, log), log, "tutorial loop")
             rows = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-            a["epochs"] = rows
-            a["epoch_seconds"] = statistics.median(r["epoch_seconds"] for r in rows)
-            out = runs / f"{tag}-{rep}"
-            shutil.rmtree(out, ignore_errors=True)
-            log = logs / f"train-cnnlab-{tag}-{rep}.log"
-            b = checked(measure(cnnlab_command(*cnn_args, "--out", str(out)), env_with(cache), log), log, "cnnlab")
-            b["epoch_list"] = [float(line.split(",")[7]) for line in (out / "metrics.csv").read_text().splitlines()[1:]]
-            header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
-            assert header[7] == "epoch_seconds", header
-            b["epoch_seconds"] = statistics.median(b["epoch_list"])
-            summary = json.loads((out / "summary.json").read_text())
-            b["test_acc"] = summary["final_test_acc"]
-            shutil.rmtree(out, ignore_errors=True)
-            pairs.append({"a": a, "b": b, "load": load, "ratio": a["epoch_seconds"] / b["epoch_seconds"]})
-            print(f"train {tag} on {case['set']} rep {rep}: tutorial {a['epoch_seconds']:.2f} s/epoch"
-                  f"{' (extrapolated)' if rows[0]['extrapolated'] else ''}, cnnlab {b['epoch_seconds']:.2f} s/epoch "
-                  f"(wall {b['seconds']:.1f} s), ratio {pairs[-1]['ratio']:.1f}x, load {load:.2f}", flush=True)
-        results.append({**case, "import": imp, "pairs": pairs, "tutorial_args": tut_args,
-                        "cnnlab_args": cnn_args})  # fmt: skip
-    return {"cases": results}
+            a.update(epochs=rows, epoch_seconds=statistics.median(r["epoch_seconds"] for r in rows))
+            row = {"a": a, "load": load}
+            log = logs / f"train-loader-{tag}-{rep}.log"
+            checked(measure(worker_command("tutorial", **tut_args, data_only=True), None, log), log, "loader")
+            row["loader_seconds"] = last_json(log)["loader_seconds"]
+            for side, env in (("b", env_with(cache)), ("c", {**env_with(cache), "OMP_NUM_THREADS": str(CPUS)})):
+                out = runs / f"{tag}-{side}-{rep}"
+                shutil.rmtree(out, ignore_errors=True)
+                log = logs / f"train-cnnlab-{tag}-{side}-{rep}.log"
+                r = checked(measure(cnnlab_command(*cnn_args, "--out", str(out)), env, log), log, "cnnlab")
+                r["epoch_list"] = cnnlab_epochs(out)
+                r["epoch_seconds"] = statistics.median(r["epoch_list"])
+                r["test_acc"] = json.loads((out / "summary.json").read_text())["final_test_acc"]
+                shutil.rmtree(out, ignore_errors=True)
+                row[side] = r
+            row["ratio"] = a["epoch_seconds"] / row["b"]["epoch_seconds"]
+            row["ratio_c"] = a["epoch_seconds"] / row["c"]["epoch_seconds"]
+            reps.append(row)
+            print(
+                f"train {tag} on {set_name} rep {rep}: tutorial {a['epoch_seconds']:.2f} s/epoch"
+                f"{' (extrapolated)' if rows[0]['extrapolated'] else ''}, cnnlab {row['b']['epoch_seconds']:.2f} "
+                f"s/epoch (wall {row['b']['seconds']:.1f} s), with {CPUS} threads {row['c']['epoch_seconds']:.2f} "
+                f"s/epoch; ratio {row['ratio']:.1f}x, {row['ratio_c']:.1f}x; the tutorial's loader alone "
+                f"{row['loader_seconds']:.2f} s/epoch; load {load:.2f}",
+                flush=True,
+            )
+        done[tag] = {"tag": tag, "model": model, "set": set_name, "options": options, "goal": goal, "extra": extra,
+                     "import": imp, "reps": reps, "tutorial_args": tut_args, "cnnlab_args": cnn_args,
+                     "when": started, "load": f"{load_start:.2f} -> {load1():.2f}"}  # fmt: skip
+    order = list(CASES)
+    return {"cases": sorted(done.values(), key=lambda c: order.index(c["tag"]) if c["tag"] in order else 99)}
 
 
 def section_mmap(args, work: Path, sets: dict) -> dict:
@@ -471,26 +519,33 @@ def section_mmap(args, work: Path, sets: dict) -> dict:
           f"peak RSS {mb(imp['maxrss'])} MiB", flush=True)  # fmt: skip
     cache_files = list((cache / "cnnlab" / "imported").glob("*.bin"))
     decoded = info["decoded"]
-    limits = [("half the decoded size", args.limit_mb << 20), ("room for the mapping", decoded + (1300 << 20))]
+    # 1. the limit asked for: the data is twice the limit; 2. a limit with room for the mapping (RLIMIT_DATA counts
+    # it) that still makes cnnlab map (decoded > limit / 2); 3. no limit: what an in-memory load costs.
+    roomy = min(decoded + (1600 << 20), 2 * decoded - (64 << 20))
+    limits = [("half the decoded size", args.limit_mb << 20), ("room for the mapping", roomy), ("no limit", None)]
     rows = []
+    quick = ["--limit-train", "256", "--limit-test", "64"] if args.quick else []  # a smoke run: a few steps
     for what, limit in limits:
         before = {str(f): f.stat().st_mtime_ns for f in cache_files}
-        out = runs / f"mmap-{limit >> 20}"
+        tag = limit >> 20 if limit else "none"
+        out = runs / f"mmap-{tag}"
         shutil.rmtree(out, ignore_errors=True)
-        command = ["prlimit", f"--data={limit}", *cnnlab_command(
+        command = (["prlimit", f"--data={limit}"] if limit else []) + [*cnnlab_command(
             "train", TINYNET, "--dataset", info["folder"], "--epochs", "1", "--batch-size", "32",
             "--eval-batch-size", "32", "--model-options", '{"width": 4}', "--recipe", "none", "--optimizer", "sgd",
-            "--lr", "0.05", "--precision", "fp32", "--no-progress", "--out", str(out))]  # fmt: skip
-        log = logs / f"mmap-train-{limit >> 20}.log"
+            "--lr", "0.05", "--precision", "fp32", "--no-progress", "--out", str(out), *quick)]  # fmt: skip
+        log = logs / f"mmap-train-{tag}.log"
         load = load1()
         r = measure(command, env_with(cache), log, watch=str(cache / "cnnlab" / "imported"))
         summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
         after = {str(f): f.stat().st_mtime_ns for f in (cache / "cnnlab" / "imported").glob("*.bin")}
+        epochs = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("epoch ")]
+        r.update(epochs_done=len(epochs), epoch_line=epochs[-1] if epochs else "")
         r.update(what=what, limit=limit, load=load, finished=r["rc"] == 0 and summary.get("status") == "complete",
                  test_acc=summary.get("final_test_acc"), last_line=tail(log), rewritten=after != before,
                  command=command)  # fmt: skip
         rows.append(r)
-        print(f"mmap: limit {mb(limit)} MiB ({what}): finished {r['finished']}, mapped {r['mapped']}, peak RSS "
+        print(f"mmap: limit {mb(limit) if limit else '-'} MiB ({what}): finished {r['finished']}, mapped {r['mapped']}, peak RSS "
               f"{mb(r['maxrss'])} MiB (anon {mb(r['peak_anon_polled'])} MiB), {r['seconds']:.1f} s; "
               f"cache file rewritten: {r['rewritten']}; {r['last_line'][:200]}", flush=True)  # fmt: skip
         shutil.rmtree(out, ignore_errors=True)
@@ -504,7 +559,7 @@ def section_accuracy(args, work: Path, sets: dict) -> dict:
     logs.mkdir(exist_ok=True)
     runs.mkdir(exist_ok=True)
     log = logs / "verify.log"
-    verify = checked(measure(worker_command("verify", path=info["folder"], mnist=args.mnist), env_with(cache), log),
+    verify = checked(measure(worker_command("verify", path=info["folder"], mnist=args.mnist, train=info["train"], test=info["test"]), env_with(cache), log),
                      log, "pixel check")  # fmt: skip
     verify.update(last_json(log))
     extra = ["--limit-train", str(info["train"]), "--limit-test", str(info["test"])] if args.quick else []
@@ -574,7 +629,8 @@ def render(results: dict, sets: dict, meta: dict) -> list[str]:
     ]
     if "import" in results:
         r = results["import"]
-        base = statistics.median(r["baseline"])
+        floor = statistics.median(x["memory"]["VmHWM"] for x in r["floor"])
+        floor_ru = statistics.median(x["maxrss"] for x in r["floor"])
         lines += [
             "",
             f"## Import ({r['when']}, load {r['load']})",
@@ -583,73 +639,85 @@ def render(results: dict, sets: dict, meta: dict) -> list[str]:
             " repetitions, the data sets in turn. Cold: an empty cnnlab cache (a fresh `XDG_CACHE_HOME`); the image "
             "files themselves are in the OS page cache (written or read just before). images/s: images / seconds "
             "inside `load_own` (scan, hash, decode, write the cache file). Cache hit: the next process, same cache. "
-            "Peak RSS: `wait4` ru_maxrss of the importing process (the largest of it and its decode workers). "
-            f"Floor: a process that only imports torch and cnnlab.data.imported: {mb(base)} MiB. Figures are "
-            "median (min-max).",
+            "Peak RSS: the process's VmHWM read by itself when `load_own` has returned (the in-memory import "
+            "decodes into shared memory, so the decoded images count once, as RssShmem); ru_maxrss: `wait4`'s, "
+            "the largest of the process (its whole life, the interpreter's teardown included) and its decode "
+            "workers. Floor: the same figures of a process that only imports torch and cnnlab.data.imported: "
+            f"{mb(floor)} MiB VmHWM, {mb(floor_ru)} MiB ru_maxrss. Goal: peak ≤ decoded + a small constant; "
+            "the constant is the last column. Figures are median (min-max).",
             "",
             "| data set | images | decoded | cold import s | images/s | goal ≥ 10,000/s | cache hit s | process wall "
-            "(cold) s | peak RSS | peak − floor − decoded | ",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "(cold) s | peak RSS (VmHWM) | ru_maxrss | peak − floor − decoded |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, reps in r["rows"].items():
             n = reps[0]["cold"]["shape"][0]
             cold = [x["cold"]["seconds_in"] for x in reps]
             rates = [n / s for s in cold]
-            rss = [x["cold"]["maxrss"] for x in reps]
+            peak = [x["cold"]["memory"]["VmHWM"] for x in reps]
             decoded = sets[name]["decoded"]
-            over = [v - base - decoded for v in rss]
-            goal = "ok" if statistics.median(rates) >= 10000 else "NOT MET"
-            if name != "mnist-png":
-                goal = "(large images)"
+            goal = ("ok" if statistics.median(rates) >= 10000 else "NOT MET") if name == "mnist-png" else "-"
             lines.append(
                 f"| {name} | {n:,} | {mb(decoded)} MiB | {span(cold)} | {span(rates, '{:,.0f}')} | {goal} | "
                 f"{span([x['warm']['seconds_in'] for x in reps], '{:.3f}')} | "
-                f"{span([x['cold']['seconds'] for x in reps])} | {span([v / 2**20 for v in rss], '{:,.0f}')} MiB | "
-                f"{span([v / 2**20 for v in over], '{:+,.0f}')} MiB |"
+                f"{span([x['cold']['seconds'] for x in reps])} | {span([v / 2**20 for v in peak], '{:,.0f}')} MiB | "
+                f"{span([x['cold']['maxrss'] / 2**20 for x in reps], '{:,.0f}')} MiB | "
+                f"{span([(v - floor - decoded) / 2**20 for v in peak], '{:+,.0f}')} MiB |"
             )
     if "train" in results:
         r = results["train"]
+        momentum = r["cases"][0]["tutorial_args"]["momentum"] if r["cases"] else "?"
         lines += [
             "",
-            f"## Training speed per epoch ({r['when']}, load {r['load']})",
+            "## Training speed per epoch",
             "",
             "(a) the tutorial loop: torchvision `ImageFolder(FOLDER/train)` with per-sample `Compose([Grayscale() "
-            "(MNIST only), ToTensor(), Normalize(mean, std)])`, `DataLoader(batch_size=B, shuffle=True, "
-            f"num_workers=os.cpu_count()={CPUS})`, `cnnlab.create_model(name, C, 10)`, SGD (lr 0.05, momentum 0.9), "
-            "cross-entropy, fp32, torch's default threads; seconds from the epoch's first `next()` (worker start "
-            "included) to its last step, or, where marked, extrapolated from N steps timed after 3 of warm-up "
-            "(worker start not counted: a lower bound for (a)). (b) `cnnlab train NAME --dataset FOLDER --epochs E "
-            "--batch-size B --recipe none --optimizer sgd --lr 0.05 --precision fp32 --no-progress --out RUN` "
-            "(momentum 0.9 is its default), import cache warm (the one-time import is the column 'import', timed "
-            "apart in a fresh process); per epoch: RUN/metrics.csv `epoch_seconds` (training only, no test, as (a)); "
-            "wall: the whole process. Per-epoch figures: median over the run's epochs, then median (min-max) over "
-            "the repetitions; ratio (a)/(b) per pair (a, b, a, b ...); load: 1-minute load average before each pair.",
+            "(MNIST only), ToTensor(), Normalize(mean, std)])` (the imported data's mean/std), "
+            f"`DataLoader(batch_size=B, shuffle=True, num_workers=os.cpu_count()={CPUS})`, "
+            f"`cnnlab.create_model(name, C, 10, **options)`, SGD (lr 0.05, momentum {momentum}), cross-entropy, fp32, "
+            "torch's default threads; seconds from the epoch's first `next()` (worker start included) to its last "
+            "step, or, where marked, extrapolated from N steps timed after 3 of warm-up (worker start not counted: "
+            "a lower bound for (a)). (b) `cnnlab train NAME --dataset FOLDER --epochs E --batch-size B --recipe none "
+            f"--optimizer sgd --lr 0.05 --momentum {momentum} --precision fp32 --no-progress --out RUN` (plus the "
+            "flags in the model column), its import cache warm (the one-time import, timed apart in a fresh "
+            "process, is the column 'import'); it picks its thread count from the cores that are idle when it "
+            f"starts. (c) the same with `OMP_NUM_THREADS={CPUS}`: the tutorial's thread count. Per epoch for (b) "
+            "and (c): RUN/metrics.csv `epoch_seconds` (training only, no test, as (a)); wall: the whole process. "
+            "Seconds per epoch: median over a run's epochs, then median (min-max) over the repetitions; ratios "
+            "(a)/(b) and (a)/(c) per repetition (a, b, c, a, b, c, ...); (a)'s loader alone: the same DataLoader "
+            "iterated for an epoch with no model (what the data costs the tutorial, with its workers using both "
+            "cores); load: the 1-minute load average before each repetition.",
             "",
-            "| model | data | B | E | (a) s/epoch | (b) s/epoch | ratio (a)/(b) per pair | goal | (b) wall s | "
-            "(b) test acc | import s (once) | load |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| model | data | B | E | (a) tutorial s/epoch | (b) cnnlab s/epoch | (a)/(b) per rep | goal | "
+            f"(c) cnnlab, {CPUS} threads, s/epoch | (a)/(c) per rep | (a)'s loader alone s/epoch | (b) wall s "
+            "| (b) test acc | import s (once) | load | when |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for case in r["cases"]:
-            pairs = case["pairs"]
-            a_s = [p["a"]["epoch_seconds"] for p in pairs]
-            b_s = [p["b"]["epoch_seconds"] for p in pairs]
-            ratios = [p["ratio"] for p in pairs]
-            rows0 = pairs[0]["a"]["epochs"][0]
+            reps = case["reps"]
+            rows0 = reps[0]["a"]["epochs"][0]
             how = (
                 f" (extrapolated from {rows0['steps'] - 3} of {rows0['steps_per_epoch']} steps)"
                 if rows0["extrapolated"]
                 else ""
             )
-            med = statistics.median(ratios)
-            accs = ", ".join(f"{p['b']['test_acc']:.2%}" for p in pairs)
-            loads = ", ".join(f"{p['load']:.1f}" for p in pairs)
+            med = statistics.median(x["ratio"] for x in reps)
             goal = f"{'ok' if med >= case['goal'] else 'NOT MET'} (≥ {case['goal']}x)"
+            shown = shlex.join([case["model"], *case["extra"]])
+            ratios = ", ".join(f"{x['ratio']:.1f}x" for x in reps)
+            ratios_c = ", ".join(f"{x['ratio_c']:.1f}x" for x in reps)
+            accs = ", ".join(f"{x['b']['test_acc']:.2%}" for x in reps)
+            loads = ", ".join(f"{x['load']:.1f}" for x in reps)
             lines.append(
-                f"| {case['model']} | {case['set']} | {case['tutorial_args']['batch']} | "
-                f"{case['tutorial_args']['epochs']} | {span(a_s)}{how} | {span(b_s)} | "
-                f"{', '.join(f'{x:.1f}x' for x in ratios)} (median {med:.1f}x) | {goal} | "
-                f"{span([p['b']['seconds'] for p in pairs], '{:.1f}')} | "
-                f"{accs} | {case['import']['seconds_in']:.2f} | {loads} |"
+                f"| {shown} | {case['set']} | {case['tutorial_args']['batch']} | {case['tutorial_args']['epochs']} "
+                f"| {span([x['a']['epoch_seconds'] for x in reps])}{how} "
+                f"| {span([x['b']['epoch_seconds'] for x in reps])} "
+                f"| {ratios} (median {med:.1f}x) | {goal} "
+                f"| {span([x['c']['epoch_seconds'] for x in reps])} "
+                f"| {ratios_c} | {span([x.get('loader_seconds', float('nan')) for x in reps])} "
+                f"| {span([x['b']['seconds'] for x in reps], '{:.1f}')} "
+                f"| {accs} | {case['import']['seconds_in']:.2f} "
+                f"| {loads} | {case['when']} |"
             )
     if "mmap" in results:
         r = results["mmap"]
@@ -671,15 +739,18 @@ def render(results: dict, sets: dict, meta: dict) -> list[str]:
             "anonymous RSS: /proc/PID/status RssAnon, polled every 50 ms; cache rewritten: the cache file's mtime "
             "changed (an import was done again).",
             "",
-            "| limit (RLIMIT_DATA) | decoded / limit | finished | mapped | peak RSS | peak anon RSS | wall s | "
-            "cache rewritten | last line of output |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| limit (RLIMIT_DATA) | decoded / limit | finished | epochs trained (its line) | mapped | peak RSS | "
+            "peak anon RSS | wall s | cache rewritten | last line of output |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in r["rows"]:
             last = row["last_line"].replace("|", "\\|")[:300]
             lines.append(
-                f"| {mb(row['limit'])} MiB ({row['what']}) | {r['decoded'] / row['limit']:.2f} | "
-                f"{'yes' if row['finished'] else 'NO'} | {'yes' if row['mapped'] else 'no'} | {mb(row['maxrss'])} MiB "
+                f"| {mb(row['limit']) + ' MiB' if row['limit'] else 'none'} ({row['what']}) | "
+                f"{r['decoded'] / row['limit'] if row['limit'] else 0:.2f} | "
+                f"{'yes' if row['finished'] else 'NO'} | {row.get('epochs_done', '?')} "
+                f"{'(' + row['epoch_line'] + ')' if row.get('epoch_line') else ''} | "
+                f"{'yes' if row['mapped'] else 'no'} | {mb(row['maxrss'])} MiB "
                 f"| {mb(row['peak_anon_polled'])} MiB | {row['seconds']:.1f} | {'yes' if row['rewritten'] else 'no'} "
                 f"| {last} |"
             )
@@ -728,9 +799,12 @@ def main() -> int:
     parser.add_argument("--reps", type=int, help="repetitions of each comparison (default 2; quick 1)")
     parser.add_argument("--epochs", type=int, default=1, help="epochs of each training-speed run")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--momentum", type=float, default=0.0, help="SGD momentum of both sides of section 3")
     parser.add_argument("--tutorial-steps", type=int, default=0, help="mnist-png: time N tutorial steps (0: epochs)")
     parser.add_argument("--tutorial-steps-rgb", type=int, default=0, help="rgb224: the same")
-    parser.add_argument("--models", nargs="+", help="training-speed models (default: all three)")
+    parser.add_argument(
+        "--models", nargs="+", choices=list(CASES), default=DEFAULT_CASES, help="section 3's cases (tinynet16: slow)"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", help="accuracy seeds (default 1 2; quick 1)")
     parser.add_argument("--output", help="the markdown table (default benchmarks/results/own_data.md)")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
@@ -743,7 +817,7 @@ def main() -> int:
     q = args.quick
     work = Path(args.work_dir or ("/tmp/cnnlab-own-bench-quick" if q else "/tmp/cnnlab-own-bench"))
     work.mkdir(parents=True, exist_ok=True)
-    defaults = {"rgb_train": (300, 3000), "rgb_test": (100, 500), "big_train": (3400, 16500),
+    defaults = {"rgb_train": (200, 3000), "rgb_test": (64, 500), "big_train": (3400, 16500),
                 "limit_mb": (1000, 1229), "reps": (1, 2), "seeds": ([1], [1, 2])}  # fmt: skip
     for key, (quick, full) in defaults.items():
         if getattr(args, key) is None:
@@ -765,7 +839,10 @@ def main() -> int:
             continue
         load = load1()
         start = time.time()
-        results[name] = runners[name](args, work, sets)
+        if name == "train":
+            results[name] = section_train(args, work, sets, results.get("train"))
+        else:
+            results[name] = runners[name](args, work, sets)
         results[name].update(when=time.strftime("%Y-%m-%d %H:%M", time.localtime(start)),
                              load=f"{load:.2f} -> {load1():.2f}", minutes=(time.time() - start) / 60)  # fmt: skip
         store.write_text(json.dumps(results))
