@@ -161,8 +161,8 @@ def _read_experiment(path: Path) -> tuple[dict[str, Any], str | None]:
 
 def experiment_row(experiment_id: str, root: Path, path: Path) -> dict[str, Any]:
     info, error = _read_experiment(path)
-    best = info.get("best") if isinstance(info.get("best"), dict) else {}
-    runs = info.get("runs") if isinstance(info.get("runs"), list) else []
+    best: dict[str, Any] = info["best"] if isinstance(info.get("best"), dict) else {}
+    runs: list[Any] = info["runs"] if isinstance(info.get("runs"), list) else []
     rel = path.relative_to(root).as_posix()
     return {
         "id": experiment_id,
@@ -182,7 +182,7 @@ def experiment_detail(experiment_id: str, root: Path, path: Path) -> dict[str, A
     inside its own folder (served by /files/, which checks them again)."""
     info, error = _read_experiment(path)
     root_index = experiment_id.split(":", 1)[0]
-    table = info.get("summary_table") if isinstance(info.get("summary_table"), dict) else {}
+    table: dict[str, Any] = info["summary_table"] if isinstance(info.get("summary_table"), dict) else {}
     headers = [str(h) for h in table.get("headers", [])] if isinstance(table.get("headers"), list) else []
     rows = [[_cell(v) for v in row] for row in table.get("rows", []) if isinstance(row, list)][:5000]
     runs = [r for r in info.get("runs", []) if isinstance(r, str)] if isinstance(info.get("runs"), list) else []
@@ -192,7 +192,7 @@ def experiment_detail(experiment_id: str, root: Path, path: Path) -> dict[str, A
         if folder.is_relative_to(path.resolve()) and (folder / "config.json").is_file():
             run_ids[Path(run).name] = f"{root_index}:{folder.relative_to(root.resolve()).as_posix()}"
     figures = []
-    listed = info.get("figures") if isinstance(info.get("figures"), list) else []
+    listed: list[Any] = info["figures"] if isinstance(info.get("figures"), list) else []
     for name in listed[:50]:
         figure = path / str(name)
         if (
