@@ -23,9 +23,12 @@ on a lock file, so the second reuses the first's work.
 
 Memory-mapping: with `mmap=True`, or `mmap=None` and a decoded size above half of the memory this process may
 use (the least of /proc/meminfo's MemAvailable, the cgroup v2 memory.max of its cgroup and the cgroups above,
-and the soft RLIMIT_AS and RLIMIT_DATA), the image tensors map the cache file copy-on-write
-(`np.memmap(mode="c")`: writable, private) instead of reading it: such a dataset pages in from disk and may
-exceed memory. A mapped load checks the header, the file size and the labels' sha256, but not the images'
+and the soft RLIMIT_AS and RLIMIT_DATA), the image tensors map the cache file instead of reading it: such a
+dataset pages in from disk and may exceed memory (its clean pages are page cache, which the kernel reclaims).
+The mapping is copy-on-write (`np.memmap(mode="c")`: a write to the tensors stays in this process), except under
+a finite RLIMIT_DATA (`ulimit -d`), which counts a private writable mapping in full (measured: a 2.5 GB dataset
+failed under a 1.2 GB limit); there it is shared and read-only (`mode="r"`), which the limit does not count,
+and a write into the tensors is a crash: cnnlab itself only gathers rows from them (copies). A mapped load checks the header, the file size and the labels' sha256, but not the images'
 sha256 on every load (that would read the whole file); a load into memory reads and checks it all.
 
 Tables (.npz/.csv, `tables.py`) have pixels already: they are converted to the asked size and channels and
@@ -49,6 +52,7 @@ import struct
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,6 +207,12 @@ def memory_available() -> int:
     return min(limits) if limits else 1 << 62
 
 
+def _map_mode() -> str:
+    """ "c" (private, writable, copy-on-write) unless RLIMIT_DATA is finite: it counts such a mapping in full."""
+    soft = resource.getrlimit(resource.RLIMIT_DATA)[0] if hasattr(resource, "RLIMIT_DATA") else resource.RLIM_INFINITY
+    return "c" if soft == resource.RLIM_INFINITY else "r"
+
+
 def _should_map(mmap: bool | None, decoded: int) -> bool:
     return mmap if mmap is not None else decoded > memory_available() // 2
 
@@ -314,7 +324,9 @@ def _read_cache(key: str, mmap: bool | None) -> _Decoded | None:
                 if hashlib.sha256(raw).hexdigest() != header["labels_sha256"]:
                     return None
                 labels = np.frombuffer(bytearray(raw), np.int64)
-                images: np.ndarray = np.memmap(f, np.uint8, mode="c", offset=PREFIX, shape=(n, channels, height, width))
+                images: np.ndarray = np.memmap(
+                    f, np.uint8, mode=_map_mode(), offset=PREFIX, shape=(n, channels, height, width)
+                )
                 mapped = True
             else:
                 payload = bytearray(header_at - PREFIX)
@@ -927,7 +939,9 @@ def _dataset(decoded: _Decoded, kind: str, path: Path, name: str, options: Impor
 
     def tensor(array: np.ndarray) -> torch.Tensor:
         if isinstance(array, np.memmap):
-            return torch.from_numpy(array)  # copy-on-write: already writable, and never read in here
+            with warnings.catch_warnings():  # read-only under RLIMIT_DATA, on purpose (see the module's docstring)
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                return torch.from_numpy(array)
         return torch.from_numpy(np.require(array, requirements=["C_CONTIGUOUS", "WRITEABLE"]))
 
     origin = {
