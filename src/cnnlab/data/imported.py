@@ -56,7 +56,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -207,7 +207,7 @@ def memory_available() -> int:
     return min(limits) if limits else 1 << 62
 
 
-def _map_mode() -> str:
+def _map_mode() -> Literal["c", "r"]:
     """ "c" (private, writable, copy-on-write) unless RLIMIT_DATA is finite: it counts such a mapping in full."""
     soft = resource.getrlimit(resource.RLIMIT_DATA)[0] if hasattr(resource, "RLIMIT_DATA") else resource.RLIM_INFINITY
     return "c" if soft == resource.RLIM_INFINITY else "r"
