@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -150,3 +152,40 @@ def trained_run(tmp_path_factory) -> Path:
         limit_test=50,
         out=str(out),
     ).run_dir
+
+
+# ---- the browser tests (Playwright driving Debian's chromium; never a downloaded browser) -------------------------
+
+
+def _missing(what: str):
+    """Skip without it, except under CI=true, where a missing browser is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is required under CI=true")
+    pytest.skip(f"needs {what}")
+
+
+@pytest.fixture(scope="module")
+def chromium_path():
+    path = shutil.which("chromium") or shutil.which("chromium-browser")  # Debian's package, as test_report finds it
+    if path is None:
+        _missing("Debian's chromium (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _missing("playwright (pip install playwright)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    """`shots(page, name)` saves a screenshot to a temporary folder, and to $CNNLAB_SCREENSHOT_DIR when set."""
+    folders = [tmp_path_factory.mktemp("screenshots")]
+    if os.environ.get("CNNLAB_SCREENSHOT_DIR"):
+        folders.append(Path(os.environ["CNNLAB_SCREENSHOT_DIR"]))
+
+    def save(page, name: str, full_page: bool = True):
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(folder / f"{name}.png"), full_page=full_page)
+
+    return save

@@ -6,35 +6,14 @@ Screenshots of every page go to a temporary folder (and to $CNNLAB_SCREENSHOT_DI
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.slow
-
-
-def _missing(what: str):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is required under CI=true")
-    pytest.skip(f"needs {what}")
-
-
-@pytest.fixture(scope="module")
-def chromium_path():
-    path = shutil.which("chromium") or shutil.which("chromium-browser")  # Debian's package, as test_report finds it
-    if path is None:
-        _missing("Debian's chromium (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _missing("playwright (pip install playwright)")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -83,20 +62,6 @@ def page(chromium_path, server):
         page.errors = errors
         yield page
         browser.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory):
-    folders = [tmp_path_factory.mktemp("screenshots")]
-    if os.environ.get("CNNLAB_SCREENSHOT_DIR"):
-        folders.append(Path(os.environ["CNNLAB_SCREENSHOT_DIR"]))
-
-    def save(page, name: str, full_page: bool = True):
-        for folder in folders:
-            folder.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(folder / f"{name}.png"), full_page=full_page)
-
-    return save
 
 
 def test_runs_page_lists_and_links(page, server, shots):

@@ -9,7 +9,6 @@ temporary folder, and to $CNNLAB_SCREENSHOT_DIR when set (CNNLAB_SCREENSHOT_DIR=
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,24 +21,6 @@ import pytest
 
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 RECORDS = ("config.json", "metrics.csv", "steps.csv")
-
-
-def _missing(what: str):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is required under CI=true")
-    pytest.skip(f"needs {what}")
-
-
-@pytest.fixture(scope="module")
-def chromium_path():
-    path = shutil.which("chromium") or shutil.which("chromium-browser")  # Debian's package, as test_report finds it
-    if path is None:
-        _missing("Debian's chromium (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _missing("playwright (pip install playwright)")
-    return path
 
 
 def _copy(src: Path, dst: Path, names=RECORDS) -> Path:
@@ -131,20 +112,6 @@ def desk(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     yield Watched(context.new_page())
     context.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory):
-    folders = [tmp_path_factory.mktemp("screenshots")]
-    if os.environ.get("CNNLAB_SCREENSHOT_DIR"):
-        folders.append(Path(os.environ["CNNLAB_SCREENSHOT_DIR"]))
-
-    def save(page, name: str, full_page: bool = True):
-        for folder in folders:
-            folder.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(folder / f"{name}.png"), full_page=full_page)
-
-    return save
 
 
 def _get(lab, path: str):

@@ -9,8 +9,6 @@ docs/serve-playground.png, serve-explain.png and serve-playground-phone.png).
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -124,24 +122,6 @@ def test_a_model_without_conv_layers_says_so(lab):
 # ---- in the browser ------------------------------------------------------------------------------------------
 
 
-def _missing(what: str):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is required under CI=true")
-    pytest.skip(f"needs {what}")
-
-
-@pytest.fixture(scope="module")
-def chromium_path():
-    path = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
-    if not Path(path).is_file():
-        _missing("Debian's chromium (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _missing("playwright (pip install playwright)")
-    return path
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, chromium_path):
     """The lab over one convnet run (trained for a few seconds), served by uvicorn in a thread."""
@@ -197,20 +177,6 @@ def page(browser):
     page.errors = errors
     yield page
     context.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory):
-    folders = [tmp_path_factory.mktemp("screenshots")]
-    if os.environ.get("CNNLAB_SCREENSHOT_DIR"):
-        folders.append(Path(os.environ["CNNLAB_SCREENSHOT_DIR"]))
-
-    def save(page, name: str, full_page: bool = True):
-        for folder in folders:
-            folder.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(folder / f"{name}.png"), full_page=full_page)
-
-    return save
 
 
 def _draw_seven(page) -> None:
