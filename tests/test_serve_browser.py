@@ -186,7 +186,7 @@ def test_a_study_has_its_page_with_figures_and_trial_links(page, server, shots):
     page.wait_for_selector("#trials tbody tr")
     assert page.locator("#trials tbody tr").count() == 4
     page.wait_for_function(
-        "[...document.querySelectorAll('#figures img')].every(i => i.complete && i.naturalWidth > 0)"
+        "() => [...document.querySelectorAll('#figures img')].every(i => i.complete && i.naturalWidth > 0)"
     )
     shown = {
         page.locator("#figures figcaption").nth(i).inner_text()
