@@ -271,6 +271,24 @@ def create_app(
     async def kernels(id: str, layer: str | None = None):
         return await workers.call(_kernels, id, layer)
 
+    def input_pixels(run_id, body, center, invert, test_index):
+        """The run's model and the input /api/predict and /api/explain work on: a test image by its index, or the
+        uploaded one, decoded and fit as the run's data (with the steps taken)."""
+        entry, served = served_of(run_id)
+        if test_index is None:
+            return (served, *prepare_pixels(body, served.trained, center, invert))
+        results = analyses.get(entry.path, served)
+        if test_index >= len(results.labels):
+            raise HTTPException(
+                400, f"index {test_index} is out of range: the test split has {len(results.labels)} images"
+            )
+        steps = {
+            "inverted": False,
+            "fit": "test image",
+            "true": served.trained.classes[int(results.labels[test_index])],
+        }
+        return served, results.images[test_index : test_index + 1], steps
+
     @app.post("/api/predict")
     async def predict(
         request: Request,
@@ -281,34 +299,13 @@ def create_app(
         cam: bool = True,
         index: int | None = Query(None, ge=0),
     ):
-        if center not in ("auto", "0", "1") or invert not in ("auto", "0", "1"):
-            raise HTTPException(400, "center and invert take auto, 0 or 1")
-        if _media_type(request) not in UPLOAD_TYPES:
-            # The page sends application/octet-stream; a form or text/plain POST is another site's doing.
-            raise InputError(f"send the image as {', '.join(UPLOAD_TYPES)}", 415)
-        declared = request.headers.get("content-length")
-        if declared and declared.isdecimal() and int(declared) > MAX_UPLOAD_BYTES:
-            raise InputError(f"upload too large: the limit is {MAX_UPLOAD_BYTES // 2**20} MB", 413)
+        _check_upload(request, center, invert)
         with workers.slot():  # taken before the body is read: a full queue costs nothing more
             body = await _read_upload(request) if index is None else b""
             return await workers.run(_predict, id, body, center, invert, features, cam, index)
 
     def _predict(run_id, body, center, invert, features, cam, test_index):
-        entry, served = served_of(run_id)
-        if test_index is not None:
-            results = analyses.get(entry.path, served)
-            if test_index >= len(results.labels):
-                raise HTTPException(
-                    400, f"index {test_index} is out of range: the test split has {len(results.labels)} images"
-                )
-            pixels = results.images[test_index : test_index + 1]
-            steps = {
-                "inverted": False,
-                "fit": "test image",
-                "true": served.trained.classes[int(results.labels[test_index])],
-            }
-        else:
-            pixels, steps = prepare_pixels(body, served.trained, center, invert)
+        served, pixels, steps = input_pixels(run_id, body, center, invert, test_index)
         return {**analyse_input(served, pixels, features, cam), "preprocessing": steps}
 
     @app.post("/api/explain")
@@ -325,28 +322,13 @@ def create_app(
     ):
         """How one value of a feature map came about (`cnnlab.inspect.explain`), for the image /api/predict got:
         the same body, query parameters, upload limits and queue as /api/predict."""
-        if center not in ("auto", "0", "1") or invert not in ("auto", "0", "1"):
-            raise HTTPException(400, "center and invert take auto, 0 or 1")
-        if _media_type(request) not in UPLOAD_TYPES:
-            raise InputError(f"send the image as {', '.join(UPLOAD_TYPES)}", 415)
-        declared = request.headers.get("content-length")
-        if declared and declared.isdecimal() and int(declared) > MAX_UPLOAD_BYTES:
-            raise InputError(f"upload too large: the limit is {MAX_UPLOAD_BYTES // 2**20} MB", 413)
+        _check_upload(request, center, invert)
         with workers.slot():  # taken before the body is read, as for predict
             body = await _read_upload(request) if index is None else b""
             return await workers.run(_explain, id, body, center, invert, index, layer, channel, y, x)
 
     def _explain(run_id, body, center, invert, test_index, layer, channel, y, x):
-        entry, served = served_of(run_id)
-        if test_index is not None:
-            results = analyses.get(entry.path, served)
-            if test_index >= len(results.labels):
-                raise HTTPException(
-                    400, f"index {test_index} is out of range: the test split has {len(results.labels)} images"
-                )
-            pixels = results.images[test_index : test_index + 1]
-        else:
-            pixels, _ = prepare_pixels(body, served.trained, center, invert)
+        served, pixels, _ = input_pixels(run_id, body, center, invert, test_index)
         return explain_input(served, pixels, layer, channel, y, x)
 
     @app.get("/files/{root_index}/{path:path}")
@@ -358,6 +340,18 @@ def create_app(
         return _file_response(root, path)
 
     return app
+
+
+def _check_upload(request: Request, center: str, invert: str) -> None:
+    """What /api/predict and /api/explain refuse before reading a body: bad flags, another kind of body (the page
+    sends application/octet-stream; a form or text/plain POST is another site's doing), a declared size too large."""
+    if center not in ("auto", "0", "1") or invert not in ("auto", "0", "1"):
+        raise HTTPException(400, "center and invert take auto, 0 or 1")
+    if _media_type(request) not in UPLOAD_TYPES:
+        raise InputError(f"send the image as {', '.join(UPLOAD_TYPES)}", 415)
+    declared = request.headers.get("content-length")
+    if declared and declared.isdecimal() and int(declared) > MAX_UPLOAD_BYTES:
+        raise InputError(f"upload too large: the limit is {MAX_UPLOAD_BYTES // 2**20} MB", 413)
 
 
 async def _read_upload(request: Request) -> bytes:
