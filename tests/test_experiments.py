@@ -288,3 +288,17 @@ def test_an_interrupted_run_is_resumed_not_restarted(tmp_path):
         action == "resumed" and record.complete and messages == [f"resuming the interrupted run in {tmp_path / 'run'}"]
     )
     assert [row["epoch"] for row in record.history] == [1, 2]  # epoch 2 trained again, epoch 1 kept
+
+    # Killed between writing best.pt and last.pt of epoch 1 (what a SIGKILL in a search did): best.pt alone is no
+    # state to continue from, so the run trains anew and what it left is kept aside.
+    (tmp_path / "run" / "summary.json").unlink()
+    best = load_checkpoint(tmp_path / "run", "best.pt")
+    save_atomic(
+        {**{k: v for k, v in best.items() if k != "path"}, "epoch": 1, "step": 0},
+        tmp_path / "run" / "checkpoints" / "best.pt",
+    )
+    (tmp_path / "run" / "checkpoints" / "last.pt").unlink()
+    record, action = ensure_run(config, messages.append)
+    assert action == "trained" and record.complete and len(record.history) == 2
+    kept = list(tmp_path.glob("run.incomplete-*"))
+    assert len(kept) == 1 and (kept[0] / "checkpoints" / "best.pt").is_file()

@@ -196,8 +196,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
 
     monkeypatch.setattr(Batches, "iterate", poisoned)
     # The CPU checks every step; CUDA every few steps (a host sync), then at the latest at the epoch's end.
-    with pytest.raises(NonFiniteLoss, match="epoch 2" if torch.cuda.is_available() else "epoch 2, step 2"):
+    with pytest.raises(NonFiniteLoss, match="epoch 2" if torch.cuda.is_available() else "epoch 2, step 2") as err:
         train(resume=first.run_dir, epochs=2)
+    assert f"the last good checkpoint is kept in {first.run_dir / 'checkpoints'}" in str(err.value)
     state = load_checkpoint(first.run_dir)
     assert state["epoch"] == 1 and all(torch.isfinite(t).all() for t in state["model"].values())
 
@@ -219,7 +220,8 @@ def test_nan_loss_exit_code_from_cli(tmp_path, capsys):
         ]
     )
     assert code == 1
-    assert "loss became" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "loss became" in err and "no checkpoint was written before it" in err  # not a folder that isn't there
 
 
 @pytest.mark.slow

@@ -498,6 +498,22 @@ def test_two_workers_share_one_study(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_failed_trial_in_a_worker_process_is_a_failed_trial_not_a_dead_worker(tmp_path):
+    # A worker runs as `python -m cnnlab.experiments.studies`; a second copy of that module as __main__ once let
+    # the runner's TrialFailed slip past Optuna's catch= and end the worker with a traceback.
+    out = tmp_path / "study"
+    tiny = [*TINY[:-4], "--epochs", "1"]
+    code, printed, err = finish(
+        cnnlab(tune_argv(out, "--workers", "2", space=["lr=log:1e30..1e35"], trials=2, tiny=tiny))
+    )
+    assert code == 0, printed + err
+    assert "Traceback" not in printed + err and "no trial completed" in printed
+    trials = study_of(out).trials
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
+    assert all("loss became nan" in t.user_attrs["error"] for t in trials)
+
+
+@pytest.mark.slow
 def test_a_killed_workers_trial_is_retried_by_the_other(tmp_path):
     out = tmp_path / "study"
     argv = tune_argv(out, "--workers", "2", model="cnn-tiny", space=["lr=log:0.03..0.1"], trials=4, tiny=SLOW_TRIALS)

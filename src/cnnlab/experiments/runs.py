@@ -147,10 +147,13 @@ def _differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
 
 def _resumable(run_dir: Path, config_values: dict[str, Any]) -> bool:
     """Whether run_dir's last checkpoint is a partial run of this very config."""
-    from cnnlab.runfolder.checkpoint import load_checkpoint  # here: it imports torch, which compare does without
+    # here: it imports torch, which compare does without
+    from cnnlab.training.resume import resume_checkpoint
 
     try:
-        checkpoint = load_checkpoint(run_dir, "last.pt")
+        # last.pt only, as a resume reads it: a run killed between writing best.pt and last.pt has just best.pt,
+        # which load_checkpoint would take in its place
+        checkpoint = resume_checkpoint(run_dir)
     except CnnlabError:
         return False
     unfinished = checkpoint.get("epoch", 0) < config_values["epochs"] or checkpoint.get("step", 0) > 0
@@ -175,8 +178,10 @@ def check_not_conflicting(config) -> RunRecord:
     return record
 
 
-def ensure_run(config, log: Callable[[str], None] = print) -> tuple[RunRecord, str]:
-    """Train `config` (a TrainConfig with `out` set) unless its folder already holds it complete.
+def ensure_run(config, log: Callable[[str], None] = print, on_epoch_end=None) -> tuple[RunRecord, str]:
+    """Train `config` (a TrainConfig with `out` set) unless its folder already holds it complete; an interrupted
+    run resumes from its last.pt, one that cannot be resumed is moved aside (kept), never overwritten.
+    `on_epoch_end` is train()'s hook (a search reports each epoch to its pruner through it).
 
     Returns the run's record and what happened: "skipped", "resumed" or "trained".
     """
@@ -192,11 +197,11 @@ def ensure_run(config, log: Callable[[str], None] = print) -> tuple[RunRecord, s
         raise CnnlabError(f"{run_dir} is being trained by another cnnlab process; wait for it to finish")
     if record.status == INCOMPLETE and _resumable(run_dir, wanted):
         log(f"resuming the interrupted run in {run_dir}")
-        train(config, resume=run_dir)
+        train(config, resume=run_dir, on_epoch_end=on_epoch_end)
         return read_run(run_dir), "resumed"
     if record.status == INCOMPLETE:  # crashed past its last checkpoint: train again, keeping what it left
         kept = timestamped_dir(f"{run_dir.name}.incomplete", run_dir.parent)
         run_dir.rename(kept)
         log(f"{run_dir} held an incomplete run that cannot be resumed; moved it to {kept} and training anew")
-    train(config)
+    train(config, on_epoch_end=on_epoch_end)
     return read_run(run_dir), "trained"

@@ -678,4 +678,8 @@ def worker_main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(worker_main())
+    # Run as `python -m`, this file is `__main__`, a second copy of the module: its TrialFailed would not be the
+    # one the runners raise, and Optuna's catch= would let a failed trial end the worker. Use the real module.
+    from cnnlab.experiments.studies import worker_main as _worker_main
+
+    sys.exit(_worker_main())

@@ -30,8 +30,8 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError, unknown_choice
 from cnnlab.experiments.runs import (
-    INCOMPLETE,
     claim_experiment_folder,
+    ensure_run,
     now_iso,
     read_experiment,
     read_run,
@@ -91,32 +91,6 @@ def incidental_keys() -> set[str]:
     from cnnlab.runfolder.config import INCIDENTAL_KEYS, RECORDED_KEYS
 
     return {*INCIDENTAL_KEYS, *RECORDED_KEYS, "dist_timeout"}
-
-
-def train_in_folder(config, log: Callable[[str], None], on_epoch_end=None):
-    """`ensure_run` with the epoch hook: train config.out unless complete, resuming an interrupted run from its
-    last.pt; an incomplete run that cannot be resumed is moved aside (kept), never overwritten."""
-    # here: training and Optuna load on use, so the tune command's checks stay fast
-    from cnnlab.experiments.runs import _resumable, check_not_conflicting
-    from cnnlab.runfolder.layout import is_locked
-    from cnnlab.training import train
-
-    record = check_not_conflicting(config)
-    run_dir = Path(config.out)
-    if record.complete:
-        return record, "skipped"
-    if is_locked(run_dir):
-        raise CnnlabError(f"{run_dir} is being trained by another cnnlab process")
-    if record.status == INCOMPLETE and _resumable(run_dir, config.to_dict()):
-        log(f"resuming the interrupted run in {run_dir}")
-        train(config, resume=run_dir, on_epoch_end=on_epoch_end)
-        return read_run(run_dir), "resumed"
-    if record.status == INCOMPLETE:
-        kept = timestamped_dir(f"{run_dir.name}.incomplete", run_dir.parent)
-        run_dir.rename(kept)
-        log(f"{run_dir} held an incomplete run that cannot be resumed; moved it to {kept} and training anew")
-    train(config, on_epoch_end=on_epoch_end)
-    return read_run(run_dir), "trained"
 
 
 class _Reporter:
@@ -256,7 +230,7 @@ class TuneRunner:
         started = time.perf_counter()
         try:
             with _trial_output(self.folder / "logs" / f"{Path(run).name}.log"):
-                record, action = train_in_folder(config, print, reporter.on_epoch_end)
+                record, action = ensure_run(config, print, reporter.on_epoch_end)
         except NonFiniteLoss as err:
             self.log(f"trial {trial.number}: failed: {err}")
             raise TrialFailed(str(err)) from None

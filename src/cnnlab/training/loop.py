@@ -433,9 +433,16 @@ def _check_finite(loss: torch.Tensor, run: _Run, epoch: int, step: int) -> None:
     if not torch.isfinite(loss):
         raise NonFiniteLoss(
             f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {step} "
-            f"(lr {run.state.scheduler.get_last_lr()[0]:.4g}); the last good checkpoint is kept in "
-            f"{Path(run.config.out or '.') / 'checkpoints'}; try a lower --lr or --precision fp32"
+            f"(lr {run.state.scheduler.get_last_lr()[0]:.4g}); {_what_is_kept(run.config)}; "
+            "try a lower --lr or --precision fp32"
         )
+
+
+def _what_is_kept(config: TrainConfig) -> str:
+    folder = Path(config.out or ".") / "checkpoints"
+    if (folder / "last.pt").is_file():
+        return f"the last good checkpoint is kept in {folder}"
+    return "no checkpoint was written before it"
 
 
 def _stop_here(run: _Run, epoch: int, totals: dict[str, Any], seconds: float, signum: int) -> None:
@@ -458,8 +465,8 @@ def _end_epoch(
     train_loss, train_acc = totals["loss_sum"] / max(totals["seen"], 1), totals["correct"] / max(totals["seen"], 1)
     if not math.isfinite(train_loss):
         raise NonFiniteLoss(
-            f"loss became {train_loss} in epoch {epoch + 1}; the last good checkpoint is kept in "
-            f"{Path(config.out or '.') / 'checkpoints'}; try a lower --lr or --precision fp32"
+            f"loss became {train_loss} in epoch {epoch + 1}; {_what_is_kept(config)}; "
+            "try a lower --lr or --precision fp32"
         )
     test_loss = test_acc = val_loss = val_acc = chosen_acc = None
     if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
