@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
 import os
 import shutil
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +192,44 @@ def shots(tmp_path_factory):
             page.screenshot(path=str(folder / f"{name}.png"), full_page=full_page)
 
     return save
+
+
+@contextlib.contextmanager
+def _serving(app) -> Iterator[str]:
+    """`app` under uvicorn in a thread on a free loopback port; yields its base URL, stops it after."""
+    import uvicorn
+
+    from cnnlab.web.server import _listen
+
+    sock = _listen("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        assert time.time() < deadline and thread.is_alive(), "the lab did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture(scope="session")
+def serving():
+    """`with serving(app) as url:` the web lab's app served for real (uvicorn, loopback), as a browser needs it."""
+    pytest.importorskip("fastapi")
+    return _serving
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path):
+    """Debian's chromium under Playwright, one per test module; tests open their own contexts and pages."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=chromium_path, args=["--no-sandbox", "--disable-gpu"])
+        yield launched
+        launched.close()

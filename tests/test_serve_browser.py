@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -17,14 +16,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, chromium_path):
+def server(tmp_path_factory, chromium_path, serving):
     """The lab over a root with one trained run, served by uvicorn in a thread on a free port."""
-    pytest.importorskip("fastapi")
-    import uvicorn
-
     from cnnlab.training import TrainConfig, train
     from cnnlab.web.app import create_app
-    from cnnlab.web.server import _listen
 
     root = tmp_path_factory.mktemp("browser") / "runs"
     # The CLI's default (fast) recipe, so the screenshots show a model that learned something.
@@ -38,30 +33,18 @@ def server(tmp_path_factory, chromium_path):
             out=str(root / "convnet-mnist"),
         )
     )
-    sock = _listen("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app([root]), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{sock.getsockname()[1]}", "root": root}
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serving(create_app([root])) as url:
+        yield {"url": url, "root": root}
 
 
 @pytest.fixture(scope="module")
-def page(chromium_path, server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda err: errors.append(str(err)))
-        page.errors = errors
-        yield page
-        browser.close()
+def page(browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.errors = errors
+    yield page
+    page.close()
 
 
 def test_runs_page_lists_and_links(page, server, shots):

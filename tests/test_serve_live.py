@@ -12,7 +12,6 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -31,15 +30,11 @@ def _copy(src: Path, dst: Path, names=RECORDS) -> Path:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, chromium_path):
+def lab(tmp_path_factory, chromium_path, serving):
     """The lab over a root with two finished 3-epoch runs, a stopped one, a failed one and an unreadable one (with a
     long status), served by uvicorn in a thread on a free port."""
-    pytest.importorskip("fastapi")
-    import uvicorn
-
     from cnnlab.training import TrainConfig, train
     from cnnlab.web.app import create_app
-    from cnnlab.web.server import _listen
 
     root = tmp_path_factory.mktemp("live") / "runs"
     done = train(
@@ -68,26 +63,8 @@ def lab(tmp_path_factory, chromium_path):
     broken = root / "a-run-folder-whose-config-was-cut-off-while-it-was-being-copied"
     broken.mkdir()
     (broken / "config.json").write_text('{"config": {"model": "' + "convnet-" * 40)
-    sock = _listen("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app([root]), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{sock.getsockname()[1]}", "root": root}
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path, args=["--no-sandbox", "--disable-gpu"])
-        yield browser
-        browser.close()
+    with serving(create_app([root])) as url:
+        yield {"url": url, "root": root}
 
 
 class Watched:

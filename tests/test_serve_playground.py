@@ -9,8 +9,6 @@ docs/serve-playground.png, serve-explain.png and serve-playground-phone.png).
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -123,14 +121,10 @@ def test_a_model_without_conv_layers_says_so(lab):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, chromium_path):
+def server(tmp_path_factory, chromium_path, serving):
     """The lab over one convnet run (trained for a few seconds), served by uvicorn in a thread."""
-    pytest.importorskip("fastapi")
-    import uvicorn
-
     from cnnlab.training import TrainConfig, train
     from cnnlab.web.app import create_app
-    from cnnlab.web.server import _listen
 
     root = tmp_path_factory.mktemp("playground") / "runs"
     with pytest.MonkeyPatch.context() as patch:
@@ -146,26 +140,8 @@ def server(tmp_path_factory, chromium_path):
                 out=str(root / "convnet-mnist"),
             )
         )
-    sock = _listen("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app([root]), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path, args=["--no-sandbox", "--disable-gpu"])
-        yield browser
-        browser.close()
+    with serving(create_app([root])) as url:
+        yield url
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +32,7 @@ from cnnlab.errors import CnnlabError  # noqa: E402
 from cnnlab.training import TrainConfig, train  # noqa: E402
 from cnnlab.web.app import create_app  # noqa: E402
 from cnnlab.web.security import CONTENT_SECURITY_POLICY  # noqa: E402
-from cnnlab.web.server import _listen, hosts_for, resolve_token  # noqa: E402
+from cnnlab.web.server import hosts_for, resolve_token  # noqa: E402
 
 TIMEOUT = 20  # seconds for any one request: everything here answers in well under one
 RUN_FILES = ("config.json", "summary.json", "metrics.csv")
@@ -72,27 +71,6 @@ def _records(src: Path, dst: Path, files=RUN_FILES) -> Path:
     return dst
 
 
-@contextlib.contextmanager
-def running(app):
-    """`app` under uvicorn in a thread on a free loopback port; yields its base URL, stops it after."""
-    import uvicorn
-
-    sock = _listen("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started:
-        assert time.time() < deadline and thread.is_alive(), "the lab did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
 def _unblock(fifos) -> None:
     """Open each FIFO for writing once: a reader stuck on it (a regression) wakes up, so teardown never hangs."""
     for fifo in fifos:
@@ -101,7 +79,7 @@ def _unblock(fifos) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab(trained, tmp_path_factory):
+def lab(trained, tmp_path_factory, serving):
     """A root with the trained run, hostile run folders beside it, a secret outside; served without a token."""
     base = tmp_path_factory.mktemp("hostile")
     root = base / "runs"
@@ -137,7 +115,7 @@ def lab(trained, tmp_path_factory):
     (root / "good" / "env-link.txt").symlink_to(root / ".env")  # inside the root, but a dotfile behind it
     app = create_app([root])
     try:
-        with running(app) as url:
+        with serving(app) as url:
             yield {"url": url, "root": root, "port": url.rsplit(":", 1)[1]}
     finally:
         _unblock(fifos)
@@ -275,12 +253,12 @@ def test_cross_site_subresource_is_refused(lab):
 
 
 @pytest.fixture(scope="module")
-def token_lab(trained, tmp_path_factory):
+def token_lab(trained, tmp_path_factory, serving):
     """The lab as `cnnlab serve --host 0.0.0.0` makes it (generated token, wildcard hosts), on 127.0.0.1."""
     root = tmp_path_factory.mktemp("token") / "runs"
     shutil.copytree(trained, root / "good")
     token = resolve_token("0.0.0.0", None)
-    with running(create_app([root], allowed_hosts=hosts_for("0.0.0.0"), token=token)) as url:
+    with serving(create_app([root], allowed_hosts=hosts_for("0.0.0.0"), token=token)) as url:
         yield {"url": url, "token": token, "root": root}
 
 
@@ -478,11 +456,11 @@ def test_config_of_the_wrong_types_is_no_500(lab):
         assert response.status_code == 200, response.text
 
 
-def test_linked_checkpoint_is_not_loaded(trained, tmp_path):
+def test_linked_checkpoint_is_not_loaded(trained, tmp_path, serving):
     run = _records(trained, tmp_path / "runs" / "linked")
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "best.pt").symlink_to(trained / "checkpoints" / "best.pt")
-    with running(create_app([tmp_path / "runs"])) as url:
+    with serving(create_app([tmp_path / "runs"])) as url:
         response = _get(url + "/api/model", params={"id": "0:linked"})
     assert response.status_code == 422 and "not a regular file" in _one_line_detail(response)
 
@@ -490,7 +468,7 @@ def test_linked_checkpoint_is_not_loaded(trained, tmp_path):
 # --- datasets: a page view never downloads ---
 
 
-def test_page_views_never_download_a_dataset(trained, tmp_path, monkeypatch):
+def test_page_views_never_download_a_dataset(trained, tmp_path, monkeypatch, serving):
     """A run of a dataset that is not on this machine: the analysis says so in one line; torchvision is not asked."""
     import torch
 
@@ -507,7 +485,7 @@ def test_page_views_never_download_a_dataset(trained, tmp_path, monkeypatch):
     downloads = []
     monkeypatch.delenv("CNNLAB_OFFLINE", raising=False)  # as a user's machine: online
     monkeypatch.setattr(locate, "download", lambda spec, *a, **k: downloads.append(spec.name))
-    with running(create_app([tmp_path / "runs"])) as url:
+    with serving(create_app([tmp_path / "runs"])) as url:
         assert _get(url + "/api/model", params={"id": "0:elsewhere"}).json()["dataset"] == "mnist"
         for route in ("/api/analysis", "/api/gallery"):
             response = _get(url + route, params={"id": "0:elsewhere"})

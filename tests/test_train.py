@@ -426,6 +426,23 @@ def test_resume_with_more_epochs_replans_the_onecycle_schedule(tmp_path, capsys)
     assert all(torch.isfinite(t).all() for t in load_checkpoint(first.run_dir)["model"].values())
 
 
+def test_the_lr_column_is_the_lr_the_epochs_last_step_used(tmp_path):
+    # One step per epoch: the scheduler's lr *after* the last step (what the column once showed) is past the end of
+    # one-cycle's plan, 1e-8 after epoch 2 and rising again after epoch 3.
+    run = train(quick(tmp_path, model="mlp-tiny", epochs=3, schedule="onecycle", limit_train=64, batch_size=64))
+    from cnnlab.training.optim import build_scheduler
+
+    optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.005)
+    scheduler = build_scheduler(optimizer, run.config, steps_per_epoch=1)
+    planned = []
+    for _ in range(3):
+        planned.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert [row["lr"] for row in run.history] == pytest.approx(planned, rel=1e-9)
+    assert planned[1] == max(planned) and planned[2] < planned[0]  # up, then down to the end: no rise after it
+
+
 @pytest.mark.slow
 def test_resume_past_the_last_epoch_is_refused(tmp_path, capsys):
     run = train(quick(tmp_path, epochs=2, limit_train=256)).run_dir

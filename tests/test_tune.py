@@ -438,14 +438,16 @@ SLOW_TRIALS = ["--dataset", "mnist-sample", "--epochs", "5", "--recipe", "refere
 
 
 def _running_trial(out: Path):
-    """(number, run folder, worker pid) of a trial that finished at least one epoch."""
+    """(number, run folder, worker pid) of a trial that finished at least one epoch and saved it (its metrics row
+    is written before last.pt: a kill between the two leaves no state to resume)."""
     try:
         trials = study_of(out).get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     except Exception:  # noqa: BLE001 - the study is not created yet
         return None
     for trial in trials:
         run = trial.user_attrs.get("run")
-        if run and epochs_done(out / run) >= 1 and trial.user_attrs.get("worker"):
+        saved = (out / run / "checkpoints" / "last.pt").is_file() if run else False
+        if run and saved and epochs_done(out / run) >= 1 and trial.user_attrs.get("worker"):
             return trial.number, out / run, trial.user_attrs["worker"]["pid"]
     return None
 

@@ -317,8 +317,8 @@ def _run(
                 state.scaler.scale(loss).backward()
                 state.scaler.step(state.optimizer)
                 state.scaler.update()
+                meter.add(loss, logits, y)  # before the scheduler moves on: rows show the lr this step used
                 state.scheduler.step()
-                meter.add(loss, logits, y)
                 if step % check_every == 0:
                     _check_finite(loss, run, epoch, step)
                     signum = max_across_ranks(stop.signum or 0, device, dist_info)
@@ -383,6 +383,7 @@ class _EpochMeter:
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.correct = torch.zeros((), dtype=torch.int64, device=device)
         self.seen, self.seconds_before = 0, 0.0  # images counted on the host: no device op per step
+        self.lr = run.state.optimizer.param_groups[0]["lr"]  # of the latest step
         if saved:
             self.loss_sum += saved["loss_sum"]
             self.correct += saved["correct"]
@@ -400,6 +401,7 @@ class _EpochMeter:
         self.loss_sum += loss.detach() * len(y)
         self.correct += (logits.detach().argmax(1) == y).sum()
         self.seen += len(y)
+        self.lr = self.run.state.optimizer.param_groups[0]["lr"]
 
     def report(self, step: int) -> None:
         run = self.run
@@ -410,7 +412,7 @@ class _EpochMeter:
             live = {
                 "epoch": self.epoch + 1, "step": step + 1,
                 "loss": (loss_sum - self.row_loss_sum) / max(images, 1),
-                "accuracy": (correct - self.row_correct) / max(images, 1), "lr": run.state.scheduler.get_last_lr()[0],
+                "accuracy": (correct - self.row_correct) / max(images, 1), "lr": self.lr,
                 "images_per_s": (self.seen - self.seen_before) / max(now - self.start, 1e-9),
                 "elapsed": now - run.run_start, "images": images,
             }  # fmt: skip
@@ -425,7 +427,13 @@ class _EpochMeter:
         self.progress.close()
         seen = torch.tensor(float(self.seen), dtype=torch.float64, device=self.loss_sum.device)
         totals = all_reduce_sum(torch.stack([self.loss_sum, self.correct.double(), seen]), self.run.dist_info).tolist()
-        sums = {"loss_sum": totals[0], "correct": int(totals[1]), "seen": int(totals[2]), "step": step + 1}
+        sums = {
+            "loss_sum": totals[0],
+            "correct": int(totals[1]),
+            "seen": int(totals[2]),
+            "step": step + 1,
+            "lr": self.lr,
+        }
         return sums, self.seconds_before + time.perf_counter() - self.start
 
 
@@ -484,7 +492,7 @@ def _end_epoch(
             run.save("best.pt", epoch + 1, 0)
     row = {
         "epoch": epoch + 1, "step": (epoch + 1) * len(run.train), "train_loss": train_loss, "train_acc": train_acc,
-        "test_loss": test_loss, "test_acc": test_acc, "lr": state.scheduler.get_last_lr()[0], "epoch_seconds": seconds,
+        "test_loss": test_loss, "test_acc": test_acc, "lr": totals["lr"], "epoch_seconds": seconds,
         "images_per_s": totals["seen"] / max(seconds, 1e-9), "val_loss": val_loss, "val_acc": val_acc,
     }  # fmt: skip
     run.history.append(row)
