@@ -118,7 +118,11 @@ def test_reopening_needs_trust_and_never_runs_the_code_without_it(own, tmp_path)
     """As a user would meet it, in fresh processes: without --trust-code nothing of the run's code executes."""
     marker = tmp_path / "executed"
     env = {**os.environ, "NET_MARKER": str(marker)}
-    for argv in (["eval", str(own["run"])], ["export", str(own["run"]), "-o", str(tmp_path / "m.onnx")]):
+    for argv in (
+        ["eval", str(own["run"])],
+        ["export", str(own["run"]), "-o", str(tmp_path / "m.onnx")],
+        ["summary", str(own["run"])],
+    ):
         done = subprocess.run([sys.executable, "-m", "cnnlab", *argv], env=env, capture_output=True, text=True)
         err = done.stderr.strip()
         assert done.returncode != 0 and "--trust-code" in err and len(err.splitlines()) == 1, err
@@ -152,6 +156,9 @@ def test_eval_and_predict_with_trust(own, capsys, tmp_path):
     Image.fromarray(_picture("stripes", np.random.default_rng(3))).save(picture)
     assert main(["predict", str(own["run"]), str(picture), "--trust-code"]) == 0
     assert any(name in capsys.readouterr().out for name in CLASSES)
+    assert main(["summary", str(own["run"]), "--trust-code"]) == 0
+    out = capsys.readouterr().out
+    assert f"input (1, 3, 16, 16), output (1, {len(CLASSES)})" in out  # the run's channels, image size and classes
 
 
 @pytest.mark.slow

@@ -172,6 +172,26 @@ def test_cli_summary_json_with_options(capsys):
     assert data["layers"][0]["output_shape"] == [1, 16, 64, 64]
 
 
+def test_cli_summary_of_a_run_is_its_model_as_trained(capsys, trained_run):
+    from cnnlab.models.summary import _is_leaf
+    from cnnlab.runs import load_run
+
+    code, out, _ = run_cli(capsys, "summary", str(trained_run), "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    model = load_run(trained_run).model
+    leaves = [path for path, module in model.named_modules() if path and _is_leaf(module)]
+    # The recipe's BatchNorm layers included: the names `cnnlab inspect RUN --layer` takes, not the bare model's.
+    assert [layer["path"] for layer in data["layers"]] == leaves
+    assert "BatchNorm2d" in {layer["type"] for layer in data["layers"]}
+    assert data["total_params"] == sum(p.numel() for p in model.parameters())
+    code, out, _ = run_cli(capsys, "summary", str(trained_run))
+    assert code == 0 and f"model: convnet ({trained_run})" in out and "input (1, 1, 28, 28)" in out
+    code, out, err = run_cli(capsys, "summary", str(trained_run), "--input-size", "32", "--model-options", "{}")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "--input-size cannot change a run's model" in err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -4,6 +4,7 @@ Models are built on the meta device: shapes, parameter counts and MACs come out
 exactly, with no memory or init time spent even on VGG-11. `cnnlab summary path/to/net.py:Net`
 (or `package.module:Net`) summarizes the user's own network: naming it is asking to run it, so it
 is loaded, its input sizes found by trying, and it is built on the CPU (user code may not run on meta).
+`cnnlab summary RUN_DIR` shows a run's model as it trained it, with the layer names `cnnlab inspect` takes.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
-from cnnlab.cli.options import add_format
+from cnnlab.cli.options import add_format, add_trust_code
 from cnnlab.errors import CnnlabError, did_you_mean
 
 # torch and the model zoo are imported inside the handlers: `cnnlab --help` must not pay for them.
@@ -38,18 +40,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     summary = subparsers.add_parser(
         "summary",
-        help="show a model layer by layer: shapes, params, MACs",
-        description="Trace one image through MODEL: every layer's output shape, parameters and MACs, then the totals.",
+        help="show a model (or a run's model) layer by layer: shapes, params, MACs",
+        description="Trace one image through MODEL: every layer's output shape, parameters and MACs, then the totals. "
+        "Given a run folder, the model as that run trained it (its recipe's layers, its data's channels, classes and "
+        "image size): the layer names are the ones `cnnlab inspect RUN` takes.",
     )
     summary.add_argument(
         "model",
         metavar="MODEL",
         help="model name (see `cnnlab models`), or your own: path/to/file.py:Name or package.module:Name "
-        "(an nn.Module subclass or a function returning one, called with in_channels and num_classes)",
+        "(an nn.Module subclass or a function returning one, called with in_channels and num_classes), "
+        "or a run folder (or checkpoint file)",
     )
     summary.add_argument("--input-size", type=int, metavar="N", help="input height = width (default: the model's)")
-    summary.add_argument("--in-channels", type=int, default=1, metavar="C", help="input channels (default: 1)")
-    summary.add_argument("--num-classes", type=int, default=10, metavar="K", help="output classes (default: 10)")
+    summary.add_argument("--in-channels", type=int, metavar="C", help="input channels (default: 1)")
+    summary.add_argument("--num-classes", type=int, metavar="K", help="output classes (default: 10)")
     summary.add_argument(
         "--batch-size",
         type=int,
@@ -64,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="model options as JSON, e.g. '{\"width\": 4}' (see `cnnlab models --format json`)",
     )
     add_format(summary)
+    add_trust_code(summary)  # a run of your own model is rebuilt from the copy of its source
     summary.set_defaults(func=run_summary)
 
 
@@ -151,32 +157,64 @@ def run_summary(args: argparse.Namespace) -> int:
         is_custom,
         load_user_model,
         model_info,
-        render_summary,
-        summarize,
     )
 
+    if args.batch_size < 1:
+        raise CnnlabError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    if _is_run(args.model):
+        return _print_summary(args, *_run_model(args))
+    in_channels = 1 if args.in_channels is None else args.in_channels
+    num_classes = 10 if args.num_classes is None else args.num_classes
     own = is_custom(args.model)
     name = load_user_model(args.model) if own else args.model  # the user named their code: run it
     options = _parse_options(args.model_options)
     if not own:
         model_info(name)  # an unknown name fails before the argument checks
-    if args.batch_size < 1:
-        raise CnnlabError(f"--batch-size must be a positive integer, got {args.batch_size}")
     if args.input_size is not None and args.input_size < 1:
         raise CnnlabError(f"--input-size must be a positive integer, got {args.input_size}")
     if own:  # its sizes depend on the channels, classes and options it is built with
-        size = (
-            input_sizes(name, args.in_channels, args.num_classes, options)[2]
-            if args.input_size is None
-            else args.input_size
-        )
-        check_input_size(name, size, in_channels=args.in_channels, num_classes=args.num_classes, options=options)
-        model = create_model(name, args.in_channels, args.num_classes, image_size=size, **options)
+        size = input_sizes(name, in_channels, num_classes, options)[2] if args.input_size is None else args.input_size
+        check_input_size(name, size, in_channels=in_channels, num_classes=num_classes, options=options)
+        model = create_model(name, in_channels, num_classes, image_size=size, **options)
     else:
         size = model_info(name).default_input_size if args.input_size is None else args.input_size
         check_input_size(name, size)  # before building: the same error the model's own check gives
-        model = _meta_model(name, args.in_channels, args.num_classes, **options)
-    summary = summarize(model, size, args.in_channels, batch_size=args.batch_size)
+        model = _meta_model(name, in_channels, num_classes, **options)
+    return _print_summary(args, name, args.model, model, size, in_channels)
+
+
+def _is_run(target: str) -> bool:
+    """A run folder or checkpoint file, not a model: a registered name wins over a folder of the same name."""
+    from cnnlab.models import is_custom, list_models
+
+    if target in list_models() or is_custom(target):
+        return False
+    path = Path(target)
+    return path.is_dir() or path.suffix == ".pt" and path.is_file()
+
+
+def _run_model(args: argparse.Namespace) -> tuple[str, str, Any, int, int]:
+    """The model of a run as it trained it: (model name, title, the model, image size, channels)."""
+    from cnnlab.runs import load_run
+
+    given = [flag for flag, value in (("--input-size", args.input_size), ("--in-channels", args.in_channels),
+             ("--num-classes", args.num_classes)) if value is not None]  # fmt: skip
+    if args.model_options != "{}":
+        given.append("--model-options")
+    if given:
+        raise CnnlabError(
+            f"{', '.join(given)} cannot change a run's model: `cnnlab summary {args.model}` shows it as it was "
+            "trained; name the model instead (`cnnlab summary MODEL ...`) to try other settings"
+        )
+    run = load_run(args.model)  # checked as every command that reopens a run checks it; --trust-code for your own
+    title = f"{run.config.model} ({run.run_dir})"
+    return run.config.model, title, run.model, run.input_size, run.spec.channels
+
+
+def _print_summary(args: argparse.Namespace, name: str, title: str, model, size: int, in_channels: int) -> int:
+    from cnnlab.models import render_summary, summarize
+
+    summary = summarize(model, size, in_channels, batch_size=args.batch_size)
     if args.format == "json":
         data = {
             "name": name,
@@ -186,5 +224,5 @@ def run_summary(args: argparse.Namespace) -> int:
         }
         print(json.dumps(data, indent=2))
     else:
-        print(render_summary(summary, name=args.model))
+        print(render_summary(summary, name=title))
     return 0
