@@ -240,6 +240,28 @@ def test_plain_progress_when_not_a_terminal(tmp_path, capsys):
     assert "\r" not in out + err
 
 
+def test_a_notebook_gets_one_redrawn_bar_not_a_line_every_tenth_of_an_epoch():
+    import io
+
+    from cnnlab.training.progress import Progress
+
+    # What ipykernel puts in sys.stderr: isatty() is False, yet the notebook redraws a line on "\r".
+    notebook_stream = type("OutStream", (io.StringIO,), {"__module__": "ipykernel.iostream"})()
+    log = io.StringIO()
+    progress = Progress(True, 16, stream=notebook_stream, log=log)
+    progress.start_epoch(0, 2, 0)
+    for step in range(16):
+        progress.step()
+        progress.report({"epoch": 1, "step": step + 1, "loss": 0.5, "accuracy": 0.9, "images_per_s": 100.0}, 16)
+    progress.close()
+    assert log.getvalue() == "" and "\r" in notebook_stream.getvalue() and "epoch 1/2" in notebook_stream.getvalue()
+    plain = io.StringIO()  # a log file: lines, no bar
+    progress = Progress(True, 16, stream=plain, log=log)
+    progress.start_epoch(0, 2, 0)
+    progress.report({"epoch": 1, "step": 2, "loss": 0.5, "accuracy": 0.9, "images_per_s": 100.0}, 16)
+    assert plain.getvalue() == "" and log.getvalue().startswith("epoch 1/2  step 2/16")
+
+
 def test_recipe_reference_fills_in_the_published_set_up(tmp_path):
     from cnnlab.training import resolve_config
 

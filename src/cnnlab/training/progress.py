@@ -1,4 +1,5 @@
-"""Progress within an epoch: a tqdm bar on a terminal; in a log, a plain line every ~10% of an epoch or 30 s.
+"""Progress within an epoch: a tqdm bar on a terminal or in a Jupyter notebook; in a log, a plain line every ~10%
+of an epoch or 30 s.
 
 The loop reads its running sums from the device only when the `StepClock` says a report is due, and
 hands them here (and to steps.csv), so progress costs no extra host sync per step. The epoch summary
@@ -11,11 +12,22 @@ import sys
 from typing import Any
 
 
+def redraws_lines(stream) -> bool:
+    """A terminal, or a Jupyter kernel's output, which redraws a line on a carriage return as a terminal does (its
+    isatty() is False: without this a notebook would get a line every ~10% of every epoch)."""
+    try:
+        if stream.isatty():
+            return True
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+    return type(stream).__module__.split(".")[0] == "ipykernel"
+
+
 class Progress:
     def __init__(self, enabled: bool, steps_per_epoch: int, stream=None, log=None):
         self.stream = stream or sys.stderr
         self.log = log or sys.stdout
-        self.bar_enabled = enabled and self.stream.isatty()
+        self.bar_enabled = enabled and redraws_lines(self.stream)
         self.lines_enabled = enabled and not self.bar_enabled
         self.steps_per_epoch = steps_per_epoch
         self.bar = None
@@ -25,7 +37,7 @@ class Progress:
         self.epochs = epochs
         if not self.bar_enabled:
             return
-        from tqdm.auto import tqdm
+        from tqdm.std import tqdm  # text, even in a notebook: tqdm's widget needs ipywidgets, an extra install
 
         self.bar = tqdm(
             total=self.steps_per_epoch,
