@@ -28,6 +28,13 @@ _EXPORTS = {
     "load_run": "cnnlab.runs",
     "LoadedRun": "cnnlab.runs",
     "export_model": "cnnlab.export",
+    "inspect_filters": "cnnlab.inspect.run",
+    "inspect_features": "cnnlab.inspect.run",
+    "inspect_saliency": "cnnlab.inspect.run",
+    "inspect_mistakes": "cnnlab.inspect.run",
+    "leaderboard": "cnnlab.experiments.compare",
+    "format_leaderboard": "cnnlab.experiments.compare",
+    "plot_leaderboard": "cnnlab.experiments.compare",
     "CnnlabError": "cnnlab.errors",
     "serve": "cnnlab.web",
     "create_app": "cnnlab.web",
@@ -39,7 +46,14 @@ if TYPE_CHECKING:  # for type checkers (`X as X`: re-exported); at run time `__g
     from cnnlab.data import list_datasets as list_datasets
     from cnnlab.data import load_dataset as load_dataset
     from cnnlab.errors import CnnlabError as CnnlabError
+    from cnnlab.experiments.compare import format_leaderboard as format_leaderboard
+    from cnnlab.experiments.compare import leaderboard as leaderboard
+    from cnnlab.experiments.compare import plot_leaderboard as plot_leaderboard
     from cnnlab.export import export_model as export_model
+    from cnnlab.inspect.run import inspect_features as inspect_features
+    from cnnlab.inspect.run import inspect_filters as inspect_filters
+    from cnnlab.inspect.run import inspect_mistakes as inspect_mistakes
+    from cnnlab.inspect.run import inspect_saliency as inspect_saliency
     from cnnlab.models import count_macs as count_macs
     from cnnlab.models import create_model as create_model
     from cnnlab.models import list_models as list_models

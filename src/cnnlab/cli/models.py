@@ -185,7 +185,7 @@ def run_summary(args: argparse.Namespace) -> int:
 
 def _is_run(target: str) -> bool:
     """A run folder or checkpoint file, not a model: a registered name wins over a folder of the same name."""
-    from cnnlab.models import is_custom, list_models
+    from cnnlab.models import is_custom, list_models  # here: the zoo loads on use, so --help stays fast
 
     if target in list_models() or is_custom(target):
         return False
@@ -195,7 +195,7 @@ def _is_run(target: str) -> bool:
 
 def _run_model(args: argparse.Namespace) -> tuple[str, str, Any, int, int]:
     """The model of a run as it trained it: (model name, title, the model, image size, channels)."""
-    from cnnlab.runs import load_run
+    from cnnlab.runs import load_run  # here: torch loads on use, so --help and argument errors stay fast
 
     given = [flag for flag, value in (("--input-size", args.input_size), ("--in-channels", args.in_channels),
              ("--num-classes", args.num_classes)) if value is not None]  # fmt: skip
@@ -212,7 +212,7 @@ def _run_model(args: argparse.Namespace) -> tuple[str, str, Any, int, int]:
 
 
 def _print_summary(args: argparse.Namespace, name: str, title: str, model, size: int, in_channels: int) -> int:
-    from cnnlab.models import render_summary, summarize
+    from cnnlab.models import render_summary, summarize  # here: torch loads on use, so --help stays fast
 
     summary = summarize(model, size, in_channels, batch_size=args.batch_size)
     if args.format == "json":

@@ -114,7 +114,13 @@ def sort_rows(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
 
 
 def leaderboard(paths: list[str | Path], sort: str = "test_acc") -> Leaderboard:
-    """Read every folder (globs and experiment folders expanded) into a sorted leaderboard."""
+    """Read every folder (globs and experiment folders expanded) into a sorted leaderboard: `cnnlab compare`.
+
+    `paths`: run folders, globs (`"runs/*"`) and experiment folders (a sweep's or a study's runs). `sort`: test_acc
+    (the default), best_acc, params, macs, seconds or images_per_s. The result's `rows` are the complete runs, one
+    dict each (model, dataset, accuracies, params, MACs, time, speed, path, label); `others` the incomplete runs and
+    folders that are not runs, each with its reason. Print it with `format_leaderboard`, draw it with
+    `plot_leaderboard`."""
     if not paths:
         raise CnnlabError("name at least one run folder, e.g. `cnnlab compare runs/*`")
     if sort not in SORT_KEYS:  # checked before reading, so a typo fails fast
@@ -158,6 +164,7 @@ def _other_lines(board: Leaderboard) -> list[str]:
 
 
 def format_leaderboard(board: Leaderboard, fmt: str = "table") -> str:
+    """The leaderboard as `cnnlab compare` prints it: `fmt` is table, md (Markdown), csv or json."""
     if fmt not in FORMATS:
         raise unknown_choice("--format", fmt, FORMATS)
     if fmt == "json":
