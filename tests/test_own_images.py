@@ -489,3 +489,25 @@ def test_hugging_face_dataset_goes_through_the_decoder(tmp_path, calls):
     assert calls["decode"] == 1
     load(tmp_path / "train.parquet")
     assert calls["decode"] == 1
+
+
+def test_cgroup_memory_limits_of_v1_and_v2_up_to_the_mount(tmp_path):
+    from cnnlab.data.imported import cgroup_memory_limits
+
+    sys_root = tmp_path / "sys"
+    v2 = sys_root / "user.slice" / "job"
+    v2.mkdir(parents=True)
+    (v2 / "memory.max").write_text("1073741824\n")
+    (v2.parent / "memory.max").write_text("max\n")  # no limit there
+    (sys_root / "memory.max").write_text("2147483648\n")  # the mount's root counts too
+    (tmp_path / "memory.max").write_text("1\n")  # above the mount: never read
+    v1 = sys_root / "memory" / "docker" / "abc"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text("536870912\n")
+    (v1.parent / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "no limit"
+    cgroups = tmp_path / "cgroup"
+    cgroups.write_text("0::/user.slice/job\n")
+    assert sorted(cgroup_memory_limits(cgroups, sys_root)) == [1073741824, 2147483648]
+    cgroups.write_text("12:cpu,cpuacct:/docker/abc\n11:memory:/docker/abc\n")
+    assert cgroup_memory_limits(cgroups, sys_root) == [536870912]
+    assert cgroup_memory_limits(tmp_path / "absent", sys_root) == []

@@ -22,7 +22,7 @@ A damaged cache file (bad magic, header, size or sum) is a miss, never a crash; 
 on a lock file, so the second reuses the first's work.
 
 Memory-mapping: with `mmap=True`, or `mmap=None` and a decoded size above half of the memory this process may
-use (the least of /proc/meminfo's MemAvailable, the cgroup v2 memory.max of its cgroup and the cgroups above,
+use (the least of /proc/meminfo's MemAvailable, the memory limit of its cgroup and the cgroups above (v2 or v1),
 and the soft RLIMIT_AS and RLIMIT_DATA), the image tensors map the cache file instead of reading it: such a
 dataset pages in from disk and may exceed memory (its clean pages are page cache, which the kernel reclaims).
 The mapping is copy-on-write (`np.memmap(mode="c")`: a write to the tensors stays in this process), except under
@@ -181,30 +181,46 @@ def _is_hf_folder(path: Path) -> bool:
 
 
 def memory_available() -> int:
-    """Bytes this process may still fill: the least of MemAvailable, its cgroups' memory.max and its rlimits."""
+    """Bytes this process may still fill: the least of MemAvailable, its cgroups' memory limits and its rlimits."""
     limits = []
     with contextlib.suppress(OSError, ValueError):
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     limits.append(int(line.split()[1]) * 1024)
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/self/cgroup") as f:
-            group = next((line.split(":", 2)[2].strip() for line in f if line.startswith("0::")), None)
-        if group is not None:
-            folder = Path("/sys/fs/cgroup") / group.lstrip("/")
-            for level in [folder, *folder.parents]:
-                if not str(level).startswith("/sys/fs/cgroup"):
-                    break
-                with contextlib.suppress(OSError, ValueError):
-                    value = (level / "memory.max").read_text().strip()
-                    if value != "max":
-                        limits.append(int(value))
+    limits += cgroup_memory_limits()
     for which in (resource.RLIMIT_AS, getattr(resource, "RLIMIT_DATA", resource.RLIMIT_AS)):
         soft = resource.getrlimit(which)[0]
         if soft != resource.RLIM_INFINITY and soft > 0:
             limits.append(soft)
     return min(limits) if limits else 1 << 62
+
+
+def cgroup_memory_limits(cgroups: str | Path = "/proc/self/cgroup", root: str | Path = "/sys/fs/cgroup") -> list[int]:
+    """The memory limits of this process's cgroup and its ancestors: cgroup v2's memory.max (a "0::" line) and
+    v1's memory.limit_in_bytes (a line naming the memory controller), each read up to the mount's root."""
+    try:
+        lines = Path(cgroups).read_text().splitlines()
+    except (OSError, ValueError):  # not Linux, or no /proc
+        return []
+    limits: list[int] = []
+    for line in lines:
+        hierarchy, controllers, group = (line.split(":", 2) + ["", ""])[:3]
+        if hierarchy == "0" and controllers == "":
+            base, name = Path(root), "memory.max"
+        elif "memory" in controllers.split(","):
+            base, name = Path(root) / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        folder = base / group.strip().lstrip("/")
+        for level in [folder, *folder.parents]:
+            if level != base and base not in level.parents:
+                break  # above the mount: not a cgroup folder
+            with contextlib.suppress(OSError, ValueError):
+                value = (level / name).read_text().strip()
+                if value != "max" and int(value) < 1 << 62:  # v1 writes "no limit" as a page-rounded 2**63 - 1
+                    limits.append(int(value))
+    return limits
 
 
 def _map_mode() -> Literal["c", "r"]:
