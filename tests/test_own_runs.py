@@ -276,7 +276,7 @@ def test_a_memory_mapped_dataset_trains_exactly_like_one_in_memory(own, tmp_path
     from cnnlab.data import imported
     from cnnlab.data.batches import Batches
 
-    options = dict(dataset=str(own["pictures"]), epochs=2, val_split=12, progress=False, seed=3)
+    options = dict(dataset=str(own["pictures"]), epochs=2, val_split=12, progress=False, seed=3, deterministic=True)
     in_memory = train(model="convnet", resize=28, out=str(tmp_path / "memory"), **options)
     gathered = []
     original = Batches.__init__
