@@ -240,6 +240,26 @@ def test_plain_progress_when_not_a_terminal(tmp_path, capsys):
     assert "\r" not in out + err
 
 
+def test_best_pt_is_weights_only_and_last_pt_is_what_a_run_continues_from(tmp_path, capsys):
+    import shutil
+
+    from cnnlab.runs import load_run
+
+    run = train(quick(tmp_path, model="mlp-tiny", epochs=1, limit_train=128, optimizer="adam")).run_dir
+    best, last = load_checkpoint(run, "best.pt"), load_checkpoint(run, "last.pt")
+    assert best["resumable"] is False and not {"optimizer", "scheduler", "scaler", "rng"} & set(best)
+    assert {"optimizer", "scheduler", "scaler", "rng"} <= set(last) and "resumable" not in last
+    for key, tensor in best["model"].items():
+        assert torch.equal(tensor, last["model"][key])
+    # Adam keeps two tensors per weight: the full state is about three times the weights.
+    assert (run / "checkpoints" / "best.pt").stat().st_size < 0.5 * (run / "checkpoints" / "last.pt").stat().st_size
+    assert load_run(run).checkpoint["path"].endswith("best.pt")  # eval, predict, export, inspect read it as before
+    shutil.copy(run / "checkpoints" / "best.pt", run / "checkpoints" / "last.pt")
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "holds weights only (a best.pt)" in err and "--init-from" in err and err.count("\n") == 1
+
+
 def test_a_notebook_gets_one_redrawn_bar_not_a_line_every_tenth_of_an_epoch():
     import io
 

@@ -4,6 +4,9 @@ and checked key by key before anything uses them.
 A checkpoint holds everything needed to continue a run exactly: model, optimizer, scheduler and
 grad-scaler state, the position (epoch, step), the partial-epoch metric sums, every RNG state and the
 resolved config. The trainer's `TrainState` (training/state.py) writes and restores it.
+
+best.pt is weights only (`"resumable": False`: no optimizer, scheduler, scaler, RNG or partial sums): a run
+continues from last.pt alone, and the optimizer's state would double or triple the file (SGD momentum, Adam).
 """
 
 from __future__ import annotations
@@ -135,7 +138,10 @@ def _checkpoint_problem(obj: Any) -> str | None:
     version = obj.get("version")
     if _is_int(version) and version > CHECKPOINT_VERSION:
         return None  # a newer layout, not ours to judge: validate_checkpoint says to upgrade
-    missing = [key for key in _REQUIRED_KEYS if key not in obj]
+    resumable = obj.get("resumable", True)
+    if not isinstance(resumable, bool):
+        return f"resumable must be true or false, got {resumable!r:.40}"
+    missing = [key for key in _REQUIRED_KEYS if key not in obj and (resumable or key not in TRAINING_STATE_KEYS)]
     if missing:
         return f"no {', '.join(missing)} inside"
     if not _is_int(version) or version < 0:
@@ -146,17 +152,6 @@ def _checkpoint_problem(obj: Any) -> str | None:
     for key, value in model.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             return f"model entry {key!r:.60} is a {type(value).__name__}, not a tensor"
-    optimizer = obj["optimizer"]
-    if not (
-        isinstance(optimizer, dict)
-        and isinstance(optimizer.get("state"), dict)
-        and isinstance(optimizer.get("param_groups"), list)
-        and all(isinstance(group, dict) for group in optimizer["param_groups"])
-    ):
-        return "optimizer must be an optimizer's state_dict (state and param_groups)"
-    for key in ("scheduler", "scaler"):
-        if not isinstance(obj[key], dict):
-            return f"{key} must be a dict, got {type(obj[key]).__name__}"
     for key in ("epoch", "step"):
         if not _is_int(obj[key]) or obj[key] < 0:
             return f"{key} must be a non-negative integer, got {obj[key]!r:.40}"
@@ -165,21 +160,9 @@ def _checkpoint_problem(obj: Any) -> str | None:
     best_epoch = obj.get("best_epoch")
     if best_epoch is not None and not (_is_int(best_epoch) and best_epoch >= 0):
         return f"best_epoch must be a non-negative integer or None, got {best_epoch!r:.40}"
-    sums = obj.get("epoch_sums")
-    if sums is not None and not (
-        isinstance(sums, dict)
-        and set(sums) >= _EPOCH_SUMS
-        and all(_is_number(v) or isinstance(v, torch.Tensor) and v.numel() == 1 for v in sums.values())
-    ):
-        return f"epoch_sums must be None or numbers for {', '.join(sorted(_EPOCH_SUMS))}"
-    rng = obj["rng"]
-    if not (
-        isinstance(rng, dict)
-        and isinstance(rng.get("torch"), torch.Tensor)
-        and rng["torch"].dtype == torch.uint8
-        and all(isinstance(t, torch.Tensor) for t in rng.get("cuda", []))
-    ):
-        return "rng must hold torch's generator state (a uint8 tensor)"
+    problem = _training_state_problem(obj) if resumable else None
+    if problem:
+        return problem
     if "run_dir" in obj and not isinstance(obj["run_dir"], str):
         return f"run_dir must be a string, got {type(obj['run_dir']).__name__}"
     config = obj["config"]
@@ -203,6 +186,37 @@ def _checkpoint_problem(obj: Any) -> str | None:
     return None
 
 
+def _training_state_problem(obj: dict[str, Any]) -> str | None:
+    """What is wrong with the state a resume restores (optimizer, scheduler, scaler, partial sums, RNG), or None."""
+    optimizer = obj["optimizer"]
+    if not (
+        isinstance(optimizer, dict)
+        and isinstance(optimizer.get("state"), dict)
+        and isinstance(optimizer.get("param_groups"), list)
+        and all(isinstance(group, dict) for group in optimizer["param_groups"])
+    ):
+        return "optimizer must be an optimizer's state_dict (state and param_groups)"
+    for key in ("scheduler", "scaler"):
+        if not isinstance(obj[key], dict):
+            return f"{key} must be a dict, got {type(obj[key]).__name__}"
+    sums = obj.get("epoch_sums")
+    if sums is not None and not (
+        isinstance(sums, dict)
+        and set(sums) >= _EPOCH_SUMS
+        and all(_is_number(v) or isinstance(v, torch.Tensor) and v.numel() == 1 for v in sums.values())
+    ):
+        return f"epoch_sums must be None or numbers for {', '.join(sorted(_EPOCH_SUMS))}"
+    rng = obj["rng"]
+    if not (
+        isinstance(rng, dict)
+        and isinstance(rng.get("torch"), torch.Tensor)
+        and rng["torch"].dtype == torch.uint8
+        and all(isinstance(t, torch.Tensor) for t in rng.get("cuda", []))
+    ):
+        return "rng must hold torch's generator state (a uint8 tensor)"
+    return None
+
+
 # What `TrainState.to_checkpoint` always writes (best_epoch, epoch_sums and run_dir are checked when present).
 _REQUIRED_KEYS = (
     "version",
@@ -219,6 +233,8 @@ _REQUIRED_KEYS = (
     "in_channels",
     "classes",
 )
+# What a resume restores, and a weights-only checkpoint (best.pt, "resumable": False) leaves out.
+TRAINING_STATE_KEYS = ("optimizer", "scheduler", "scaler", "rng")
 _EPOCH_SUMS = {"loss_sum", "correct", "seen", "seconds"}
 _MAX_COUNT = 100_000  # classes or channels: far above any dataset cnnlab trains on
 

@@ -278,7 +278,9 @@ class _Run:
 
     def save(self, name: str, epoch: int, step: int, sums: dict[str, Any] | None = None) -> None:
         if self.writer.enabled:
-            checkpoint = self.state.to_checkpoint(self.config, self.spec, epoch, step, sums)
+            # best.pt is weights only: a run continues from last.pt, never from best.pt
+            resumable = name != "best.pt"
+            checkpoint = self.state.to_checkpoint(self.config, self.spec, epoch, step, sums, resumable)
             self.writer.checkpoint(name, checkpoint, self.config.keep_checkpoints)
 
 

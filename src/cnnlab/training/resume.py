@@ -51,7 +51,13 @@ def resume_checkpoint(path: str | Path) -> dict[str, Any]:
                 f"--out {path}`"
             )
         raise CnnlabError(f"{str(path)!r} has no checkpoints/last.pt to resume from; is it a cnnlab run folder?")
-    return ckpt.load_checkpoint(path, "last.pt")
+    checkpoint = ckpt.load_checkpoint(path, "last.pt")
+    if checkpoint.get("resumable") is False:  # a best.pt copied over last.pt: the weights, not the training state
+        raise CnnlabError(
+            f"{checkpoint['path']!r} holds weights only (a best.pt), not the state a run continues from; "
+            f"to start a new run from these weights use --init-from {checkpoint['path']}"
+        )
+    return checkpoint
 
 
 def resumed_folder(checkpoint: dict[str, Any], out: str | None) -> Path:

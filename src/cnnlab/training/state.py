@@ -43,25 +43,33 @@ class TrainState:
     best_epoch: int | None = None
     epoch_sums: dict[str, Any] | None = None  # partial-epoch sums of an interrupted epoch
 
-    def to_checkpoint(self, config, spec, epoch: int, step: int, sums: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {
+    def to_checkpoint(
+        self, config, spec, epoch: int, step: int, sums: dict[str, Any] | None = None, resumable: bool = True
+    ) -> dict[str, Any]:
+        """The checkpoint dict; `resumable=False` (best.pt) keeps the weights without what a resume restores."""
+        checkpoint = {
             "version": CHECKPOINT_VERSION,
             "model": model_state(self.model),
-            "optimizer": self.optimizer.state_dict(),
-            # without callables, so weights_only loading accepts it
-            "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if not callable(v)},
-            "scaler": self.scaler.state_dict(),
             "epoch": epoch,
             "step": step,
-            "epoch_sums": sums,
             "best_acc": self.best_acc,
             "best_epoch": self.best_epoch,
-            "rng": rng_states(),
             "config": config.to_dict(),
             "run_dir": config.out,  # informational: where the run was written; never used to find it
             "num_classes": len(spec.classes),
             "in_channels": spec.channels,
             "classes": list(spec.classes),
+        }
+        if not resumable:
+            return {**checkpoint, "resumable": False}
+        return {
+            **checkpoint,
+            "optimizer": self.optimizer.state_dict(),
+            # without callables, so weights_only loading accepts it
+            "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if not callable(v)},
+            "scaler": self.scaler.state_dict(),
+            "epoch_sums": sums,
+            "rng": rng_states(),
         }
 
     def restore(self, checkpoint: dict[str, Any], config, steps_per_epoch: int) -> bool:
