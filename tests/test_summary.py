@@ -102,6 +102,8 @@ def test_render_summary_shows_layers_and_labelled_totals():
     assert "MACs per image:   938,146,176" in text
     assert "FLOPs per image:  1,876,292,352" in text
     assert "model size:       187.06 MB" in text
+    summary = summarize(meta_model("lenet"), 28, 1)
+    assert str(summary) == render_summary(summary) and "model: LeNet" in str(summary)  # print() shows the table
 
 
 # ---- CLI ----------------------------------------------------------------------------

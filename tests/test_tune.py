@@ -513,6 +513,8 @@ def test_a_failed_trial_in_a_worker_process_is_a_failed_trial_not_a_dead_worker(
     trials = study_of(out).trials
     assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
     assert all("loss became nan" in t.user_attrs["error"] for t in trials)
+    table = (out / "table.md").read_text()  # the table stays narrow; the reasons follow it in full
+    assert "| failed |" in table and table.count("loss became nan") == 2 and "try a lower --lr" in table
 
 
 @pytest.mark.slow

@@ -294,7 +294,8 @@ def _state(trial, retried_by: dict[int, int]) -> str:
     if name == "pruned" and trial.user_attrs.get("pruned_at_epoch"):
         return f"pruned (epoch {trial.user_attrs['pruned_at_epoch']})"
     if name == "fail":
-        return "failed" + (f": {trial.user_attrs['error'][:80]}" if trial.user_attrs.get("error") else "")
+        error = trial.user_attrs.get("error") or ""
+        return "failed" + (f": {error[:160]}" + ("..." if len(error) > 160 else "") if error else "")
     return {"complete": "complete", "running": "running", "waiting": "waiting"}.get(name, name)
 
 
@@ -365,7 +366,7 @@ def summary_table(plan: Plan, rows: list[dict[str, Any]], best: dict[str, Any] |
         [
             str(r["trial"]),
             Path(r["run"]).name if r["run"] else "-",
-            r["state"],
+            r["state"].split(":")[0],  # a failure's reason goes under the table: one long cell would widen it all
             _pct(r["val_acc"]),
             "-" if r["epochs"] is None else str(r["epochs"]),
             *(_param_cell(r["params"].get(p)) for p in params),
@@ -386,6 +387,10 @@ def summary_table(plan: Plan, rows: list[dict[str, Any]], best: dict[str, Any] |
             + (_pct(best["test_acc"]) if best.get("test_acc") is not None else best.get("note", "-"))
             + "."
         )
+    failed = [(r["trial"], r["state"].split(": ", 1)[1]) for r in rows if r["state"].startswith("failed: ")]
+    if failed:
+        caption += " Failed: " + "; ".join(f"trial {number}: {why}" for number, why in failed[:5])
+        caption += f"; and {len(failed) - 5} more." if len(failed) > 5 else "."
     return {"caption": caption, "headers": headers, "rows": cells}
 
 

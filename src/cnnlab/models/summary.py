@@ -54,6 +54,10 @@ class ModelSummary:
     def model_mb(self) -> float:
         return self.model_bytes / MB
 
+    def __str__(self) -> str:
+        """The table `cnnlab summary` prints: `print(cnnlab.summarize(model, 28, 1))` in a notebook."""
+        return render_summary(self)
+
 
 def _shape(value: object) -> tuple[int, ...]:
     """The shape of a tensor, or of the first tensor in a tuple, list or dict (a model returning extras); ()."""
