@@ -511,3 +511,31 @@ def test_cgroup_memory_limits_of_v1_and_v2_up_to_the_mount(tmp_path):
     cgroups.write_text("12:cpu,cpuacct:/docker/abc\n11:memory:/docker/abc\n")
     assert cgroup_memory_limits(cgroups, sys_root) == [536870912]
     assert cgroup_memory_limits(tmp_path / "absent", sys_root) == []
+
+
+def test_the_import_cache_lists_its_copies_and_clears_them_without_following_links(tmp_path, capsys):
+    import json
+
+    from cnnlab.cli.main import main
+
+    root = folder(tmp_path / "d", {"a": 3, "b": 3})
+    load(root)
+    image(root / "a" / "000.png", seed=999)  # the folder changed: imported anew, the old copy stays
+    load(root)
+    assert main(["datasets", "cache", "--format", "json"]) == 0
+    copies = json.loads(capsys.readouterr().out)
+    assert len(copies) == 2 and all(c["bytes"] > 0 and c["sources"] == [str(root.absolute())] for c in copies)
+    outside = tmp_path / "keep.bin"
+    outside.write_bytes(b"the user's")
+    (imported.cache_folder() / "planted.bin").symlink_to(outside)
+    assert main(["datasets", "cache"]) == 0
+    listing = capsys.readouterr().out
+    assert "2 decoded copies" in listing and str(root.absolute()) in listing and "planted" not in listing
+    assert main(["datasets", "cache", "--clear"]) == 0
+    assert capsys.readouterr().out.startswith("removed 2 decoded copies")
+    assert outside.read_bytes() == b"the user's" and not list(imported.cache_folder().glob("*.bin"))
+    assert root.is_dir() and len(list(root.rglob("*.png"))) == 6  # the dataset itself is untouched
+    again = load(root)  # imported again on the next use
+    assert (
+        len(again.train_labels) + len(again.test_labels) == 6 and len(list(imported.cache_folder().glob("*.bin"))) == 1
+    )

@@ -56,6 +56,16 @@ def register(subparsers) -> None:
     )
     remove.add_argument("name", metavar="NAME")
     remove.set_defaults(func=run_remove)
+    cache = actions.add_parser(
+        "cache",
+        help="list the decoded copies of your own datasets (--clear removes them)",
+        description="List the import cache: each decoded copy of one of your own datasets, its size, when it was "
+        "imported and the dataset path it came from. A folder that changed is imported anew and the old copy "
+        "stays; --clear removes them all (the next use of a dataset imports it again).",
+    )
+    cache.add_argument("--clear", action="store_true", help="remove every decoded copy (the datasets are untouched)")
+    add_format(cache)
+    cache.set_defaults(func=run_cache)
 
 
 def render_table(rows: list[dict], names: dict[str, str] | None = None) -> str:
@@ -121,4 +131,31 @@ def run_remove(args: argparse.Namespace) -> int:
     path = names.resolve_name(args.name)
     names.remove_name(args.name)
     print(f"removed the name {args.name} (it was {path}); the dataset's files are untouched")
+    return 0
+
+
+def run_cache(args: argparse.Namespace) -> int:
+    import time
+
+    # here: the command's work loads on use, so --help and argument errors stay fast
+    from cnnlab.data import import_cache
+    from cnnlab.data.imported import cache_folder
+
+    if args.clear:
+        removed, freed = import_cache.clear_cache()
+        print(f"removed {removed} decoded copies ({freed / 2**20:,.1f} MiB) from {cache_folder()}")
+        return 0
+    files = import_cache.cache_files()
+    if args.format == "json":
+        print(json.dumps([
+            {"path": str(f.path), "bytes": f.bytes, "imported": f.modified, "sources": f.sources} for f in files
+        ], indent=2))  # fmt: skip
+        return 0
+    total = sum(f.bytes for f in files)
+    print(f"import cache {cache_folder()}: {len(files)} decoded copies, {total / 2**20:,.1f} MiB")
+    for f in files:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(f.modified))
+        print(f"  {f.path.name}  {f.bytes / 2**20:9,.1f} MiB  {when}  {', '.join(f.sources) or '(source unknown)'}")
+    if files:
+        print("remove them all with: cnnlab datasets cache --clear (each is imported again when next used)")
     return 0
