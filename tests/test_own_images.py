@@ -6,6 +6,7 @@ import io
 import os
 import shutil
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -528,14 +529,18 @@ def test_the_import_cache_lists_its_copies_and_clears_them_without_following_lin
     outside = tmp_path / "keep.bin"
     outside.write_bytes(b"the user's")
     (imported.cache_folder() / "planted.bin").symlink_to(outside)
+    (imported.cache_folder() / "odd.bin").mkdir()  # not a cache file: left alone, no traceback
+    stale = imported.cache_folder() / ".import-old.tmp"
+    stale.write_bytes(b"x")
+    os.utime(stale, (time.time() - 2 * 24 * 3600,) * 2)  # an import that died days ago: removed, not counted
     assert main(["datasets", "cache"]) == 0
     listing = capsys.readouterr().out
     assert "2 decoded copies" in listing and str(root.absolute()) in listing and "planted" not in listing
     assert main(["datasets", "cache", "--clear"]) == 0
     assert capsys.readouterr().out.startswith("removed 2 decoded copies")
-    assert outside.read_bytes() == b"the user's" and not list(imported.cache_folder().glob("*.bin"))
+    assert outside.read_bytes() == b"the user's" and not stale.exists()
+    assert [p.name for p in imported.cache_folder().glob("*.bin")] == ["odd.bin"]
     assert root.is_dir() and len(list(root.rglob("*.png"))) == 6  # the dataset itself is untouched
     again = load(root)  # imported again on the next use
-    assert (
-        len(again.train_labels) + len(again.test_labels) == 6 and len(list(imported.cache_folder().glob("*.bin"))) == 1
-    )
+    assert len(again.train_labels) + len(again.test_labels) == 6
+    assert len([p for p in imported.cache_folder().glob("*.bin") if p.is_file()]) == 1

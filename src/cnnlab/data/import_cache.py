@@ -72,11 +72,16 @@ def clear_cache() -> tuple[int, int]:
         patterns.append((index, "*.json"))
     for parent, pattern in patterns:
         for path in parent.glob(pattern):
-            info = _regular(path)
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)):
+                continue  # a folder or a special file under a cache name is not the cache's to remove
+            if path.suffix == ".tmp" and time.time() - info.st_mtime < 24 * 3600:
+                continue  # an import may be writing it now
             with contextlib.suppress(FileNotFoundError):
-                if path.suffix == ".tmp" and info is not None and time.time() - info.st_mtime < 24 * 3600:
-                    continue  # an import may be writing it now
                 path.unlink()  # a link is removed as a link; a mapped file stays readable by whoever maps it
-                if info is not None and parent == folder:
-                    removed, freed = removed + 1, freed + info.st_size
+            if path.suffix == ".bin" and stat.S_ISREG(info.st_mode):
+                removed, freed = removed + 1, freed + info.st_size
     return removed, freed
