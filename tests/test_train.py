@@ -282,6 +282,14 @@ def test_a_notebook_gets_one_redrawn_bar_not_a_line_every_tenth_of_an_epoch():
     assert plain.getvalue() == "" and log.getvalue().startswith("epoch 1/2  step 2/16")
 
 
+def test_a_nan_names_the_lr_its_step_used(tmp_path, capsys):
+    # Warm-up over 20 steps: step k uses (k + 1) / 20 of the lr; the scheduler has already moved to step k + 1.
+    argv = ["train", "convnet", "--dataset", "mnist-sample", "--lr", "1e30", "--schedule", "constant"]
+    argv += ["--warmup-epochs", "1", "--batch-size", "100", "--limit-train", "2000", "--epochs", "1"]
+    assert main([*argv, "--out", str(tmp_path / "nan"), "--no-progress"]) == 1
+    assert "at epoch 1, step 1 (lr 1e+29)" in capsys.readouterr().err
+
+
 def test_recipe_reference_fills_in_the_published_set_up(tmp_path):
     from cnnlab.training import resolve_config
 

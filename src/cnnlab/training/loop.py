@@ -322,7 +322,7 @@ def _run(
                 meter.add(loss, logits, y)  # before the scheduler moves on: rows show the lr this step used
                 state.scheduler.step()
                 if step % check_every == 0:
-                    _check_finite(loss, run, epoch, step)
+                    _check_finite(loss, run, epoch, step, meter.lr)
                     signum = max_across_ranks(stop.signum or 0, device, dist_info)
                 meter.report(step)
                 if signum:
@@ -439,11 +439,12 @@ class _EpochMeter:
         return sums, self.seconds_before + time.perf_counter() - self.start
 
 
-def _check_finite(loss: torch.Tensor, run: _Run, epoch: int, step: int) -> None:
+def _check_finite(loss: torch.Tensor, run: _Run, epoch: int, step: int, lr: float) -> None:
+    """`lr`: the one this step used (the scheduler has already moved on to the next)."""
     if not torch.isfinite(loss):
         raise NonFiniteLoss(
             f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {step} "
-            f"(lr {run.state.scheduler.get_last_lr()[0]:.4g}); {_what_is_kept(run.config)}; "
+            f"(lr {lr:.4g}); {_what_is_kept(run.config)}; "
             "try a lower --lr or --precision fp32"
         )
 
