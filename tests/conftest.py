@@ -233,3 +233,15 @@ def browser(chromium_path):
         launched = p.chromium.launch(executable_path=chromium_path, args=["--no-sandbox", "--disable-gpu"])
         yield launched
         launched.close()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread beats several, and by far on a busy machine (a module opts in with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -23,13 +23,7 @@ from cnnlab.training import TrainConfig, train
 pytest.importorskip("captum")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors: one thread beats several on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _digit(size: int = 28, index: int = 0) -> torch.Tensor:

@@ -35,13 +35,7 @@ from cnnlab.training import TrainConfig, train
 HAS_CAPTUM = importlib.util.find_spec("captum") is not None
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tensors are tiny: one thread beats several, and by far on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(tmp, model: str, **options) -> Path:
